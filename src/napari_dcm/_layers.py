@@ -1,0 +1,126 @@
+"""Layer builders: ImageStacks -> napari layer-data tuples.
+
+Pure data (no napari import), so ``napari_dcm.read`` works in scripts,
+notebooks and dask workers.
+"""
+
+from __future__ import annotations
+
+from .dicom import voi
+from .dicom.decode import load_frame
+from .dicom.series import ImageStack
+from .dicom.volume import stack_array
+
+SEP = " · "
+
+
+def _fmt_date(d: str | None) -> str | None:
+    if d and len(d) == 8 and d.isdigit():
+        return f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    return d or None
+
+
+def base_name(stack: ImageStack) -> str:
+    i = stack.info
+    parts = [i.get("patient_id"), i.get("modality"), _fmt_date(i.get("study_date"))]
+    parts = [str(p) for p in parts if p]
+    if i.get("series_description"):
+        parts.append(str(i["series_description"]))
+    if not parts:
+        import os
+
+        parts = [os.path.basename(stack.frames[0].ref.path)]
+    return SEP.join(parts)
+
+
+def unique_names(stacks: list[ImageStack]) -> list[str]:
+    names = [base_name(s) for s in stacks]
+    counts: dict = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    seen: dict = {}
+    out = []
+    for n in names:
+        if counts[n] > 1:
+            seen[n] = seen.get(n, 0) + 1
+            out.append(f"{n} [{seen[n]}]")
+        else:
+            out.append(n)
+    return out
+
+
+def initial_frame(stack: ImageStack) -> int:
+    """The frame napari shows first (it centres its sliders)."""
+    return (stack.nframes - 1) // 2
+
+
+def contrast_limits(stack: ImageStack, strict: bool = False) -> tuple[float, float]:
+    """First header window (modality units) of the first shown frame, else
+    1st/99th percentiles of that one frame."""
+    f = stack.frames[initial_frame(stack)]
+    wins = f.windows or stack.windows
+    if wins and not stack.rgb:
+        lo, hi = wins[0].limits()
+        return float(lo), float(hi)
+    if stack.rgb and stack.dtype.itemsize == 1:
+        return 0.0, 255.0
+    arr = load_frame(f.ref, f.desc, f.transform, stack.shape, stack.dtype.str, strict)
+    return voi.percentile_limits(arr, 1.0, 99.0)
+
+
+def metadata(stack: ImageStack) -> dict:
+    frames = stack.frames
+    f0 = frames[0]
+    shown = frames[initial_frame(stack)]
+    multiframe = stack.multiframe
+    d2s = [f.ref.index for f in frames]
+    md = {
+        "napari_dcm": 1,
+        "paths": stack.paths,
+        "frame_paths": [f.ref.path for f in frames],
+        "display_to_stored": d2s,
+        "sop_instance_uids": [f.sop_instance_uid for f in frames],
+        "multiframe": multiframe,
+        "spacing_uniform": stack.spacing_uniform,
+        "windows": [
+            {"center": w.center, "width": w.width, "explanation": w.explanation, "function": w.function}
+            for w in (shown.windows or stack.windows)
+        ],
+        "photometric": f0.desc.photometric,
+        "transfer_syntax": f0.desc.transfer_syntax,
+        "notes": list(stack.notes),
+    }
+    if multiframe:
+        s2d = [-1] * (max(d2s) + 1)
+        for disp, stored in enumerate(d2s):
+            s2d[stored] = disp
+        md["stored_to_display"] = s2d
+        md["number_of_frames"] = len(s2d)
+    for k, v in stack.info.items():
+        md[k] = v
+    return md
+
+
+def layer_tuple(stack: ImageStack, name: str, strict: bool = False):
+    data = stack_array(stack, strict=strict)
+    kwargs = {
+        "name": name,
+        "scale": tuple(float(x) for x in stack.scale),
+        "translate": tuple(float(x) for x in stack.translate),
+        "contrast_limits": contrast_limits(stack, strict),
+        "rgb": stack.rgb,
+        "multiscale": False,
+        "metadata": metadata(stack),
+    }
+    if not stack.rgb:
+        kwargs["colormap"] = "gray_r" if stack.monochrome1 else "gray"
+    if stack.frames[0].pixel_spacing is not None and (
+        len(stack.scale) == 2 or all(f.position is not None for f in stack.frames)
+    ):
+        kwargs["units"] = ("mm",) * len(stack.scale)
+    return (data, kwargs, "image")
+
+
+def layer_tuples(stacks: list[ImageStack], strict: bool = False) -> list[tuple]:
+    names = unique_names(stacks)
+    return [layer_tuple(s, n, strict) for s, n in zip(stacks, names)]

@@ -1,0 +1,50 @@
+"""Notifications: napari's when napari is running, logging otherwise."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("napari_dcm")
+
+
+def _napari_notifications():
+    try:
+        from napari.utils import notifications
+    except Exception:  # napari not installed / importable
+        return None
+    return notifications
+
+
+def info(msg: str) -> None:
+    log.info(msg)
+    n = _napari_notifications()
+    if n is not None:
+        n.show_info(msg)
+
+
+def warning(msg: str) -> None:
+    log.warning(msg)
+    n = _napari_notifications()
+    if n is not None:
+        n.show_warning(msg)
+
+
+def error(msg: str) -> None:
+    log.error(msg)
+    n = _napari_notifications()
+    if n is not None:
+        n.show_error(msg)
+
+
+_installed = False
+
+
+def install_decode_notifier() -> None:
+    """Show one napari warning per file whose frames fail to decode."""
+    global _installed
+    if _installed:
+        return
+    from .dicom.decode import add_error_handler
+
+    add_error_handler(lambda err: warning(f"napari-dcm: frame shown blank: {err}"))
+    _installed = True

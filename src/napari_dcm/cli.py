@@ -1,0 +1,99 @@
+"""The ``napari-dcm`` command.
+
+    napari-dcm [PATH ...] [--filter FIELD=VALUE ...] [--no-recursive]
+               [--screenshot PNG] [--exit]
+
+Opens napari with the napari-dcm reader.  ``--screenshot`` saves the canvas
+once the data is shown; with ``--exit`` (implied when there is no display)
+napari quits afterwards, which is how the README's demo runs under Xvfb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .api import FILTER_FIELDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="napari-dcm",
+        description="Open DICOM files, folders and DICOMDIRs in napari (lazy, every transfer syntax).",
+    )
+    p.add_argument("paths", nargs="*", help="DICOM files, folders (recursive) or DICOMDIR files")
+    p.add_argument(
+        "--filter",
+        "-f",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help=f"keep instances whose FIELD contains VALUE (case-insensitive; repeat to AND). Fields: {', '.join(FILTER_FIELDS)}",
+    )
+    p.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    p.add_argument("--sample", action="store_true", help="open the bundled synthetic sample study")
+    p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the canvas once the data is shown")
+    p.add_argument("--exit", action="store_true", help="quit after loading (and after --screenshot)")
+    p.add_argument("--ndisplay", type=int, choices=(2, 3), default=2, help="2D or 3D view")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import __version__
+
+    if args.version:
+        print(f"napari-dcm {__version__}")
+        return 0
+    paths = list(args.paths)
+    if args.sample:
+        from ._sample import SAMPLE_STUDY
+
+        paths.append(SAMPLE_STUDY)
+    for p in paths:
+        if not os.path.exists(p):
+            print(f"napari-dcm: {p}: no such file or folder", file=sys.stderr)
+            return 2
+    try:
+        from .api import parse_filters
+
+        parse_filters(args.filter)
+    except ValueError as exc:
+        print(f"napari-dcm: {exc}", file=sys.stderr)
+        return 2
+
+    import napari
+
+    from ._reader import add_to_viewer
+
+    headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
+    viewer = napari.Viewer(title="napari-dcm")
+    added = []
+    if paths:
+        added = add_to_viewer(viewer, paths, recursive=not args.no_recursive, filters=args.filter or None)
+    for layer in added:
+        print(f"napari-dcm: layer {layer.name!r} shape={tuple(layer.data.shape)} dtype={layer.data.dtype}")
+    if args.ndisplay == 3:
+        viewer.dims.ndisplay = 3
+    if args.screenshot or args.exit or headless:
+        from qtpy.QtCore import QTimer
+
+        def finish():
+            if args.screenshot:
+                viewer.screenshot(args.screenshot, canvas_only=False)
+                print(f"napari-dcm: screenshot saved to {args.screenshot}")
+            if args.exit or headless:
+                viewer.close()
+                from qtpy.QtWidgets import QApplication
+
+                QApplication.instance().quit()
+
+        QTimer.singleShot(1500, finish)
+    napari.run()
+    return 0 if (added or not paths) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

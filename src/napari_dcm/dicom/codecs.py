@@ -1,0 +1,151 @@
+"""Codec choices for encapsulated pixel data.
+
+napari-dcm decodes through pydicom's ``pixels`` decoders, so the processing
+after the codec (sign correction, colour space, bit shifting) is pydicom's and
+pixels equal pydicom's reference decode.  This module only picks the fastest
+codec for each transfer syntax and adds the few that pydicom lacks:
+
+* JPEG 2000 / HTJ2K: OpenJPEG through ``imagecodecs`` with both cores
+  (``numthreads``), registered as a pydicom decoding plugin.  pydicom's own
+  pylibjpeg-openjpeg plugin is single-threaded (about 2x slower here).
+* JPEG-LS: CharLS through pyjpegls (pydicom's default, libjpeg, is ~4x slower).
+* JPEG: libjpeg through pylibjpeg; imagecodecs' libjpeg-turbo as the fallback
+  for 12-bit streams that libjpeg rejects (WG04 ``*_JPLY``) and for the
+  retired JPEG spectral selection syntax 1.2.840.10008.1.2.4.53, which pydicom
+  cannot decode at all.
+* RLE: pylibjpeg-rle, then pydicom's own.
+* Deflated Image Frame Compression (1.2.840.10008.1.2.8.1): each frame is raw
+  DEFLATE of the native frame; ``zlib`` inflates it (a one-line call, no
+  library does it).
+
+The module follows pydicom's plugin contract: ``is_available(uid)``,
+``DECODER_DEPENDENCIES`` and decode functions ``(src, runner) -> bytes``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from pydicom import uid as _uid
+
+JPEG2000_SYNTAXES = {
+    _uid.JPEG2000Lossless,
+    _uid.JPEG2000,
+    _uid.HTJ2KLossless,
+    _uid.HTJ2KLosslessRPCL,
+    _uid.HTJ2K,
+}
+JPEGLS_SYNTAXES = {_uid.JPEGLSLossless, _uid.JPEGLSNearLossless}
+JPEG_SYNTAXES = {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit, _uid.JPEGLossless, _uid.JPEGLosslessSV1}
+JPEG_SPECTRAL = "1.2.840.10008.1.2.4.53"  # retired, pydicom has no decoder
+DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"
+RLE = _uid.RLELossless
+
+DECODER_DEPENDENCIES = {u: ("imagecodecs",) for u in JPEG2000_SYNTAXES | {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit}}
+
+try:  # pragma: no cover - exercised implicitly
+    import imagecodecs as _ic
+
+    HAVE_IMAGECODECS = True
+except ImportError:  # pragma: no cover
+    _ic = None
+    HAVE_IMAGECODECS = False
+
+THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+def is_available(uid: str) -> bool:
+    if not HAVE_IMAGECODECS:
+        return False
+    if uid in JPEG2000_SYNTAXES:
+        return bool(_ic.JPEG2K.available)
+    if uid in (_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit):
+        return bool(_ic.JPEG8.available)
+    return False
+
+
+def decode_j2k(src: bytes, runner) -> bytes:
+    """pydicom plugin: JPEG 2000 / HTJ2K through OpenJPEG with several threads."""
+    from pydicom.pixels.common import PhotometricInterpretation as PI
+
+    arr = _ic.jpeg2k_decode(src, numthreads=THREADS)
+    if runner.photometric_interpretation in (PI.YBR_ICT, PI.YBR_RCT):
+        runner.set_option("photometric_interpretation", PI.RGB)
+    precision = runner.get_option("j2k_precision", runner.bits_stored)
+    if 0 < precision <= 8:
+        runner.set_option("bits_allocated", 8)
+    elif 8 < precision <= 16:
+        runner.set_option("bits_allocated", 16)
+    elif 16 < precision <= 32:
+        runner.set_option("bits_allocated", 32)
+    itemsize = runner.bits_allocated // 8
+    if arr.dtype.itemsize != itemsize:
+        arr = arr.astype(f"{'i' if arr.dtype.kind == 'i' else 'u'}{itemsize}")
+    return arr.tobytes()
+
+
+def decode_jpeg8(src: bytes, runner) -> bytes:
+    """pydicom plugin: JPEG through libjpeg-turbo (8 and 12 bit)."""
+    arr = _ic.jpeg8_decode(src)
+    if arr.dtype.itemsize == 1 and runner.bits_allocated > 8:
+        runner.set_option("bits_allocated", 8)
+    return arr.tobytes()
+
+
+_registered = False
+_lock = threading.Lock()
+
+# pydicom plugin labels, in the order napari-dcm tries them per syntax
+J2K_PLUGIN = "napari-dcm-openjpeg-mt"
+JPEG8_PLUGIN = "napari-dcm-libjpeg-turbo"
+
+
+def register_plugins() -> None:
+    """Add napari-dcm's plugins to pydicom's decoders (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    with _lock:
+        if _registered:
+            return
+        from pydicom.pixels import get_decoder
+
+        if HAVE_IMAGECODECS:
+            for ts in JPEG2000_SYNTAXES:
+                dec = get_decoder(ts)
+                if J2K_PLUGIN not in dec.available_plugins:
+                    try:
+                        dec.add_plugin(J2K_PLUGIN, (__name__, "decode_j2k"))
+                    except ValueError:
+                        pass
+            for ts in (_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit):
+                dec = get_decoder(ts)
+                if JPEG8_PLUGIN not in dec.available_plugins:
+                    try:
+                        dec.add_plugin(JPEG8_PLUGIN, (__name__, "decode_jpeg8"))
+                    except ValueError:
+                        pass
+        _registered = True
+
+
+def plugin_order(ts: str) -> list[str]:
+    """pydicom plugin names to try, fastest first ("" means pydicom's own order)."""
+    if ts in JPEG2000_SYNTAXES:
+        return [J2K_PLUGIN, "pylibjpeg", ""] if HAVE_IMAGECODECS else ["pylibjpeg", ""]
+    if ts in JPEGLS_SYNTAXES:
+        return ["pyjpegls", "pylibjpeg", ""]
+    if ts in (_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit):
+        return ["pylibjpeg", JPEG8_PLUGIN, ""] if HAVE_IMAGECODECS else ["pylibjpeg", ""]
+    if ts in JPEG_SYNTAXES:
+        return ["pylibjpeg", ""]
+    if ts == RLE:
+        return ["pylibjpeg", "pydicom", ""]
+    return [""]
+
+
+def decode_retired_jpeg(src: bytes):
+    """Decode the retired JPEG syntaxes (e.g. 4.53 spectral selection)."""
+    if not HAVE_IMAGECODECS:
+        raise RuntimeError("decoding retired JPEG syntaxes needs imagecodecs")
+    return _ic.jpeg8_decode(src)

@@ -1,0 +1,268 @@
+"""Discovery: which files are DICOM, and what their headers say.
+
+Folders are walked (recursively by default), every candidate file's header is
+scanned (both cores for large folders), and what could not be read is
+reported with its reason.  No pixel data is read here.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .scan import Header, ScanError, scan_header, sniff
+
+log = logging.getLogger("napari_dcm")
+
+DICOM_SUFFIXES = {".dcm", ".dicom", ".ima", ".dic"}
+_SKIP_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+PARALLEL_MIN_FILES = 400
+CHUNK = 200
+
+
+@dataclass
+class ScanResult:
+    headers: list[Header] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    n_files: int = 0
+
+    def extend(self, other: ScanResult):
+        self.headers += other.headers
+        self.skipped += other.skipped
+        self.n_files += other.n_files
+
+
+def looks_like_dicom(path: str) -> bool:
+    """Cheap test used by the napari reader: DICM preamble, DICOM element at
+    byte 0, or a DICOMDIR / folder holding such files."""
+    if os.path.isdir(path):
+        return folder_has_dicom(path)
+    return sniff(path) is not None
+
+
+def folder_has_dicom(path: str, max_files: int = 200) -> bool:
+    """Does a folder (recursively) hold a DICOM file among its first files?"""
+    seen = 0
+    for f in iter_files([path], recursive=True):
+        if sniff(f) is not None:
+            return True
+        seen += 1
+        if seen >= max_files:
+            return False
+    return False
+
+
+def iter_files(paths: Iterable[str], recursive: bool = True):
+    """Yield files under ``paths`` in a stable (sorted) order."""
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            yield from _walk_dir(p, recursive)
+        else:
+            yield p
+
+
+def _walk_dir(root: str, recursive: bool):
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        log.warning("cannot list %s: %s", root, exc)
+        return
+    dirs = []
+    for e in entries:
+        if e.name.startswith(".") or e.name in _SKIP_NAMES:
+            continue
+        try:
+            if e.is_dir(follow_symlinks=False):
+                dirs.append(e.path)
+            elif e.is_file():
+                yield e.path
+        except OSError:
+            continue
+    if recursive:
+        for d in dirs:
+            yield from _walk_dir(d, recursive)
+
+
+def dicomdir_files(path: str) -> list[str]:
+    """Files referenced by a DICOMDIR (falls back to the folder it sits in)."""
+    import pydicom
+    from pydicom.fileset import FileSet
+
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        fs = FileSet(ds)
+        files = sorted({os.fspath(inst.path) for inst in fs})
+        files = [f for f in files if os.path.isfile(f)]
+        if files:
+            return files
+    except Exception as exc:  # damaged DICOMDIR: use the folder instead
+        log.info("DICOMDIR %s unreadable (%s); scanning its folder", path, exc)
+    root = os.path.dirname(os.path.abspath(path))
+    return [f for f in iter_files([root]) if os.path.basename(f).upper() not in ("DICOMDIR",) and not _is_dicomdir_name(f)]
+
+
+def _is_dicomdir_name(f: str) -> bool:
+    return os.path.basename(f).upper().startswith("DICOMDIR")
+
+
+def header_from_dataset(path: str, ds) -> Header:
+    """A Header built with pydicom (fallback when the fast walk fails)."""
+    from .scan import _WANTED
+
+    h = Header(path=path)
+    meta = getattr(ds, "file_meta", None)
+    h.transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+    h.sop_class_uid = str(ds.get("SOPClassUID", "") or getattr(meta, "MediaStorageSOPClassUID", "") or "")
+    h.sop_instance_uid = str(ds.get("SOPInstanceUID", "") or "")
+    h.has_meta = meta is not None and len(meta) > 0
+    for tag, (name, kind) in _WANTED.items():
+        if tag in (0x00080016, 0x00080018) or kind == "raw":
+            continue
+        el = ds.get(tag)
+        if el is None or el.value in (None, ""):
+            continue
+        v = el.value
+        try:
+            if kind == "s":
+                h.values[name] = str(v)
+            elif kind == "m":
+                h.values[name] = [str(x) for x in (v if isinstance(v, (list, tuple)) or hasattr(v, "__iter__") and not isinstance(v, str) else [v])]
+            elif kind == "i":
+                h.values[name] = int(v)
+            elif kind == "f":
+                vals = v if hasattr(v, "__iter__") and not isinstance(v, str) else [v]
+                h.values[name] = [float(x) for x in vals]
+            elif kind == "u":
+                h.values[name] = int(v)
+        except (TypeError, ValueError) as exc:
+            raise ScanError(f"invalid {el.keyword or name} value {v!r}") from exc
+    for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if kw in ds:
+            h.pixel_tag = {"PixelData": 0x7FE00010, "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009}[kw]
+            h.pixel_offset = 0
+            h.values["dataset_mode"] = True
+            break
+    h.needs_dataset = True
+    return h
+
+
+def scan_one(path: str) -> Header | tuple[str, str]:
+    """Scan one file: a Header, or (path, reason) when it is skipped."""
+    try:
+        kind = sniff(path)
+    except OSError as exc:
+        return (path, f"cannot read: {exc.strerror or exc}")
+    if kind is None:
+        return (path, "not DICOM")
+    try:
+        return scan_header(path)
+    except OSError as exc:
+        return (path, f"cannot read: {exc.strerror or exc}")
+    except ScanError as exc:
+        reason = str(exc)
+    except Exception as exc:  # never let one file stop a folder
+        reason = f"{type(exc).__name__}: {exc}"
+    # last resort: pydicom (handles a few oddities the walk refuses)
+    try:
+        import warnings
+
+        import pydicom
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, defer_size=4096)
+            if len(ds) == 0:
+                return (path, reason)
+            h = header_from_dataset(path, ds)
+        if not h.values.get("rows") and h.has_pixels:
+            return (path, reason)
+        return h
+    except Exception:
+        return (path, reason)
+
+
+def _scan_chunk(paths: list[str]) -> list:
+    return [scan_one(p) for p in paths]
+
+
+_pool: cf.ProcessPoolExecutor | None = None
+
+
+def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
+    global _pool
+    if _pool is None:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["napari_dcm.dicom.scan", "napari_dcm.dicom.discovery"])
+        _pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return _pool
+
+
+def shutdown_pool():
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(cancel_futures=True)
+        _pool = None
+
+
+def scan_paths(
+    paths: Iterable[str],
+    recursive: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> ScanResult:
+    """Find and scan every file under ``paths``.
+
+    ``progress(done, total)`` is called as chunks finish.  Folders of more
+    than ``PARALLEL_MIN_FILES`` files are scanned on every core.
+    """
+    files: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        if not os.path.exists(p):
+            raise FileNotFoundError(p)
+        if os.path.isfile(p) and _is_dicomdir_name(p) and sniff(p) is not None:
+            files += dicomdir_files(p)
+        else:
+            files += [f for f in iter_files([p], recursive) if not _is_dicomdir_name(f)]
+    # keep order, drop duplicates
+    seen = set()
+    files = [f for f in files if not (f in seen or seen.add(f))]
+    result = ScanResult(n_files=len(files))
+    total = len(files)
+    workers = workers or min(os.cpu_count() or 1, 8)
+
+    def take(items):
+        for it in items:
+            if isinstance(it, Header):
+                result.headers.append(it)
+            else:
+                result.skipped.append(it)
+
+    if total >= PARALLEL_MIN_FILES and workers > 1:
+        try:
+            pool = _get_pool(workers)
+            chunks = [files[i : i + CHUNK] for i in range(0, total, CHUNK)]
+            done = 0
+            for items in pool.map(_scan_chunk, chunks):
+                take(items)
+                done += len(items)
+                if progress:
+                    progress(done, total)
+            return result
+        except Exception as exc:  # e.g. no process support: fall back to serial
+            log.info("parallel scan failed (%s); scanning serially", exc)
+            shutdown_pool()
+            result = ScanResult(n_files=len(files))
+    done = 0
+    for i in range(0, total, CHUNK):
+        items = _scan_chunk(files[i : i + CHUNK])
+        take(items)
+        done += len(items)
+        if progress:
+            progress(done, total)
+    return result

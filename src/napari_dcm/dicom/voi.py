@@ -1,0 +1,101 @@
+"""Values of interest: windows, contrast limits and output value ranges.
+
+Windows come from the header in modality units (after the modality LUT, as
+PS3.3 C.11.2.1.2 defines them), so they apply directly to the values
+napari-dcm shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    center: float
+    width: float
+    explanation: str = ""
+    function: str = "LINEAR"
+
+    def limits(self) -> tuple[float, float]:
+        """Contrast limits (low, high) for napari's linear ramp.
+
+        LINEAR (PS3.3 C.11.2.1.2.1): output is minimal at or below
+        c - 0.5 - (w-1)/2 and maximal above c - 0.5 + (w-1)/2.
+        LINEAR_EXACT: c -/+ w/2.  SIGMOID is approximated by its linear
+        central part (c -/+ w/2).
+        """
+        c, w = self.center, self.width
+        if self.function.upper() == "LINEAR" and w >= 1:
+            return c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
+        return c - w / 2, c + w / 2
+
+
+def windows_from(centers, widths, explanations=None, function: str | None = None) -> list[Window]:
+    """Pair up WindowCenter/WindowWidth values (multi-valued) into Windows."""
+    if not centers or not widths:
+        return []
+    centers = list(centers) if isinstance(centers, (list, tuple)) else [centers]
+    widths = list(widths) if isinstance(widths, (list, tuple)) else [widths]
+    expl = list(explanations or [])
+    out = []
+    for i, (c, w) in enumerate(zip(centers, widths)):
+        try:
+            c, w = float(c), float(w)
+        except (TypeError, ValueError):
+            continue
+        if w <= 0:
+            continue
+        out.append(Window(c, w, expl[i] if i < len(expl) else "", (function or "LINEAR").upper()))
+    return out
+
+
+def percentile_limits(frame: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
+    """Contrast limits from percentiles of one frame (never the whole volume)."""
+    a = np.asarray(frame)
+    if a.size > 4_000_000:  # subsample huge frames: percentiles barely move
+        step = int(np.ceil(np.sqrt(a.size / 4_000_000)))
+        a = a[::step, ::step]
+    a = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    if a.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(a, [low, high])
+    lo, hi = float(lo), float(hi)
+    if hi <= lo:
+        lo, hi = float(a.min()), float(a.max())
+        if hi <= lo:
+            hi = lo + 1
+    return lo, hi
+
+
+_INT_TYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64]
+
+
+def smallest_int_dtype(lo: float, hi: float) -> np.dtype:
+    for t in _INT_TYPES:
+        info = np.iinfo(t)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(t)
+    return np.dtype(np.float64)
+
+
+def stored_range(bits: int, signed: bool) -> tuple[int, int]:
+    bits = max(1, min(bits, 32))
+    if signed:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def rescaled_dtype(bits: int, signed: bool, rescales) -> np.dtype:
+    """Smallest dtype holding ``slope*stored+intercept`` for every (slope, intercept)."""
+    lo, hi = stored_range(bits, signed)
+    rescales = list(rescales) or [(1.0, 0.0)]
+    ints = all(float(s).is_integer() and float(b).is_integer() for s, b in rescales)
+    vals = []
+    for s, b in rescales:
+        vals += [s * lo + b, s * hi + b]
+    if ints:
+        return smallest_int_dtype(min(vals), max(vals))
+    return np.dtype(np.float32)

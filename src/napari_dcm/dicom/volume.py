@@ -1,0 +1,50 @@
+"""Lazy volumes: an ImageStack as a dask array, one chunk per frame.
+
+The graph's tasks hold FrameRefs (paths and byte offsets) and small
+descriptors, never open files, so the array pickles and computes on
+``dask.distributed`` workers.  Nothing is read until a chunk is computed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .decode import load_frame
+from .series import ImageStack
+
+
+def _load_chunk(ref, desc, transform, shape, dtype, strict):
+    return load_frame(ref, desc, transform, shape, dtype, strict)[None]
+
+
+def _load_chunk_2d(ref, desc, transform, shape, dtype, strict):
+    return load_frame(ref, desc, transform, shape, dtype, strict)
+
+
+def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False):
+    """A dask array (frames, rows, cols[, 3]) for ``stack``; 2D for one frame
+    unless ``force_3d``."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    shape = tuple(stack.shape)
+    dtype = np.dtype(stack.dtype)
+    n = stack.nframes
+    token = tokenize(
+        [(f.ref, f.desc, f.transform) for f in stack.frames], shape, dtype.str, strict
+    )
+    name = f"dicom-frames-{token}"
+    zeros = (0,) * len(shape)
+    if n == 1 and not force_3d:
+        f = stack.frames[0]
+        dsk = {(name, *zeros): (_load_chunk_2d, f.ref, f.desc, f.transform, shape, dtype.str, strict)}
+        chunks = tuple((s,) for s in shape)
+    else:
+        dsk = {
+            (name, i, *zeros): (_load_chunk, f.ref, f.desc, f.transform, shape, dtype.str, strict)
+            for i, f in enumerate(stack.frames)
+        }
+        chunks = ((1,) * n,) + tuple((s,) for s in shape)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return da.Array(graph, name, chunks, dtype=dtype)

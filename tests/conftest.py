@@ -1,0 +1,107 @@
+"""Shared fixtures: the real DICOM corpus, reference decodes, generated studies."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CORPUS = Path(os.environ.get("NAPARI_DCM_CORPUS", REPO.parent / "shared" / "dicom-corpus"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+sys.path.insert(0, str(HERE))
+
+
+def corpus_rows() -> list[dict]:
+    """MANIFEST.tsv rows (empty when the corpus is missing)."""
+    manifest = CORPUS / "MANIFEST.tsv"
+    if not manifest.is_file():
+        return []
+    with open(manifest, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def corpus_files(*categories: str, exclude: tuple = ()) -> list[str]:
+    out = []
+    for r in corpus_rows():
+        cat = r["path"].split("/")[0]
+        if categories and cat not in categories:
+            continue
+        if any(x in r["path"] for x in exclude):
+            continue
+        out.append(r["path"])
+    return out or ["<corpus missing>"]
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The shared corpus; missing corpus fails in CI and skips elsewhere."""
+    if not (CORPUS / "MANIFEST.tsv").is_file():
+        msg = f"DICOM corpus not found at {CORPUS} (expected ../shared/dicom-corpus beside the repo)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def manifest(corpus) -> dict:
+    return {r["path"]: r for r in corpus_rows()}
+
+
+def _ref_worker_init(tests_dir: str):
+    sys.path.insert(0, tests_dir)
+
+
+def _ref_call(path: str):
+    from reference import reference_frames
+
+    return reference_frames(path)
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """Reference decode by pydicom alone, in a process that never imports
+    napari_dcm (so napari-dcm's codec plugins cannot leak into the reference)."""
+    ctx = multiprocessing.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_ref_worker_init, initargs=(str(HERE),))
+
+    def ref(path) -> np.ndarray:
+        return pool.submit(_ref_call, os.fspath(path)).result(timeout=300)
+
+    yield ref
+    pool.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sample_study() -> Path:
+    from napari_dcm._sample import SAMPLE_STUDY
+
+    return Path(SAMPLE_STUDY)
+
+
+# --------------------------------------------------------------------------
+# generated data
+
+from synth import write_ct_series, write_multiframe  # noqa: E402
+
+
+@pytest.fixture
+def ct_series(tmp_path) -> Path:
+    """A 12-slice CT series whose file names and instance numbers disagree with positions."""
+    return write_ct_series(tmp_path / "ct", n=12, shuffle_names=True)
+
+
+@pytest.fixture(scope="session")
+def big_multiframe(tmp_path_factory) -> Path:
+    """A 24-frame 1024x832 uint16 Explicit LE multi-frame file."""
+    d = tmp_path_factory.mktemp("mf")
+    return write_multiframe(d / "big.dcm", frames=24, rows=1024, cols=832)

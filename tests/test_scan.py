@@ -1,0 +1,98 @@
+"""The fast header scan agrees with pydicom on every corpus file."""
+
+from __future__ import annotations
+
+import warnings
+
+import pydicom
+import pytest
+from conftest import corpus_files
+
+from napari_dcm.dicom.discovery import scan_one, sniff
+from napari_dcm.dicom.scan import Header, ScanError, scan_header
+
+CHECKS = [
+    ("rows", "Rows", int),
+    ("columns", "Columns", int),
+    ("bits_allocated", "BitsAllocated", int),
+    ("bits_stored", "BitsStored", int),
+    ("pixel_representation", "PixelRepresentation", int),
+    ("samples_per_pixel", "SamplesPerPixel", int),
+    ("photometric", "PhotometricInterpretation", str),
+    ("patient_id", "PatientID", str),
+    ("modality", "Modality", str),
+    ("study_instance_uid", "StudyInstanceUID", str),
+    ("series_instance_uid", "SeriesInstanceUID", str),
+    ("instance_number", "InstanceNumber", int),
+    ("image_position", "ImagePositionPatient", lambda v: [float(x) for x in v]),
+    ("image_orientation", "ImageOrientationPatient", lambda v: [float(x) for x in v]),
+    ("pixel_spacing", "PixelSpacing", lambda v: [float(x) for x in v]),
+    ("rescale_slope", "RescaleSlope", lambda v: [float(v)]),
+    ("rescale_intercept", "RescaleIntercept", lambda v: [float(v)]),
+    ("window_center", "WindowCenter", lambda v: [float(x) for x in (v if hasattr(v, "__len__") and not isinstance(v, str) else [v])]),
+    ("window_width", "WindowWidth", lambda v: [float(x) for x in (v if hasattr(v, "__len__") and not isinstance(v, str) else [v])]),
+]
+
+
+@pytest.mark.parametrize("rel", corpus_files(exclude=("broken/",)))
+def test_scan_matches_pydicom(corpus, rel):
+    path = str(corpus / rel)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+    h = scan_header(path)
+    assert isinstance(h, Header)
+    for name, kw, conv in CHECKS:
+        el = ds.get(kw)
+        if el is None or el == "":
+            assert h.values.get(name) in (None, [], ""), (name, h.values.get(name))
+            continue
+        assert h.values.get(name) == conv(el), (name, h.values.get(name), el)
+    assert h.sop_instance_uid == str(ds.get("SOPInstanceUID", "") or getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or "")
+    # the pixel data offset points at the value pydicom finds there
+    full = pydicom.dcmread(path, force=True, defer_size=None) if h.pixel_length >= 0 and h.pixel_length < 5_000_000 else None
+    if full is not None and "PixelData" in full and h.transfer_syntax != "1.2.840.10008.1.2.1.99":
+        with open(path, "rb") as fh:
+            fh.seek(h.pixel_offset)
+            raw = fh.read(h.pixel_length)
+        assert raw == full.PixelData[: len(raw)]
+
+
+def test_scan_reads_no_pixel_data(big_multiframe, monkeypatch):
+    """The header walk stops at the pixel data: it reads a small part of a big file."""
+    import builtins
+
+    sizes = []
+    real_open = builtins.open
+
+    class Spy:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def read(self, n=-1):
+            b = self.fh.read(n)
+            sizes.append(len(b))
+            return b
+
+        def __getattr__(self, k):
+            return getattr(self.fh, k)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.fh.close()
+
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: Spy(real_open(*a, **k)))
+    h = scan_header(str(big_multiframe))
+    assert h.pixel_offset > 0 and sum(sizes) < 200_000, sizes
+    assert big_multiframe.stat().st_size > 40_000_000
+
+
+def test_not_dicom(tmp_path):
+    png = tmp_path / "x.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
+    assert sniff(str(png)) is None
+    assert scan_one(str(png)) == (str(png), "not DICOM")
+    with pytest.raises(ScanError):
+        scan_header(str(png))
