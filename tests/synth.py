@@ -133,7 +133,7 @@ def write_multiframe(path: Path, frames: int = 64, rows: int = 2048, cols: int =
         pm.SliceThickness = 1.0
         shared.PixelMeasuresSequence = Sequence([pm])
         po = Dataset()
-        po.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+        po.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         shared.PlaneOrientationSequence = Sequence([po])
         if window:
             fv = Dataset()
@@ -144,7 +144,7 @@ def write_multiframe(path: Path, frames: int = 64, rows: int = 2048, cols: int =
         for k in range(frames):
             it = Dataset()
             pp = Dataset()
-            pp.ImagePositionPatient = [float(k), 0.0, 0.0]
+            pp.ImagePositionPatient = [0.0, 0.0, float(k)]
             it.PlanePositionSequence = Sequence([pp])
             per.append(it)
         ds.PerFrameFunctionalGroupsSequence = Sequence(per)
