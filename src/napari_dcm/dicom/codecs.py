@@ -54,6 +54,18 @@ except ImportError:  # pragma: no cover
 
 THREADS = max(1, min(4, os.cpu_count() or 1))
 
+try:
+    from rle.utils import decode_frame as _rle_decode_frame
+
+    HAVE_RLE = True
+except ImportError:  # pragma: no cover
+    HAVE_RLE = False
+
+
+def rle_decode_frame(src: bytes, nr_pixels: int, bits_allocated: int) -> bytes:
+    """One RLE frame (one sample) through pylibjpeg-rle, little-endian output."""
+    return _rle_decode_frame(src, nr_pixels, bits_allocated, "<")
+
 
 def is_available(uid: str) -> bool:
     if not HAVE_IMAGECODECS:

@@ -144,10 +144,23 @@ def decode_frame(ref: FrameRef, desc: PixelDesc) -> np.ndarray:
         from pydicom.pixels import pixel_array
 
         return pixel_array(ref.path, index=ref.index if ref.nframes > 1 else None)
+    if ref.mode == NATIVE and _simple(desc) and desc.transfer_syntax != EXPLICIT_BE:
+        n = desc.rows * desc.columns * desc.bits_allocated // 8
+        if ref.length >= 0 and ref.nframes * n > ref.length + 1:
+            return _decode_native(ref, desc)  # raises the precise truncation error
+        raw = pread_into(ref.path, ref.offset + ref.index * n, n)
+        return _unused_bits(np.frombuffer(raw, _simple_dtype(desc)).reshape(desc.rows, desc.columns), desc)
     if ref.mode == NATIVE or ref.mode == DEFLATED:
         return _decode_native(ref, desc)
     # encapsulated
     codestream = read_encapsulated(ref)
+    if ts == codecs.RLE and _simple(desc) and codecs.HAVE_RLE:
+        try:
+            raw = codecs.rle_decode_frame(codestream, desc.rows * desc.columns, desc.bits_allocated)
+            arr = np.frombuffer(raw, _simple_dtype(desc)).reshape(desc.rows, desc.columns)
+            return _unused_bits(arr, desc)
+        except Exception:
+            pass  # pydicom's decoders below give the detailed error
     if ts == codecs.DEFLATED_IMAGE_FRAME:
         import zlib
 
@@ -178,6 +191,35 @@ def decode_frame(ref: FrameRef, desc: PixelDesc) -> np.ndarray:
                 first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
                 errors.append(f"{plugin or 'pydicom'}: {first[:160]}")
     raise RuntimeError("no decoder could decode the frame (" + "; ".join(errors[:2]) + ")")
+
+
+def _simple(desc: PixelDesc) -> bool:
+    """One sample of 8/16/32-bit integers: decoded here with numpy, exactly as pydicom does."""
+    return (
+        desc.samples_per_pixel == 1
+        and desc.bits_allocated in (8, 16, 32)
+        and desc.pixel_keyword == "PixelData"
+        and 0 < desc.bits_stored <= desc.bits_allocated
+    )
+
+
+def _simple_dtype(desc: PixelDesc) -> np.dtype:
+    return np.dtype(f"<{'i' if desc.pixel_representation else 'u'}{desc.bits_allocated // 8}")
+
+
+def _unused_bits(arr: np.ndarray, desc: PixelDesc) -> np.ndarray:
+    """pydicom's unused-bits correction (PS3.5 8.1.1): mask, or sign-extend from BitsStored."""
+    shift = desc.bits_allocated - desc.bits_stored
+    if not shift:
+        return arr
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    if desc.pixel_representation:
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
+    else:
+        np.bitwise_and(arr, arr.dtype.type((1 << desc.bits_stored) - 1), out=arr)
+    return arr
 
 
 def _desc_fields(desc: PixelDesc):

@@ -11,17 +11,18 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .scan import Header, ScanError, scan_header, sniff
+from .scan import Header, NotDicom, ScanError, scan_header, sniff
 
 log = logging.getLogger("napari_dcm")
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima", ".dic"}
 _SKIP_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 PARALLEL_MIN_FILES = 400
-CHUNK = 200
+CHUNK = 500
 
 
 @dataclass
@@ -154,15 +155,11 @@ def header_from_dataset(path: str, ds) -> Header:
 def scan_one(path: str) -> Header | tuple[str, str]:
     """Scan one file: a Header, or (path, reason) when it is skipped."""
     try:
-        kind = sniff(path)
-    except OSError as exc:
-        return (path, f"cannot read: {exc.strerror or exc}")
-    if kind is None:
-        return (path, "not DICOM")
-    try:
         return scan_header(path)
     except OSError as exc:
         return (path, f"cannot read: {exc.strerror or exc}")
+    except NotDicom:
+        return (path, "not DICOM")
     except ScanError as exc:
         reason = str(exc)
     except Exception as exc:  # never let one file stop a folder
@@ -194,10 +191,20 @@ _pool: cf.ProcessPoolExecutor | None = None
 
 
 def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
+    """Scan workers that live for the session.
+
+    On Linux they are forked: they start in milliseconds and re-import
+    nothing.  The children only run the header walk (no Qt, no logging, no
+    imports: pydicom is imported first so a fallback never takes the import
+    lock), so forking from napari's multi-threaded process is safe.
+    Elsewhere the platform's default start method is used.
+    """
     global _pool
     if _pool is None:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["napari_dcm.dicom.scan", "napari_dcm.dicom.discovery"])
+        import pydicom  # noqa: F401  (imported before forking, see above)
+
+        method = "fork" if sys.platform.startswith("linux") else None
+        ctx = multiprocessing.get_context(method)
         _pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     return _pool
 

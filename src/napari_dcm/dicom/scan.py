@@ -89,27 +89,57 @@ _WANTED = {
     0x7FE00002: ("extended_offset_table_lengths", "raw"),
 }
 
+# Values kept from the functional group macros of Enhanced objects
+# (Shared / Per-frame Functional Groups Sequence -> macro sequence -> item)
+_FG_WANTED = {
+    0x00200032: ("image_position", "f"),
+    0x00200037: ("image_orientation", "f"),
+    0x00280030: ("pixel_spacing", "f"),
+    0x00180050: ("slice_thickness", "f"),
+    0x00180088: ("spacing_between_slices", "f"),
+    0x00281052: ("rescale_intercept", "f"),
+    0x00281053: ("rescale_slope", "f"),
+    0x00281050: ("window_center", "f"),
+    0x00281051: ("window_width", "f"),
+    0x00281055: ("window_explanation", "m"),
+    0x00281056: ("voi_lut_function", "s"),
+    0x00209056: ("stack_id", "s"),
+    0x00209057: ("in_stack_position", "u"),
+    0x00209128: ("temporal_position_index", "u"),
+    0x00209157: ("dimension_index_values", "raw"),
+    0x00209111: ("frame_content", "raw"),  # never a plain value; present for completeness
+}
+_FG_SEQUENCES = {0x52009229: "shared_fg", 0x52009230: "per_frame_fg"}
+
 # Elements whose presence means the file needs a full pydicom header parse to
 # be described completely (functional groups, LUT sequences, palettes, ...).
 _NEEDS_DATASET = {
-    0x52009229,  # SharedFunctionalGroupsSequence
-    0x52009230,  # PerFrameFunctionalGroupsSequence
     0x00283000,  # ModalityLUTSequence
     0x00283010,  # VOILUTSequence
     0x00281201, 0x00281202, 0x00281203,  # palette LUT data
     0x00281221, 0x00281222, 0x00281223,  # segmented palette LUT data
-    0x00540022,  # DetectorInformationSequence (NM geometry)
-    0x00209222,  # DimensionIndexSequence
 }
 
 _PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
 
 UNDEFINED = 0xFFFFFFFF
+_STRUCTS = {
+    little: (
+        struct.Struct(e + "HH2sH").unpack_from,
+        struct.Struct(e + "HHL").unpack_from,
+        struct.Struct(e + "L").unpack_from,
+    )
+    for little, e in ((True, "<"), (False, ">"))
+}
 _FIRST_READ = 16384
 
 
 class ScanError(Exception):
     """The header could not be walked (the caller decides what that means)."""
+
+
+class NotDicom(ScanError):
+    """Neither a DICM preamble nor a DICOM data element at the start of the file."""
 
 
 @dataclass(slots=True)
@@ -134,6 +164,12 @@ class Header:
         v = self.values.get(name)
         return default if v is None else v
 
+    def __reduce__(self):
+        # compact pickling: headers travel from scan workers in bulk
+        return (_make_header, (self.path, self.transfer_syntax, self.sop_class_uid, self.sop_instance_uid,
+                               self.has_meta, self.has_preamble, self.pixel_tag, self.pixel_offset,
+                               self.pixel_length, self.file_size, self.needs_dataset, self.values))
+
     @property
     def has_pixels(self) -> bool:
         return self.pixel_offset >= 0
@@ -141,6 +177,10 @@ class Header:
     @property
     def is_dicomdir(self) -> bool:
         return self.sop_class_uid == "1.2.840.10008.1.3.10"
+
+
+def _make_header(*args) -> Header:
+    return Header(*args)
 
 
 class _Buf:
@@ -161,8 +201,7 @@ class _Buf:
         if self.eof:
             return False
         want = max(end - len(self.data), len(self.data))  # at least double
-        self.fh.seek(len(self.data))
-        more = self.fh.read(want)
+        more = os.pread(self.fh, want, len(self.data))
         if not more:
             self.eof = True
             return False
@@ -174,13 +213,35 @@ class _Buf:
 
 def _text(raw: bytes) -> str:
     try:
-        s = raw.decode("ascii")
+        s = raw.decode()  # ASCII (the common case) and UTF-8 (ISO_IR 192)
     except UnicodeDecodeError:
         s = raw.decode("latin-1")
     return s.strip(" \x00")
 
 
 def _convert(kind: str, raw: bytes, vr: bytes, little: bool):
+    # fast paths first (well-formed values), the careful parse on any doubt
+    if kind == "s":
+        try:
+            return raw.decode().strip(" \x00") or None
+        except UnicodeDecodeError:
+            return _text(raw) or None
+    if kind == "f":
+        try:
+            return [float(x) for x in raw.split(b"\\")] or None
+        except ValueError:
+            pass
+    elif kind == "i":
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    elif kind == "u" and len(raw) == 2 and vr != b"SS":
+        return int.from_bytes(raw, "little" if little else "big")
+    return _convert_slow(kind, raw, vr, little)
+
+
+def _convert_slow(kind: str, raw: bytes, vr: bytes, little: bool):
     if kind == "s":
         return _text(raw) or None
     if kind == "m":
@@ -259,18 +320,45 @@ def sniff(path: str, head: bytes | None = None) -> str | None:
 
 def scan_header(path: str) -> Header:
     """Walk a file's header; raise ScanError (or OSError) if it cannot be walked."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        first = fh.read(_FIRST_READ)
-        buf = _Buf(fh, first, size)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        first = os.read(fd, _FIRST_READ)
+        buf = _Buf(fd, first, size)
+        return _scan(path, fd, buf, first, size)
+    finally:
+        os.close(fd)
+
+
+def _meta_fast(data: bytes, values: dict) -> int:
+    """Read the file meta through its group length; -1 when it is not the usual shape."""
+    if data[132:140] != b"\x02\x00\x00\x00UL\x04\x00" or len(data) < 144:
+        return -1
+    end = 144 + struct.unpack_from("<L", data, 140)[0]
+    if end > len(data):
+        return -1
+    for elem, key in ((b"\x10", "_ts"), (b"\x02", "_msc"), (b"\x03", "_msi")):
+        i = data.find(b"\x02\x00" + elem + b"\x00UI", 144, end)
+        if i >= 0:
+            n = struct.unpack_from("<H", data, i + 6)[0]
+            values[key] = data[i + 8 : i + 8 + n].decode("latin-1").strip(" \x00")
+    if data[end : end + 2] == b"\x02\x00":  # group length was wrong: walk instead
+        return -1
+    return end
+
+
+def _scan(path, fh, buf, first, size) -> Header:
+    if True:
         hdr = Header(path=path, file_size=size)
-        kind = sniff(path, first[:132])
+        kind = "dicom" if first[128:132] == b"DICM" else sniff(path, first[:132])
         if kind is None:
-            raise ScanError("not a DICOM file (no DICM preamble and no DICOM data elements)")
+            raise NotDicom("not a DICOM file (no DICM preamble and no DICOM data elements)")
         values = hdr.values
         if kind == "dicom":
-            pos = 132
-            pos = _walk(buf, pos, True, True, values, hdr, meta_only=True)
+            pos = _meta_fast(first, values)
+            if pos < 0:
+                values.pop("_ts", None), values.pop("_msc", None), values.pop("_msi", None)
+                pos = _walk(buf, 132, True, True, values, hdr, meta_only=True)
             ts = values.pop("_ts", "")
             hdr.transfer_syntax = ts
             msc = values.pop("_msc", "")
@@ -299,9 +387,8 @@ def scan_header(path: str) -> Header:
         explicit = ts != IMPLICIT_LE
         if ts == DEFLATED_LE:
             # The dataset after the file meta is one raw DEFLATE stream.
-            fh.seek(pos)
             try:
-                inflated = zlib.decompress(fh.read(), -15)
+                inflated = zlib.decompress(os.pread(fh, size - pos, pos), -15)
             except zlib.error as exc:
                 raise ScanError(f"deflated dataset does not inflate: {exc}") from None
             dbuf = _Buf(None, inflated, len(inflated))
@@ -326,10 +413,7 @@ def _walk(buf: _Buf, pos: int, explicit: bool, little: bool, values: dict, hdr: 
     """Walk top-level elements from ``pos``; fill ``values``; return the end position."""
     if meta_only:
         return _walk_meta(buf, pos, values)
-    e = "<" if little else ">"
-    head_explicit = struct.Struct(e + "HH2sH").unpack_from
-    head_implicit = struct.Struct(e + "HHL").unpack_from
-    unpack_u32 = struct.Struct(e + "L").unpack_from
+    head_explicit, head_implicit, unpack_u32 = _STRUCTS[little]
     wanted = _WANTED
     needs = _NEEDS_DATASET
     long_vrs = _LONG_VRS
@@ -374,6 +458,12 @@ def _walk(buf: _Buf, pos: int, explicit: bool, little: bool, values: dict, hdr: 
         if group == 0xFFFE:
             # stray item/sequence delimiter at top level: skip it
             pos += 8
+            continue
+        if group == 0x5200 and tag in _FG_SEQUENCES:
+            items, pos = _functional_groups(buf, vpos, length, explicit and vr != b"UN", little)
+            values[_FG_SEQUENCES[tag]] = items
+            data = buf.data
+            ndata = len(data)
             continue
         if length == UNDEFINED:
             if tag in needs:
@@ -428,6 +518,90 @@ def _walk_meta(buf: _Buf, pos: int, values: dict) -> int:
         elif elem == 0x0003:
             values["_msi"] = _text(data[vpos : vpos + length])
         pos = vpos + length
+
+
+def _element_at(buf: _Buf, pos: int, explicit: bool, little: bool):
+    """(tag, vr, length, value position) of the element at ``pos``."""
+    head_explicit, head_implicit, unpack_u32 = _STRUCTS[little]
+    if not buf.need(pos + 12) and not buf.need(pos + 8):
+        raise ScanError("file ends inside a sequence")
+    data = buf.data
+    if explicit:
+        group, elem, vr, length = head_explicit(data, pos)
+        if group == 0xFFFE:
+            return (group << 16) | elem, None, unpack_u32(data, pos + 4)[0], pos + 8
+        if vr in _LONG_VRS:
+            return (group << 16) | elem, vr, unpack_u32(data, pos + 8)[0], pos + 12
+        if vr in _VALID_VR:
+            return (group << 16) | elem, vr, length, pos + 8
+        raise ScanError(f"invalid VR {vr!r} inside a sequence at offset {pos}")
+    group, elem, length = head_implicit(data, pos)
+    return (group << 16) | elem, None, length, pos + 8
+
+
+def _items(buf: _Buf, pos: int, length: int, explicit: bool, little: bool):
+    """Yield (item value start, item end or None) and finally the sequence end position."""
+    end = None if length == UNDEFINED else pos + length
+    while end is None or pos < end:
+        tag, _, ilen, vpos = _element_at(buf, pos, explicit, little)
+        if tag == 0xFFFEE0DD:
+            yield ("end", vpos)
+            return
+        if tag != 0xFFFEE000:
+            raise ScanError(f"unexpected tag {tag:08X} in a sequence at offset {pos}")
+        yield ("item", vpos, ilen)
+        pos = yield_pos = _after_item(buf, vpos, ilen, explicit, little)
+        del yield_pos
+    yield ("end", end)
+
+
+def _after_item(buf, vpos, ilen, explicit, little):
+    if ilen != UNDEFINED:
+        return vpos + ilen
+    return _skip_undefined_item(buf, vpos, explicit, little)
+
+
+def _item_values(buf: _Buf, pos: int, ilen: int, explicit: bool, little: bool, out: dict, depth: int) -> None:
+    """Collect _FG_WANTED values of an item; descend ``depth`` sequence levels."""
+    end = None if ilen == UNDEFINED else pos + ilen
+    while end is None or pos < end:
+        tag, vr, length, vpos = _element_at(buf, pos, explicit, little)
+        if tag == 0xFFFEE00D:
+            return
+        is_seq = vr == b"SQ" or length == UNDEFINED or (vr is None and depth > 0)
+        if is_seq and depth > 0:
+            inner_explicit = explicit and vr != b"UN"
+            for ev in _items(buf, vpos, length, inner_explicit, little):
+                if ev[0] == "item":
+                    _item_values(buf, ev[1], ev[2], inner_explicit, little, out, depth - 1)
+                else:
+                    pos = ev[1]
+            continue
+        if length == UNDEFINED:
+            pos = _skip_undefined_sequence(buf, vpos, explicit and vr != b"UN", little)
+            continue
+        w = _FG_WANTED.get(tag)
+        if w is not None:
+            if not buf.need(vpos + length):
+                raise ScanError("file ends inside a functional group")
+            out[w[0]] = _convert(w[1], buf.data[vpos : vpos + length], vr or b"", little)
+        pos = vpos + length
+        if pos > buf.size:
+            raise ScanError("functional group runs past the end of the file")
+
+
+def _functional_groups(buf: _Buf, pos: int, length: int, explicit: bool, little: bool):
+    """Parse a Shared/Per-frame Functional Groups Sequence into flat dicts, one per item."""
+    out = []
+    end = pos
+    for ev in _items(buf, pos, length, explicit, little):
+        if ev[0] == "item":
+            d: dict = {}
+            _item_values(buf, ev[1], ev[2], explicit, little, d, depth=1)
+            out.append(d)
+        else:
+            end = ev[1]
+    return out, end
 
 
 def _skip_undefined_sequence(buf: _Buf, pos: int, explicit: bool, little: bool) -> int:

@@ -106,19 +106,33 @@ def load_dataset(path: str):
         return pydicom.dcmread(path, stop_before_pixels=True, force=True)
 
 
-def _fg(ds, i: int, seq: str):
-    """Functional group item ``seq`` for frame ``i`` (per-frame, else shared)."""
-    pf = ds.get("PerFrameFunctionalGroupsSequence")
-    if pf is not None and i < len(pf):
-        s = pf[i].get(seq)
-        if s:
-            return s[0]
+def _fg_from_dataset(ds, nframes: int):
+    """Functional group values read with pydicom (fallback when the scan had none)."""
+    from .scan import _FG_WANTED
+
+    def flat(item):
+        out = {}
+        if item is None:
+            return out
+        for macro in item:
+            if macro.VR != "SQ" or not macro.value:
+                continue
+            for el in macro.value[0]:
+                w = _FG_WANTED.get(int(el.tag))
+                if w is None or el.value in (None, ""):
+                    continue
+                name, kind = w
+                if kind == "f":
+                    out[name] = list(_floats(el.value) or [])
+                elif kind == "m":
+                    out[name] = [str(x) for x in (el.value if not isinstance(el.value, str) else [el.value])]
+                elif kind == "s":
+                    out[name] = str(el.value)
+        return out
+
     sh = ds.get("SharedFunctionalGroupsSequence")
-    if sh:
-        s = sh[0].get(seq)
-        if s:
-            return s[0]
-    return None
+    pf = ds.get("PerFrameFunctionalGroupsSequence") or []
+    return flat(sh[0] if sh else None), [flat(pf[i]) if i < len(pf) else {} for i in range(nframes)]
 
 
 def _floats(v):
@@ -432,10 +446,18 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
 
 def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStack]:
     """Stacks of one multi-frame (or dataset-described) instance."""
-    ds = load_dataset(h.path) if (h.needs_dataset or h.values.get("dataset_mode")) else None
-    refs = _refs(h, desc, nframes)
     v = h.values
-    enhanced = ds is not None and ("PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds)
+    ds = None
+    if v.get("dataset_mode") or (h.needs_dataset and desc.photometric == "PALETTE COLOR") or h.needs_dataset:
+        ds = load_dataset(h.path)
+    refs = _refs(h, desc, nframes)
+    shared = (v.get("shared_fg") or [{}])[0]
+    per_frame = v.get("per_frame_fg") or []
+    if ds is not None and not shared and not per_frame and (
+        "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    ):
+        shared, per_frame = _fg_from_dataset(ds, nframes)
+    enhanced = bool(shared or per_frame)
     per = []
     base_pos = _tuple(v.get("image_position"))
     base_ori = _tuple(v.get("image_orientation"))
@@ -443,30 +465,21 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
     base_rescale = _rescale_of(v)
     base_windows = _windows_of(v)
     gfov = v.get("grid_frame_offset_vector")
-    n = normal = geometry.normal(base_ori)
+    n = geometry.normal(base_ori)
     for i in range(nframes):
         pos, ori, ps, rs, wins, thick = base_pos, base_ori, base_ps, base_rescale, base_windows, None
         if enhanced:
-            it = _fg(ds, i, "PlanePositionSequence")
-            if it is not None and "ImagePositionPatient" in it:
-                pos = _floats(it.ImagePositionPatient)
-            it = _fg(ds, i, "PlaneOrientationSequence")
-            if it is not None and "ImageOrientationPatient" in it:
-                ori = _floats(it.ImageOrientationPatient)
-            it = _fg(ds, i, "PixelMeasuresSequence")
-            if it is not None:
-                ps = geometry.in_plane_spacing(_floats(it.get("PixelSpacing")), None) or ps
-                thick = (_floats(it.get("SliceThickness")) or (None,))[0]
-            it = _fg(ds, i, "PixelValueTransformationSequence")
-            if it is not None and "RescaleSlope" in it:
-                rs = (float(it.RescaleSlope) or 1.0, float(it.get("RescaleIntercept", 0) or 0))
-            it = _fg(ds, i, "FrameVOILUTSequence")
-            if it is not None and "WindowCenter" in it:
-                wins = voi.windows_from(
-                    _floats(it.WindowCenter), _floats(it.WindowWidth),
-                    [str(x) for x in (it.get("WindowCenterWidthExplanation") or [])] if not isinstance(it.get("WindowCenterWidthExplanation"), str) else [it.WindowCenterWidthExplanation],
-                    it.get("VOILUTFunction"),
-                )
+            fg = dict(shared)
+            if i < len(per_frame):
+                fg.update(per_frame[i])
+            pos = _tuple(fg.get("image_position")) or pos
+            ori = _tuple(fg.get("image_orientation")) or ori
+            ps = geometry.in_plane_spacing(fg.get("pixel_spacing"), None) or ps
+            thick = (fg.get("slice_thickness") or [None])[0]
+            if fg.get("rescale_slope"):
+                rs = _rescale_of(fg)
+            if fg.get("window_center"):
+                wins = _windows_of(fg)
         elif gfov and base_pos and n is not None and i < len(gfov):
             pos = tuple(p + gfov[i] * c for p, c in zip(base_pos, n))
         per.append((refs[i], pos, ori, ps, rs, wins, thick))
@@ -491,11 +504,7 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
             )
             for it, t in zip(items, transforms)
         ]
-        fallback = (v.get("spacing_between_slices") or [None])[0]
-        if enhanced and ds is not None:
-            it = _fg(ds, 0, "PixelMeasuresSequence")
-            if it is not None and it.get("SpacingBetweenSlices"):
-                fallback = float(it.SpacingBetweenSlices)
+        fallback = (v.get("spacing_between_slices") or shared.get("spacing_between_slices") or [None])[0]
         st = _finish(frames, desc, dtype, _info(h), multiframe=True, fallback_spacing=fallback, geometric=enhanced or bool(gfov))
         if len(groups) > 1:
             st.notes.append(f"orientation group {gi + 1} of {len(groups)}")

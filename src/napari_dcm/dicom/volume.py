@@ -7,6 +7,8 @@ descriptors, never open files, so the array pickles and computes on
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from .decode import load_frame
@@ -31,9 +33,11 @@ def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False)
     shape = tuple(stack.shape)
     dtype = np.dtype(stack.dtype)
     n = stack.nframes
-    token = tokenize(
-        [(f.ref, f.desc, f.transform) for f in stack.frames], shape, dtype.str, strict
-    )
+    h = hashlib.sha1()
+    for f in stack.frames:
+        r = f.ref
+        h.update(f"{r.path}\0{r.index}\0{r.mode}\0{r.offset}\0{r.ranges}\0{id(f.transform) if f.transform is not None and not hasattr(f.transform, 'slope') else f.transform}\n".encode())
+    token = tokenize(h.hexdigest(), stack.frames[0].desc, shape, dtype.str, strict)
     name = f"dicom-frames-{token}"
     zeros = (0,) * len(shape)
     if n == 1 and not force_3d:

@@ -1,0 +1,56 @@
+"""Take the user guide's screenshots (docs/images/*.png) with a real napari viewer.
+
+    xvfb-run -a .venv/bin/python scripts/docs_screenshots.py [CORPUS_DIR]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "images"
+CORPUS = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "dicom-corpus"
+
+
+def main():
+    import napari
+
+    from napari_dcm._sample import SAMPLE_STUDY
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(title="napari-dcm")
+    viewer.window.resize(1200, 800)
+
+    def shot(name):
+        napari.qt.get_qapp().processEvents()
+        viewer.screenshot(str(OUT / name), canvas_only=False, flash=False)
+        print("saved", OUT / name)
+
+    viewer.open(SAMPLE_STUDY, plugin="napari-dcm")
+    shot("sample_study_2d.png")
+    layer = viewer.layers[0]
+    layer.contrast_limits = (-300, 1400)
+    viewer.dims.ndisplay = 3
+    viewer.camera.angles = (0, 35, 55)
+    shot("sample_study_3d.png")
+    viewer.dims.ndisplay = 2
+    viewer.layers.clear()
+    if CORPUS.is_dir():
+        viewer.open(str(CORPUS / "mammography" / "GH133.dcm"), plugin="napari-dcm")
+        viewer.reset_view()
+        shot("mammogram.png")
+        viewer.layers.clear()
+        viewer.open(str(CORPUS / "multiframe" / "examples_ybr_color.dcm"), plugin="napari-dcm")
+        viewer.reset_view()
+        shot("us_cine_rgb.png")
+        viewer.layers.clear()
+        viewer.open(str(CORPUS / "ct_mr_series" / "orthanc_Knee_T1"), plugin="napari-dcm")
+        viewer.reset_view()
+        shot("knee_mr_series.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
