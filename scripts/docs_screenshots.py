@@ -20,6 +20,9 @@ def main():
     from napari_dcm._sample import SAMPLE_STUDY
 
     OUT.mkdir(parents=True, exist_ok=True)
+    from napari.settings import get_settings
+
+    get_settings().application.gui_notification_level = "error"  # no toasts over the pictures
     viewer = napari.Viewer(title="napari-dcm")
     viewer.window.resize(1200, 800)
 
@@ -31,8 +34,11 @@ def main():
     viewer.open(SAMPLE_STUDY, plugin="napari-dcm")
     shot("sample_study_2d.png")
     layer = viewer.layers[0]
-    layer.contrast_limits = (-300, 1400)
     viewer.dims.ndisplay = 3
+    layer.contrast_limits = (-200, 1500)
+    layer.colormap = "bone"
+    layer.rendering = "iso"
+    layer.iso_threshold = 400
     viewer.camera.angles = (0, 35, 55)
     shot("sample_study_3d.png")
     viewer.dims.ndisplay = 2

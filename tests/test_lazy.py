@@ -72,3 +72,19 @@ def test_dask_threads_give_same_pixels(big_multiframe):
     with dask.config.set(scheduler="threads"):
         got = data.compute()
     assert np.array_equal(got, pydicom.dcmread(big_multiframe).pixel_array)
+
+
+def test_parallel_scan_equals_serial(tmp_path):
+    from napari_dcm.dicom import discovery
+    from synth import write_small_files
+
+    folder = write_small_files(tmp_path / "many", 450, per_series=150)
+    par = discovery.scan_paths([str(folder)])
+    ser = discovery.scan_paths([str(folder)], workers=1)
+    assert par.n_files == ser.n_files == 450
+    key = lambda h: h.path  # noqa: E731
+    a, b = sorted(par.headers, key=key), sorted(ser.headers, key=key)
+    assert [h.path for h in a] == [h.path for h in b]
+    assert all(x.values == y.values and x.pixel_offset == y.pixel_offset for x, y in zip(a, b))
+    layers = napari_dcm.read(folder)
+    assert sorted(l[0].shape for l in layers) == [(150, 16, 16)] * 3

@@ -117,3 +117,17 @@ def test_dicomdir_opens_referenced_series(make_napari_viewer, corpus):
     layers = viewer.open(str(corpus / "dicomdir/pydicom/dicomdirtests/DICOMDIR"), plugin="napari-dcm")
     assert len(layers) >= 2
     assert all(l.data.ndim >= 2 for l in layers)
+
+
+def test_viewer_open_decodes_only_shown_frames(make_napari_viewer, big_multiframe):
+    decode.CACHE.clear()
+    decode.STATS.reset()
+    viewer = make_napari_viewer(show=True)
+    (layer,) = viewer.open(str(big_multiframe), plugin="napari-dcm")
+    viewer.screenshot(canvas_only=True, flash=False)
+    # napari slices once at step 0 while adding the first layer, then centres:
+    # at most those two frames are decoded, never the volume
+    assert decode.STATS.decodes <= 2, decode.STATS.decodes
+    for k in range(5):
+        viewer.dims.set_current_step(0, k)
+    assert decode.STATS.decodes <= 2 + 5

@@ -166,7 +166,7 @@ def decode_frame(ref: FrameRef, desc: PixelDesc) -> np.ndarray:
 
         raw = zlib.decompress(codestream, -15)
         native = PixelDesc(EXPLICIT_LE, *_desc_fields(desc)[1:])
-        return _decode_native_buffer(bytearray(raw), native, 0, 1)
+        return _decode_native_buffer(np.frombuffer(bytearray(raw), np.uint8), native, 0, 1)
     try:
         decoder = get_decoder(ts)
     except NotImplementedError:

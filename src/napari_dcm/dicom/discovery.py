@@ -184,7 +184,21 @@ def scan_one(path: str) -> Header | tuple[str, str]:
 
 
 def _scan_chunk(paths: list[str]) -> list:
-    return [scan_one(p) for p in paths]
+    """Scan files in a worker.  Equal values of different files become one
+    object, so the pickled answer stores a series' shared UIDs, names and
+    orientations once per chunk instead of once per file."""
+    out = [scan_one(p) for p in paths]
+    shared: dict = {}
+    for h in out:
+        if isinstance(h, Header):
+            vals = h.values
+            for k, v in vals.items():
+                if type(v) is list and (not v or type(v[0]) is not dict):
+                    t = tuple(v)
+                    vals[k] = shared.setdefault((1, t), v)
+                elif type(v) is str:
+                    vals[k] = shared.setdefault(v, v)
+    return out
 
 
 _pool: cf.ProcessPoolExecutor | None = None

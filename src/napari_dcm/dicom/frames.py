@@ -49,9 +49,11 @@ def pread(path: str, ranges) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def pread_into(path: str, offset: int, n: int) -> bytearray:
-    """Read ``n`` bytes at ``offset`` into a fresh writeable buffer."""
-    buf = bytearray(n)
+def pread_into(path: str, offset: int, n: int):
+    """Read ``n`` bytes at ``offset`` into a fresh writeable buffer (not zero-filled first)."""
+    import numpy as np
+
+    buf = np.empty(n, np.uint8)
     fd = os.open(path, os.O_RDONLY)
     try:
         view = memoryview(buf)
