@@ -131,3 +131,19 @@ def test_viewer_open_decodes_only_shown_frames(make_napari_viewer, big_multifram
     for k in range(5):
         viewer.dims.set_current_step(0, k)
     assert decode.STATS.decodes <= 2 + 5
+
+
+def test_drag_and_drop_file(make_napari_viewer, corpus, qtbot):
+    """A real drop event on the canvas (an extensionless DICOM: napari-dcm is the only reader)."""
+    from qtpy.QtCore import QMimeData, QPointF, Qt, QUrl
+    from qtpy.QtGui import QDropEvent
+
+    viewer = make_napari_viewer(show=True)
+    qt_viewer = viewer.window._qt_viewer
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(corpus / "transfer_syntax" / "CT1_RLE"))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    qt_viewer.dropEvent(event)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=10000)
+    assert viewer.layers[0].data.shape == (512, 512)
+    assert viewer.layers[0].metadata["transfer_syntax"] == "1.2.840.10008.1.2.5"

@@ -8,6 +8,7 @@ reported with its reason.  No pixel data is read here.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import logging
 import multiprocessing
 import os
@@ -265,6 +266,10 @@ def scan_paths(
                 result.skipped.append(it)
 
     if total >= PARALLEL_MIN_FILES and workers > 1:
+        # tens of thousands of small objects arrive at once: collecting garbage
+        # while they do only re-walks a large heap (napari's) for nothing
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             pool = _get_pool(workers)
             chunks = [files[i : i + CHUNK] for i in range(0, total, CHUNK)]
@@ -279,6 +284,9 @@ def scan_paths(
             log.info("parallel scan failed (%s); scanning serially", exc)
             shutdown_pool()
             result = ScanResult(n_files=len(files))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
     done = 0
     for i in range(0, total, CHUNK):
         items = _scan_chunk(files[i : i + CHUNK])

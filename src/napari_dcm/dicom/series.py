@@ -209,6 +209,8 @@ def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
         )
     if nframes < 1:
         raise StackError(f"NumberOfFrames is {nframes}")
+    if h.file_size and nframes > h.file_size:
+        raise StackError(f"NumberOfFrames {nframes} is more than the file has bytes ({h.file_size}): beyond any real data")
     if h.pixel_length >= 0 and not h.values.get("dataset_mode") and not h.values.get("pixel_offset_in_inflated"):
         need = desc.native_frame_nbytes * nframes
         if h.pixel_length + 1 < need:
