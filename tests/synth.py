@@ -206,3 +206,43 @@ def write_small_files(folder: Path, n: int, per_series: int = 100, rows: int = 1
         sub.mkdir(exist_ok=True)
         template.save_as(sub / f"i{i:05d}.dcm", enforce_file_format=True)
     return folder
+
+
+def write_plain_image(path: Path, rows: int = 40, cols: int = 40, value: int = 20, frames: int = 1,
+                      reverse_positions: bool = False, patient: str = "ROI1") -> Path:
+    """A small unsigned 8-bit image without PixelSpacing/position (scale 1, translate 0),
+    or a multi-frame Enhanced one (positions reversed on request: display order != stored)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sop = uid("plain", path.name, rows, cols, frames)
+    ds = _file_ds(BTO if frames > 1 else "1.2.840.10008.5.1.4.1.1.7", sop)
+    ds.PatientID = patient
+    ds.Modality = "MG"
+    ds.StudyDate = "20240101"
+    ds.StudyInstanceUID = uid("plain-study", patient)
+    ds.SeriesInstanceUID = uid("plain-series", path.name)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.WindowCenter, ds.WindowWidth = 128, 256
+    arr = np.full((frames, rows, cols), value, np.uint8)
+    for k in range(frames):
+        arr[k, 0, 0] = k  # a marker of the stored frame
+    if frames > 1:
+        ds.NumberOfFrames = frames
+        shared = Dataset()
+        po = Dataset()
+        po.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        shared.PlaneOrientationSequence = Sequence([po])
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+        per = []
+        for k in range(frames):
+            it, pp = Dataset(), Dataset()
+            pp.ImagePositionPatient = [0.0, 0.0, float(-k if reverse_positions else k)]
+            it.PlanePositionSequence = Sequence([pp])
+            per.append(it)
+        ds.PerFrameFunctionalGroupsSequence = Sequence(per)
+    ds.PixelData = arr.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path

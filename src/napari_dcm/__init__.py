@@ -31,7 +31,9 @@ __all__ = [
     "NoDicomFoundError",
     "NotDicomError",
     "read",
+    "save_embed_csv",
     "view",
+    "EmbedCSVError",
 ]
 
 
@@ -40,6 +42,21 @@ def read(paths, **options):
     from .api import read as _read
 
     return _read(paths, **options)
+
+
+def save_embed_csv(layers_or_viewer, csv_path, **options):
+    """Export EMBED ROIs (a viewer, layers, or the tuples ``read`` returns) to a CSV."""
+    from ._roi import save_embed_csv as _save
+
+    return _save(layers_or_viewer, csv_path, **options)
+
+
+def __getattr__(name):
+    if name == "EmbedCSVError":
+        from .dicom.embed import EmbedCSVError
+
+        return EmbedCSVError
+    raise AttributeError(name)
 
 
 def view(paths=None, **options):

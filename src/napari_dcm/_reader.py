@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from . import _notify
-from .errors import DicomReadError
+from .errors import DicomError
 
 
 def _as_list(path) -> list[str]:
@@ -64,7 +64,7 @@ def read_dicom(path, **options):
     prog = _Progress()
     try:
         layers = read(_as_list(path), progress=prog, report=report, **options)
-    except DicomReadError as exc:
+    except DicomError as exc:  # includes EmbedCSVError (line and reason)
         _notify.error(f"napari-dcm: {exc}")
         return [(None,)]
     finally:
@@ -73,6 +73,10 @@ def read_dicom(path, **options):
         _notify.warning(report.summary())
     else:
         _notify.info(report.summary())
+    if report.unmatched_rows:
+        from .api import unmatched_message
+
+        _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
     return layers
 
 
@@ -84,5 +88,10 @@ def add_to_viewer(viewer, paths, **options) -> list:
         if not item or item[0] is None:
             continue
         data, kwargs, layer_type = (tuple(item) + ({}, "image"))[:3]
-        added.append(getattr(viewer, f"add_{layer_type}")(data, **kwargs))
+        layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+        added.append(layer)
+        if layer_type == "shapes":
+            from .widgets.roi import attach_controller
+
+            attach_controller(viewer, layer)
     return added

@@ -71,6 +71,7 @@ class ReadReport:
     n_layers: int = 0
     skipped: list = field(default_factory=list)
     filtered_out: int = 0
+    unmatched_rows: list = field(default_factory=list)
 
     def summary(self) -> str:
         s = f"napari-dcm: {self.n_files} file(s), {self.n_series} series, {self.n_layers} layer(s)"
@@ -134,6 +135,7 @@ def read(
     strict: bool = False,
     progress: Callable[[int, int], None] | None = None,
     report: ReadReport | None = None,
+    annotations=None,
 ) -> list[tuple]:
     """Read DICOM files or folders as napari layer-data tuples ``(data, kwargs, layer_type)``.
 
@@ -152,6 +154,10 @@ def read(
     strict : bool
         Raise ``DicomDecodeError`` from a frame that fails to decode instead
         of showing it blank.
+    annotations : path, optional
+        An EMBED ROI CSV: every image gets a shapes layer (after it) holding
+        its ROIs; rows that match no loaded file are kept for export.
+        Raises ``EmbedCSVError`` (line and reason) for an invalid CSV.
 
     Raises
     ------
@@ -163,7 +169,24 @@ def read(
     report = report if report is not None else ReadReport()
     stacks, report = read_stacks(paths, recursive=recursive, filters=filters, progress=progress, report=report)
     log.info(report.summary())
-    return layer_tuples(stacks, strict=strict)
+    layers = layer_tuples(stacks, strict=strict)
+    if annotations is not None:
+        from ._roi import attach_annotations
+
+        unmatched: list = []
+        layers = attach_annotations(layers, annotations, report=unmatched)
+        report.unmatched_rows = [r.path for r in unmatched]
+        if unmatched:
+            log.warning(unmatched_message(annotations, report.unmatched_rows))
+    return layers
+
+
+def unmatched_message(csv_path, paths) -> str:
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return (
+        f"napari-dcm: {len(paths)} row(s) of {os.path.basename(os.fspath(csv_path))} match no loaded file "
+        f"({shown}); they are kept and exported again unchanged"
+    )
 
 
 def view(paths=None, *, show: bool = True, viewer=None, **options):

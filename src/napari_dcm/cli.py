@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"keep instances whose FIELD contains VALUE (case-insensitive; repeat to AND). Fields: {', '.join(FILTER_FIELDS)}",
     )
     p.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    p.add_argument("--annotations", metavar="CSV", help="import EMBED ROIs from this CSV (shapes layers; never modified)")
     p.add_argument("--sample", action="store_true", help="open the bundled synthetic sample study")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the canvas once the data is shown")
     p.add_argument("--exit", action="store_true", help="quit after loading (and after --screenshot)")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         from ._sample import SAMPLE_STUDY
 
         paths.append(SAMPLE_STUDY)
-    for p in paths:
+    for p in paths + ([args.annotations] if args.annotations else []):
         if not os.path.exists(p):
             print(f"napari-dcm: {p}: no such file or folder", file=sys.stderr)
             return 2
@@ -72,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     viewer = napari.Viewer(title="napari-dcm")
     added = []
     if paths:
-        added = add_to_viewer(viewer, paths, recursive=not args.no_recursive, filters=args.filter or None)
+        opts = dict(recursive=not args.no_recursive, filters=args.filter or None)
+        if args.annotations:
+            opts["annotations"] = args.annotations
+        added = add_to_viewer(viewer, paths, **opts)
+        if args.annotations:
+            from .widgets.roi import roi_dock
+
+            roi_dock(viewer)
     for layer in added:
         print(f"napari-dcm: layer {layer.name!r} shape={tuple(layer.data.shape)} dtype={layer.data.dtype}")
     if args.ndisplay == 3:

@@ -1,0 +1,1 @@
+"""napari-dcm dock widgets (Qt)."""
