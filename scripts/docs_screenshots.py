@@ -55,6 +55,23 @@ def main():
         viewer.open(str(CORPUS / "ct_mr_series" / "orthanc_Knee_T1"), plugin="napari-dcm")
         viewer.reset_view()
         shot("knee_mr_series.png")
+        viewer.layers.clear()
+        # EMBED ROIs on a mammogram, with the ROI dock
+        import tempfile
+
+        from napari_dcm.widgets.roi import roi_dock
+
+        mg = str(CORPUS / "mammography" / "GH133.dcm")
+        csv = os.path.join(tempfile.mkdtemp(), "rois.csv")
+        with open(csv, "w") as fh:
+            fh.write("anon_dicom_path,num_ROI,ROI_coords,ROI_frames\n")
+            fh.write(f'{mg},2,"[[1150,1150,1600,1650],[2050,1300,2350,1650]]",[]\n')
+        viewer.open(mg, plugin="napari-dcm")
+        dock = roi_dock(viewer)
+        (layer,) = dock.import_csv(csv)
+        layer.edge_width = 12
+        viewer.reset_view()
+        shot("rois.png")
     viewer.close()
 
 

@@ -239,7 +239,7 @@ def shape_kwargs(image_kwargs: dict, meta: dict, feats: dict, n: int) -> dict:
     ndim = meta["ndim"]
     scale = tuple(image_kwargs["scale"])[-ndim:]
     translate = tuple(image_kwargs["translate"])[-ndim:]
-    return {
+    kw = {
         "name": f"{image_kwargs['name']} · ROIs",
         "ndim": ndim,
         "shape_type": ["rectangle"] * n,
@@ -253,6 +253,9 @@ def shape_kwargs(image_kwargs: dict, meta: dict, feats: dict, n: int) -> dict:
         "metadata": {META: meta},
         "text": {"string": "{roi}", "color": EDGE_COLOR, "anchor": "upper_left", "size": 9},
     }
+    if image_kwargs.get("units"):
+        kw["units"] = tuple(str(u) for u in image_kwargs["units"])[-ndim:]
+    return kw
 
 
 def features_frame(feats: dict):

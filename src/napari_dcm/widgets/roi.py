@@ -125,6 +125,9 @@ def roi_layer_for(viewer, image_layer):
 
 def _image_tuple(layer):
     kw = {"name": layer.name, "metadata": layer.metadata, "scale": tuple(layer.scale), "translate": tuple(layer.translate), "rgb": layer.rgb}
+    units = tuple(str(u) for u in getattr(layer, "units", ()) or ())
+    if units and any(u != "pixel" for u in units):
+        kw["units"] = units
     return (layer.data, kw, "image")
 
 
