@@ -124,3 +124,18 @@ def test_view_api(make_napari_viewer, sample_study):
     napari_dcm.view(str(sample_study), viewer=viewer, filters=["modality=CT"])
     assert viewer.layers[0].data.shape == (40, 128, 128)
     assert np.isfinite(viewer.layers[0].contrast_limits).all()
+
+
+@pytest.mark.viewer
+def test_cli_annotations(tmp_path):
+    from synth import write_plain_image
+
+    a = write_plain_image(tmp_path / "a.dcm")
+    csv = tmp_path / "r.csv"
+    csv.write_text(f'anon_dicom_path,num_ROI,ROI_coords,ROI_frames\n{a},1,"[[1,2,3,4]]",[]\n')
+    out = subprocess.run(
+        [os.path.join(BIN, "napari-dcm"), str(a), "--annotations", str(csv), "--exit"],
+        capture_output=True, text=True, timeout=180, env=dict(os.environ, NAPARI_DCM_CACHE=str(tmp_path / "c")),
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ROI1 · MG · 2024-01-01 · ROIs' with 1 rectangle(s)" in out.stdout

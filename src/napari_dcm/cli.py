@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
 
             roi_dock(viewer)
     for layer in added:
-        print(f"napari-dcm: layer {layer.name!r} shape={tuple(layer.data.shape)} dtype={layer.data.dtype}")
+        if layer._type_string == "shapes":
+            print(f"napari-dcm: layer {layer.name!r} with {len(layer.data)} rectangle(s)")
+        else:
+            print(f"napari-dcm: layer {layer.name!r} shape={tuple(layer.data.shape)} dtype={layer.data.dtype}")
     if args.ndisplay == 3:
         viewer.dims.ndisplay = 3
     if args.screenshot or args.exit or headless:
