@@ -30,6 +30,7 @@ __all__ = [
     "DicomSizeError",
     "NoDicomFoundError",
     "NotDicomError",
+    "mammo_layout",
     "read",
     "save_embed_csv",
     "view",
@@ -49,6 +50,13 @@ def save_embed_csv(layers_or_viewer, csv_path, **options):
     from ._roi import save_embed_csv as _save
 
     return _save(layers_or_viewer, csv_path, **options)
+
+
+def mammo_layout(paths, layout=None):
+    """Hanging layout of mammograms (paths or headers): layout name, grid, each image's cell and flips."""
+    from .dicom.mammo import mammo_layout as _ml
+
+    return _ml(paths, layout)
 
 
 def __getattr__(name):

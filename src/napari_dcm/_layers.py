@@ -90,6 +90,11 @@ def metadata(stack: ImageStack) -> dict:
         "transfer_syntax": f0.desc.transfer_syntax,
         "notes": list(stack.notes),
     }
+    per_frame = [tuple((w.center, w.width, w.explanation, w.function) for w in f.windows) for f in frames]
+    if len(set(per_frame)) > 1:  # windows differ between frames (Enhanced objects): keep each frame's
+        md["frame_windows"] = [
+            [{"center": c, "width": w, "explanation": e, "function": fn} for c, w, e, fn in pf] for pf in per_frame
+        ]
     if multiframe:
         s2d = [-1] * (max(d2s) + 1)
         for disp, stored in enumerate(d2s):

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the canvas once the data is shown")
     p.add_argument("--exit", action="store_true", help="quit after loading (and after --screenshot)")
     p.add_argument("--ndisplay", type=int, choices=(2, 3), default=2, help="2D or 3D view")
+    p.add_argument("--hang", nargs="?", const="auto", choices=("auto", "1x2", "1x3", "2x2", "2x4"),
+                   help="hang mammograms in a grid layout (auto: from the image count)")
+    p.add_argument("--no-dock", action="store_true", help="do not open the DICOM dock")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
 
@@ -86,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"napari-dcm: layer {layer.name!r} with {len(layer.data)} rectangle(s)")
         else:
             print(f"napari-dcm: layer {layer.name!r} shape={tuple(layer.data.shape)} dtype={layer.data.dtype}")
+    if added and not args.no_dock:
+        from .widgets.dicom_dock import dicom_dock
+
+        dock = dicom_dock(viewer)
+        if args.hang:
+            dock.hang(None if args.hang == "auto" else args.hang)
     if args.ndisplay == 3:
         viewer.dims.ndisplay = 3
     if args.screenshot or args.exit or headless:

@@ -347,9 +347,11 @@ def _info(h: Header) -> dict:
         "patient_id", "patient_name", "study_date", "study_description", "series_description",
         "series_number", "modality", "accession_number", "image_laterality", "laterality",
         "view_position", "patient_orientation", "image_type", "frame_of_reference_uid",
-        "study_instance_uid", "series_instance_uid",
+        "study_instance_uid", "series_instance_uid", "instance_number", "sop_instance_uid",
     ]
     info = {k: v.get(k) for k in keys if v.get(k) not in (None, "", [])}
+    if h.sop_instance_uid:
+        info["sop_instance_uid"] = h.sop_instance_uid
     info["sop_class_uid"] = h.sop_class_uid
     info["transfer_syntax"] = h.transfer_syntax
     return info

@@ -99,3 +99,47 @@ def rescaled_dtype(bits: int, signed: bool, rescales) -> np.dtype:
     if ints:
         return smallest_int_dtype(min(vals), max(vals))
     return np.dtype(np.float32)
+
+
+# CT presets (center, width) in HU
+CT_PRESETS = [
+    ("Brain", 40, 80),
+    ("Subdural", 75, 215),
+    ("Stroke", 40, 40),
+    ("Lung", -600, 1500),
+    ("Mediastinum", 50, 350),
+    ("Abdomen", 60, 400),
+    ("Liver", 90, 150),
+    ("Bone", 480, 2500),
+    ("Angio", 300, 600),
+]
+
+
+def full_dynamic(frame: np.ndarray) -> tuple[float, float]:
+    a = np.asarray(frame)
+    if a.dtype.kind == "f":
+        a = a[np.isfinite(a)]
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
+    return (lo, hi if hi > lo else lo + 1)
+
+
+def sigmoid_ramp(n: int = 64, span: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """VOI LUT Function SIGMOID (PS3.3 C.11.2.1.3.1) sampled over c ± span*w.
+
+    Returns (controls in 0..1 across the contrast limits, gray levels 0..1).
+    With contrast limits (c - span*w, c + span*w), control t maps to
+    x = c + (2t - 1) * span * w and y = 1 / (1 + exp(-4 (x - c) / w)).
+    """
+    t = np.linspace(0.0, 1.0, n)
+    z = (2 * t - 1) * span
+    y = 1.0 / (1.0 + np.exp(-4.0 * z))
+    y = (y - y[0]) / (y[-1] - y[0])
+    return t, y
+
+
+def window_limits(center: float, width: float, function: str = "LINEAR") -> tuple[float, float]:
+    """napari contrast limits for a window (SIGMOID: the span its colormap covers)."""
+    f = (function or "LINEAR").upper()
+    if f == "SIGMOID":
+        return center - 2.0 * width, center + 2.0 * width
+    return Window(center, width, "", f).limits()

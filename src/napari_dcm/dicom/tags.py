@@ -1,0 +1,107 @@
+"""The header as rows for a tag browser (tag, VR, keyword, value).
+
+Reads with ``stop_before_pixels`` (no pixel data); values are rendered
+lazily: sequences report their item count and expand on demand, binary values
+show their byte length, long values are truncated with their total length,
+private tags show their creator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_VALUE_CHARS = 120
+BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+
+
+@dataclass
+class TagRow:
+    tag: str  # "(0010,0010)"
+    vr: str
+    keyword: str
+    value: str  # display text
+    full_value: str  # what a click copies
+    is_sequence: bool = False
+    n_items: int = 0
+    element: object = None  # the pydicom DataElement (for lazy expansion)
+
+
+def read_header(path: str):
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+
+
+def _private_creator(ds, tag) -> str:
+    if not tag.is_private or tag.is_private_creator:
+        return ""
+    try:
+        return str(ds[(tag.group << 16) | (tag.element >> 8)].value)
+    except (KeyError, AttributeError):
+        return ""
+
+
+def element_row(ds, el) -> TagRow:
+    tag = el.tag
+    tag_s = f"({tag.group:04X},{tag.element:04X})"
+    vr = str(el.VR)
+    kw = el.keyword or ""
+    if tag.is_private and not tag.is_private_creator:
+        creator = _private_creator(ds, tag)
+        kw = f"[{creator}] {el.name}" if creator else (el.name or "Private tag")
+    elif tag.is_private_creator:
+        kw = "Private Creator"
+    if vr == "SQ":
+        n = len(el.value) if el.value is not None else 0
+        return TagRow(tag_s, vr, kw, f"<sequence of {n} item(s)>", "", True, n, el)
+    raw = el.value
+    if vr in BINARY_VRS or isinstance(raw, (bytes, bytearray)):
+        n = len(raw) if raw is not None else 0
+        shown = f"<{n} bytes>"
+        return TagRow(tag_s, vr, kw, shown, raw.hex() if isinstance(raw, (bytes, bytearray)) and n <= 4096 else shown, element=el)
+    text = _text(raw)
+    shown = text if len(text) <= MAX_VALUE_CHARS else f"{text[:MAX_VALUE_CHARS]}… ({len(text)} chars)"
+    return TagRow(tag_s, vr, kw, shown, text, element=el)
+
+
+def _text(v) -> str:
+    if v is None:
+        return ""
+    from pydicom.multival import MultiValue
+
+    if isinstance(v, (list, tuple, MultiValue)):
+        return "\\".join(str(x) for x in v)
+    return str(v)
+
+
+def dataset_rows(ds) -> list[TagRow]:
+    """Rows of a dataset's top-level elements (file meta first)."""
+    rows = []
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        rows += [element_row(meta, el) for el in meta]
+    rows += [element_row(ds, el) for el in ds]
+    return rows
+
+
+def frame_view(ds, stored_frame: int):
+    """For Enhanced objects: the dataset with only ``stored_frame``'s per-frame group item."""
+    pf = ds.get("PerFrameFunctionalGroupsSequence")
+    if not pf or stored_frame >= len(pf):
+        return ds
+    import copy
+
+    from pydicom.sequence import Sequence
+
+    view = copy.copy(ds)  # shallow: the elements are shared, only this one is replaced
+    view.PerFrameFunctionalGroupsSequence = Sequence([pf[stored_frame]])
+    return view
+
+
+def matches(row: TagRow, text: str) -> bool:
+    t = text.lower()
+    return t in row.tag.lower() or t in row.keyword.lower() or t in row.value.lower() or t in row.tag.replace("(", "").replace(")", "").replace(",", "").lower()
