@@ -72,6 +72,41 @@ def main():
         layer.edge_width = 12
         viewer.reset_view()
         shot("rois.png")
+        for w in list(viewer.window._dock_widgets.values()):
+            viewer.window.remove_dock_widget(w)
+        viewer.layers.clear()
+        # the DICOM dock: tags, then a 2x2 hanging of a synthetic four-view set
+        import pydicom
+
+        from napari_dcm.widgets import roi as roi_widget
+        from napari_dcm.widgets.dicom_dock import DicomDock
+
+        roi_widget._docks.pop(viewer, None)
+        viewer.open(SAMPLE_STUDY, plugin="napari-dcm")
+        dock = DicomDock(viewer)
+        viewer.window.add_dock_widget(dock, name="DICOM", area="right")
+        dock.filter.setText("Window")
+        shot("dock_tags.png")
+        dock.filter.setText("")
+        dock.tabs.setCurrentIndex(1)
+        dock.choose_preset("Bone")
+        shot("dock_window.png")
+        viewer.layers.clear()
+        tmp = tempfile.mkdtemp()
+        src = CORPUS / "mammography" / "OutOfBoundsOverlay.dcm"
+        for i, (view, lat, po) in enumerate([("CC", "R", ["P", "L"]), ("CC", "L", ["P", "R"]), ("MLO", "R", ["P", "F"]), ("MLO", "L", ["P", "F"])]):
+            ds = pydicom.dcmread(src)
+            ds.ViewPosition, ds.ImageLaterality, ds.PatientOrientation, ds.InstanceNumber = view, lat, po, i + 1
+            ds.SeriesInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[view, lat])
+            ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[view, lat, "sop"])
+            del ds.ViewCodeSequence
+            ds.save_as(os.path.join(tmp, f"{lat}{view}.dcm"))
+            viewer.open(os.path.join(tmp, f"{lat}{view}.dcm"), plugin="napari-dcm")
+        dock.tabs.setCurrentIndex(2)
+        # one source image with four sets of tags: the L views say they face the wrong
+        # way (row direction posterior), so they are mirrored through their transform
+        dock.hang("2x2")
+        shot("mammo_2x2.png")
     viewer.close()
 
 
