@@ -105,3 +105,33 @@ def big_multiframe(tmp_path_factory) -> Path:
     """A 24-frame 1024x832 uint16 Explicit LE multi-frame file."""
     d = tmp_path_factory.mktemp("mf")
     return write_multiframe(d / "big.dcm", frames=24, rows=1024, cols=832)
+
+
+@pytest.fixture
+def bytes_read(monkeypatch):
+    """Counts bytes read through ``open`` during a test: ``sum(bytes_read)``."""
+    import builtins
+
+    sizes: list[int] = []
+    real_open = builtins.open
+
+    class Spy:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def read(self, *a):
+            b = self.fh.read(*a)
+            sizes.append(len(b))
+            return b
+
+        def __getattr__(self, k):
+            return getattr(self.fh, k)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.fh.close()
+
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: Spy(real_open(*a, **k)))
+    return sizes
