@@ -133,6 +133,21 @@ def test_viewer_open_decodes_only_shown_frames(make_napari_viewer, big_multifram
     assert decode.STATS.decodes <= 2 + 5
 
 
+def test_view_api_decodes_one_frame(make_napari_viewer, big_multiframe):
+    """Through napari_dcm.view / the napari-dcm command only the shown frame is decoded."""
+    import napari_dcm
+
+    decode.CACHE.clear()
+    decode.STATS.reset()
+    viewer = make_napari_viewer(show=True)
+    napari_dcm.view(str(big_multiframe), viewer=viewer)
+    img = viewer.screenshot(canvas_only=True, flash=False)
+    assert lit_fraction(img) > 0.2
+    # one decode at most (none when napari's own dask cache still holds the frame from an earlier test)
+    assert decode.STATS.decodes <= 1, (decode.STATS.decodes, decode.STATS.cache_hits)
+    assert viewer.dims.current_step[0] == (24 - 1) // 2 and viewer.layers[0].visible
+
+
 def test_drag_and_drop_file(make_napari_viewer, corpus, qtbot):
     """A real drop event on the canvas (an extensionless DICOM: napari-dcm is the only reader)."""
     from qtpy.QtCore import QMimeData, QPointF, Qt, QUrl

@@ -84,14 +84,24 @@ def add_to_viewer(viewer, paths, **options) -> list:
     """Read ``paths`` and add the layers to ``viewer``; errors become notifications."""
     layers = read_dicom(_as_list(paths), **options)
     added = []
+    # Layers are added hidden and shown once napari has centred its sliders:
+    # napari slices a new first layer at frame 0 before centring, which would
+    # decode a frame nobody looks at.
     for item in layers:
         if not item or item[0] is None:
             continue
         data, kwargs, layer_type = (tuple(item) + ({}, "image"))[:3]
-        layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+        kwargs = dict(kwargs)
+        visible = kwargs.pop("visible", True)
+        layer = getattr(viewer, f"add_{layer_type}")(data, visible=False, **kwargs)
+        layer._napari_dcm_visible = visible
         added.append(layer)
         if layer_type == "shapes":
             from .widgets.roi import attach_controller
 
             attach_controller(viewer, layer)
+    if added and len(viewer.layers) == len(added):
+        viewer.dims._go_to_center_step()
+    for layer in added:
+        layer.visible = layer._napari_dcm_visible
     return added
