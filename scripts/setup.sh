@@ -12,6 +12,10 @@ APT_PKGS=(xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglib2.0-0 libdbus-1-3 lib
   libfreetype6 fonts-dejavu-core libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-glx0
   libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0
   libxcb-xfixes0 libxcb-xkb1 libxcb-xinerama0)
+if [ "$EXTRA" = "test" ]; then
+  # a real DICOMweb server for the DICOMweb tests (started privately by the tests)
+  APT_PKGS+=(orthanc orthanc-dicomweb)
+fi
 if [ -n "${NAPARI_DCM_EXTRA_APT:-}" ]; then
   read -r -a more <<<"$NAPARI_DCM_EXTRA_APT"
   APT_PKGS+=("${more[@]}")

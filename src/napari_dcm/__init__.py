@@ -31,6 +31,7 @@ __all__ = [
     "NoDicomFoundError",
     "NotDicomError",
     "mammo_layout",
+    "read_dicomweb",
     "read",
     "save_embed_csv",
     "view",
@@ -52,6 +53,13 @@ def save_embed_csv(layers_or_viewer, csv_path, **options):
     return _save(layers_or_viewer, csv_path, **options)
 
 
+def read_dicomweb(url, study, series=None, instance=None, **options):
+    """Layer-data tuples for a study/series/instance on a DICOMweb server (lazy, per-frame fetches)."""
+    from .web import read_dicomweb as _rd
+
+    return _rd(url, study, series, instance, **options)
+
+
 def mammo_layout(paths, layout=None):
     """Hanging layout of mammograms (paths or headers): layout name, grid, each image's cell and flips."""
     from .dicom.mammo import mammo_layout as _ml
@@ -60,6 +68,10 @@ def mammo_layout(paths, layout=None):
 
 
 def __getattr__(name):
+    if name == "DicomWebError":
+        from .dicom.dicomweb import DicomWebError
+
+        return DicomWebError
     if name == "EmbedCSVError":
         from .dicom.embed import EmbedCSVError
 

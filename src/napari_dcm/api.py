@@ -189,8 +189,13 @@ def unmatched_message(csv_path, paths) -> str:
     )
 
 
-def view(paths=None, *, show: bool = True, viewer=None, **options):
-    """Open ``paths`` in a napari viewer (created if not given) and return it."""
+def view(paths=None, *, show: bool = True, viewer=None, dicomweb: str | None = None, study: str | None = None,
+         series: str | None = None, instance: str | None = None, auth=None, token=None, verify=True, **options):
+    """Open ``paths`` (and/or a DICOMweb study) in a napari viewer (created if not given) and return it.
+
+    ``dicomweb``, ``study``, ``series``, ``instance``, ``auth``, ``token``,
+    ``verify``: as in :func:`napari_dcm.read_dicomweb`.
+    """
     import napari
 
     from ._reader import add_to_viewer
@@ -199,4 +204,18 @@ def view(paths=None, *, show: bool = True, viewer=None, **options):
         viewer = napari.Viewer(show=show)
     if paths:
         add_to_viewer(viewer, paths, **options)
+    if dicomweb:
+        from . import _notify
+        from .dicom import dicomweb as dw
+        from .widgets.dicomweb_dock import dicomweb_dock, open_from_web
+
+        try:
+            srv = dw.connect(dicomweb, auth=auth, token=token, verify=verify)
+        except dw.DicomWebError as exc:
+            _notify.error(f"napari-dcm: {exc}")
+            return viewer
+        if study:
+            open_from_web(viewer, srv, study, series, instance)
+        else:
+            dicomweb_dock(viewer, srv)
     return viewer

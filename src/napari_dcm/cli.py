@@ -40,8 +40,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hang", nargs="?", const="auto", choices=("auto", "1x2", "1x3", "2x2", "2x4"),
                    help="hang mammograms in a grid layout (auto: from the image count)")
     p.add_argument("--no-dock", action="store_true", help="do not open the DICOM dock")
+    g = p.add_argument_group("DICOMweb")
+    g.add_argument("--dicomweb", metavar="URL", help="DICOMweb base URL (a bare http://host:8042 means Orthanc's /dicom-web)")
+    g.add_argument("--study", metavar="UID", help="StudyInstanceUID to open from --dicomweb")
+    g.add_argument("--series", metavar="UID", help="SeriesInstanceUID (optional)")
+    g.add_argument("--instance", metavar="UID", help="SOPInstanceUID (optional)")
+    g.add_argument("--user", metavar="NAME", help="HTTP basic user (password from NAPARI_DCM_DICOMWEB_PASSWORD or a prompt)")
+    g.add_argument("--browse", action="store_true", help="open the DICOMweb browser dock for --dicomweb")
+    g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
+
+
+def _open_web(viewer, web: dict, args) -> list:
+    from . import _notify
+    from .dicom import dicomweb as dw
+
+    auth = args.user if args.user else None
+    try:
+        srv = dw.connect(web["url"], auth=auth, verify=not args.insecure, prompt=sys.stdin.isatty())
+    except dw.DicomWebError as exc:
+        _notify.error(f"napari-dcm: {exc}")
+        return []
+    if args.browse or not web.get("study"):
+        from .widgets.dicomweb_dock import dicomweb_dock
+
+        dicomweb_dock(viewer, srv)
+    if not web.get("study"):
+        return []
+    from .widgets.dicomweb_dock import open_from_web
+
+    return open_from_web(viewer, srv, web["study"], web.get("series"), web.get("instance"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +81,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"napari-dcm {__version__}")
         return 0
     paths = list(args.paths)
+    web = None
+    launch = [p for p in paths if p.startswith("napari-dcm://")]
+    if launch:
+        from .web import parse_launch_url
+
+        try:
+            web = parse_launch_url(launch[0])
+        except ValueError as exc:
+            print(f"napari-dcm: {exc}", file=sys.stderr)
+            return 2
+        paths = [p for p in paths if not p.startswith("napari-dcm://")]
+    elif args.dicomweb:
+        if not args.study and not args.browse:
+            print("napari-dcm: --dicomweb needs --study UID (or --browse)", file=sys.stderr)
+            return 2
+        web = {"url": args.dicomweb, "study": args.study, "series": args.series, "instance": args.instance}
     if args.sample:
         from ._sample import SAMPLE_STUDY
 
@@ -84,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             from .widgets.roi import roi_dock
 
             roi_dock(viewer)
+    if web is not None:
+        added += _open_web(viewer, web, args)
     for layer in added:
         if layer._type_string == "shapes":
             print(f"napari-dcm: layer {layer.name!r} with {len(layer.data)} rectangle(s)")
@@ -112,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
         QTimer.singleShot(1500, finish)
     napari.run()
-    return 0 if (added or not paths) else 1
+    return 0 if (added or not (paths or web)) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

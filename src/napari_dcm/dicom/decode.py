@@ -17,7 +17,9 @@ import numpy as np
 
 from . import codecs
 from .frames import DATASET, DEFLATED, ENCAP, ENCAP_SCAN, NATIVE, FrameRef, inflate_dataset, pread_into, read_encapsulated
-from .scan import EXPLICIT_BE, EXPLICIT_LE
+from .scan import EXPLICIT_BE, EXPLICIT_LE, NATIVE_SYNTAXES
+
+WEB = "dicomweb"
 
 log = logging.getLogger("napari_dcm")
 
@@ -152,8 +154,29 @@ def decode_frame(ref: FrameRef, desc: PixelDesc) -> np.ndarray:
         return _unused_bits(np.frombuffer(raw, _simple_dtype(desc)).reshape(desc.rows, desc.columns), desc)
     if ref.mode == NATIVE or ref.mode == DEFLATED:
         return _decode_native(ref, desc)
+    if ref.mode == WEB:
+        from dataclasses import replace
+
+        from . import dicomweb
+
+        payload, ts = dicomweb.fetch_frame(ref.path, ref.index, ref.nframes)
+        desc = replace(desc, transfer_syntax=ts)
+        if ts in NATIVE_SYNTAXES:
+            if desc.bits_allocated == 1:
+                npix = desc.rows * desc.columns * desc.samples_per_pixel
+                bits = np.unpackbits(np.frombuffer(payload, np.uint8), bitorder="little")[:npix]
+                return bits.reshape((desc.rows, desc.columns) if desc.samples_per_pixel == 1 else (desc.rows, desc.columns, -1))
+            return _decode_native_buffer(np.frombuffer(bytearray(payload), np.uint8), desc, 0, 1)
+        return decode_codestream(payload, desc)
     # encapsulated
-    codestream = read_encapsulated(ref)
+    return decode_codestream(read_encapsulated(ref), desc)
+
+
+def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
+    """Decode one frame's encapsulated codestream in ``desc.transfer_syntax``."""
+    from pydicom.pixels import get_decoder
+
+    ts = desc.transfer_syntax
     if ts == codecs.RLE and _simple(desc) and codecs.HAVE_RLE:
         try:
             raw = codecs.rle_decode_frame(codestream, desc.rows * desc.columns, desc.bits_allocated)

@@ -98,7 +98,14 @@ class ImageStack:
 # pydicom datasets for the files the fast scan cannot describe alone
 
 
+# datasets that do not come from files (DICOMweb metadata), by their napari-dcm path
+DATASETS: dict = {}
+
+
 def load_dataset(path: str):
+    ds = DATASETS.get(path)
+    if ds is not None:
+        return ds
     import pydicom
 
     with warnings.catch_warnings():
@@ -211,6 +218,8 @@ def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
         raise StackError(f"NumberOfFrames is {nframes}")
     if h.file_size and nframes > h.file_size:
         raise StackError(f"NumberOfFrames {nframes} is more than the file has bytes ({h.file_size}): beyond any real data")
+    if h.values.get("dicomweb"):
+        return
     if h.pixel_length >= 0 and not h.values.get("dataset_mode") and not h.values.get("pixel_offset_in_inflated"):
         need = desc.native_frame_nbytes * nframes
         if h.pixel_length + 1 < need:
@@ -234,6 +243,8 @@ def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
 
 
 def _refs(h: Header, desc: PixelDesc, nframes: int) -> list[FrameRef]:
+    if h.values.get("dicomweb"):
+        return [FrameRef(h.path, i, "dicomweb", nframes=nframes) for i in range(nframes)]
     if h.values.get("dataset_mode"):
         return [FrameRef(h.path, i, DATASET, nframes=nframes) for i in range(nframes)]
     try:
@@ -248,6 +259,8 @@ def _stored_bits(h: Header, desc: PixelDesc, ref: FrameRef) -> tuple[int, bool]:
 
     bits, signed = desc.bits_stored, desc.pixel_representation == 1
     ts = desc.transfer_syntax
+    if h.values.get("dicomweb"):
+        return bits, signed  # the stored syntax is only known when a frame arrives
     if ts in codecs.JPEG2000_SYNTAXES or ts in codecs.JPEGLS_SYNTAXES:
         try:
             from .frames import codestream_head

@@ -248,7 +248,9 @@ class DicomDock(QWidget):
         self.tabs.addTab(w, "Tags")
 
     def _dataset(self, path):
-        ds = self._ds_cache.get(path)
+        from ..dicom.series import DATASETS
+
+        ds = self._ds_cache.get(path) or DATASETS.get(path)  # DICOMweb: the WADO-RS metadata
         if ds is None:
             ds = tagmod.read_header(path)
             self._ds_cache[path] = ds
@@ -257,7 +259,13 @@ class DicomDock(QWidget):
         return ds
 
     def show_tags(self, path: str, stored_frame: int = 0):
-        ds = self._dataset(path)
+        try:
+            ds = self._dataset(path)
+        except Exception as exc:  # the header is unreadable now (moved, deleted): say so
+            self.tree.clear()
+            self.tree.addTopLevelItem(QTreeWidgetItem(["", "", "error", f"{type(exc).__name__}: {exc}"]))
+            self._shown = (path, stored_frame)
+            return
         if "PerFrameFunctionalGroupsSequence" in ds:
             ds = tagmod.frame_view(ds, stored_frame)
         self.fill_tree(ds)
