@@ -73,6 +73,8 @@ def write_ct_series(folder: Path, n: int = 12, rows: int = 64, cols: int = 64, s
         ds = _file_ds(CTImageStorage if modality == "CT" else MRImageStorage, sop)
         ds.PatientID = patient
         ds.PatientName = f"{patient}^Test"
+        ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
+        ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "120000", "1", "A1", ""
         ds.StudyDate = "20230405"
         ds.Modality = modality
         ds.StudyDescription = "Synthetic"

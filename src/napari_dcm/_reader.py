@@ -96,7 +96,7 @@ def add_to_viewer(viewer, paths, **options) -> list:
         layer = getattr(viewer, f"add_{layer_type}")(data, visible=False, **kwargs)
         layer._napari_dcm_visible = visible
         added.append(layer)
-        if layer_type == "shapes":
+        if layer_type == "shapes" and "napari_dcm_roi" in layer.metadata:
             from .widgets.roi import attach_controller
 
             attach_controller(viewer, layer)
@@ -104,4 +104,10 @@ def add_to_viewer(viewer, paths, **options) -> list:
         viewer.dims._go_to_center_step()
     for layer in added:
         layer.visible = layer._napari_dcm_visible
+    if added:
+        from .widgets.sr_dock import bind_overlay_keys, sr_dock
+
+        bind_overlay_keys(viewer)
+        if any("napari_dcm_sr" in l.metadata for l in added):
+            sr_dock(viewer)
     return added

@@ -72,9 +72,15 @@ class ReadReport:
     skipped: list = field(default_factory=list)
     filtered_out: int = 0
     unmatched_rows: list = field(default_factory=list)
+    overlays: list = field(default_factory=list)  # headers of GSPS / SR / SEG / PM objects
+    overlay_notes: list = field(default_factory=list)  # (path, message)
 
     def summary(self) -> str:
         s = f"napari-dcm: {self.n_files} file(s), {self.n_series} series, {self.n_layers} layer(s)"
+        if self.overlays:
+            s += f", {len(self.overlays)} overlay object(s)"
+        if self.overlay_notes:
+            s += f" ({len(self.overlay_notes)} not attached to a loaded image)"
         if self.filtered_out:
             s += f", {self.filtered_out} filtered out"
         if self.skipped:
@@ -106,11 +112,17 @@ def read_stacks(
         kept = [h for h in headers if matches(h, flt)]
         report.filtered_out = len(headers) - len(kept)
         headers = kept
+    from .dicom.overlays import kind_of
+
+    report.overlays = [h for h in headers if kind_of(h.sop_class_uid)]
+    headers = [h for h in headers if not kind_of(h.sop_class_uid)]
     stacks, skipped = stacks_from_headers(headers)
     report.n_files = result.n_files
     report.skipped = result.skipped + skipped
     report.n_series = len({(s.info.get("study_instance_uid"), s.info.get("series_instance_uid")) for s in stacks})
     report.n_layers = len(stacks)
+    if not stacks and report.overlays:
+        return stacks, report  # only overlay objects (SR, SEG, PM ...): they open on their own
     if not stacks:
         single = len(paths) == 1 and os.path.isfile(paths[0])
         if single and report.skipped:
@@ -170,6 +182,18 @@ def read(
     stacks, report = read_stacks(paths, recursive=recursive, filters=filters, progress=progress, report=report)
     log.info(report.summary())
     layers = layer_tuples(stacks, strict=strict)
+    if report.overlays:
+        from ._overlays import overlay_tuples
+
+        extra, notes = overlay_tuples(layers, report.overlays)
+        report.overlay_notes = notes
+        for n in notes:
+            log.info("%s: %s", *n)
+        layers = _after_images(layers, extra)
+    if not layers:
+        where = ", ".join(map(os.fspath, [paths] if isinstance(paths, (str, os.PathLike)) else paths))
+        why = "; ".join(f"{os.path.basename(p)}: {m}" for p, m in report.overlay_notes[:3])
+        raise NoDicomFoundError(where, why or "no readable DICOM image or object")
     if annotations is not None:
         from ._roi import attach_annotations
 
@@ -179,6 +203,16 @@ def read(
         if unmatched:
             log.warning(unmatched_message(annotations, report.unmatched_rows))
     return layers
+
+
+def _after_images(images: list, extra: list) -> list:
+    """Each overlay layer right after its image (then its siblings); standalone ones at the end."""
+    out = []
+    for t in images:
+        out.append(t)
+        out += [e for e in extra if e[1].get("metadata", {}).get("napari_dcm_overlay_of") == t[1]["name"]]
+    out += [e for e in extra if "napari_dcm_overlay_of" not in e[1].get("metadata", {})]
+    return out
 
 
 def unmatched_message(csv_path, paths) -> str:

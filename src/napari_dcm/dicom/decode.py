@@ -177,6 +177,9 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
     from pydicom.pixels import get_decoder
 
     ts = desc.transfer_syntax
+    if ts == codecs.RLE and desc.bits_allocated == 1 and desc.samples_per_pixel == 1 and codecs.HAVE_RLE:
+        # 1-bit RLE (e.g. SEG): one segment of bit-packed bytes; pydicom 3.0 cannot decode it
+        return _rle_1bit(codestream, desc)
     if ts == codecs.RLE and _simple(desc) and codecs.HAVE_RLE:
         try:
             raw = codecs.rle_decode_frame(codestream, desc.rows * desc.columns, desc.bits_allocated)
@@ -214,6 +217,23 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
                 first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
                 errors.append(f"{plugin or 'pydicom'}: {first[:160]}")
     raise RuntimeError("no decoder could decode the frame (" + "; ".join(errors[:2]) + ")")
+
+
+def _rle_1bit(codestream: bytes, desc: PixelDesc) -> np.ndarray:
+    import struct
+
+    from rle.utils import decode_segment
+
+    nseg = struct.unpack_from("<L", codestream, 0)[0]
+    offsets = list(struct.unpack_from("<15L", codestream, 4))
+    if nseg != 1:
+        raise ValueError(f"1-bit RLE frame has {nseg} segments, expected 1")
+    raw = np.frombuffer(bytes(decode_segment(codestream[offsets[0] :])), np.uint8)
+    npix = desc.rows * desc.columns
+    bits = np.unpackbits(raw, bitorder="little")
+    if bits.size < npix:
+        raise ValueError(f"1-bit RLE frame decodes to {bits.size} pixels, expected {npix}")
+    return bits[:npix].reshape(desc.rows, desc.columns)
 
 
 def _simple(desc: PixelDesc) -> bool:

@@ -217,6 +217,9 @@ class DicomDock(QWidget):
         self._build_window()
         self._build_layout()
 
+        from .sr_dock import bind_overlay_keys
+
+        bind_overlay_keys(napari_viewer)
         napari_viewer.layers.selection.events.active.connect(self._on_active)
         napari_viewer.dims.events.current_step.connect(self._on_step)
         try:
