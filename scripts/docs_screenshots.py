@@ -107,6 +107,28 @@ def main():
         # way (row direction posterior), so they are mirrored through their transform
         dock.hang("2x2")
         shot("mammo_2x2.png")
+        layoutmod_single = __import__("napari_dcm.widgets.layout", fromlist=["single_view"])
+        layoutmod_single.single_view(viewer)
+        viewer.layers.clear()
+        # a Mammography CAD SR (TID 4000, built like the test suite's) on a real mammogram
+        import sys as _sys
+
+        _sys.path.insert(0, str(ROOT / "tests"))
+        from test_overlays import write_cad_sr
+
+        cad_dir = tempfile.mkdtemp()
+        mg = str(CORPUS / "mammography" / "GH133.dcm")
+        import shutil
+
+        shutil.copy(mg, os.path.join(cad_dir, "GH133.dcm"))
+        write_cad_sr(os.path.join(cad_dir, "cad.dcm"), str(pydicom.dcmread(mg, stop_before_pixels=True).SOPInstanceUID), [
+            ("Mass", "POLYLINE", [1150, 1150, 1650, 1150, 1650, 1600, 1150, 1600, 1150, 1150], 87, True),
+            ("Calcification Cluster", "POINT", [1480, 2200], 62, True),
+            ("Architectural distortion", "POINT", [1700, 900], 20, False),
+        ])
+        viewer.open(cad_dir, plugin="napari-dcm")
+        viewer.reset_view()
+        shot("cad_sr.png")
     viewer.close()
 
 

@@ -175,8 +175,9 @@ def cad_layers(index: ImageIndex, path: str):
             g.text = f.label()
         (req if f.required else opt).extend(f.graphics)
     name = str(ds.get("SeriesDescription", "") or "CAD")
-    a, u1 = graphics_layers(index, req, path, "cad_sr", f"CAD {name}", "#ff3b30")
-    b, u2 = graphics_layers(index, opt, path, "cad_sr_optional", f"CAD {name} (optional)", "#ff9f0a", visible=False)
+    title = name if "CAD" in name.upper() else f"CAD {name}"
+    a, u1 = graphics_layers(index, req, path, "cad_sr", title, "#ff3b30")
+    b, u2 = graphics_layers(index, opt, path, "cad_sr_optional", f"{title} (optional)", "#ff9f0a", visible=False)
     for t in b:
         t[1]["metadata"][OVERLAY]["optional"] = True
     return a + b, bool(a or b)
