@@ -70,7 +70,6 @@ def clear_caches():
 
 def bench_multiframe(data: Path, frames: int, rows: int, cols: int, repeat: int):
     import napari_dcm
-    from napari_dcm.dicom import codecs
     from napari_dcm.dicom.frames import read_encapsulated
     from napari_dcm.dicom.series import stacks_from_headers
     from napari_dcm.dicom.discovery import scan_paths

@@ -10,7 +10,6 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import napari_dcm
-from napari_dcm import _overlays
 from napari_dcm.dicom import overlays as ov
 from synth import write_ct_series, write_plain_image
 

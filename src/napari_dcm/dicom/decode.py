@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import codecs
-from .frames import DATASET, DEFLATED, ENCAP, ENCAP_SCAN, NATIVE, FrameRef, inflate_dataset, pread_into, read_encapsulated
+from .frames import DATASET, DEFLATED, NATIVE, FrameRef, inflate_dataset, pread_into, read_encapsulated
 from .scan import EXPLICIT_BE, EXPLICIT_LE, NATIVE_SYNTAXES
 
 WEB = "dicomweb"
@@ -137,7 +137,6 @@ STATS = _Stats()
 
 def decode_frame(ref: FrameRef, desc: PixelDesc) -> np.ndarray:
     """Decode stored frame ``ref.index`` to an array shaped (rows, cols[, samples])."""
-    from pydicom.pixels import get_decoder
 
     with STATS.lock:
         STATS.decodes += 1
@@ -334,11 +333,12 @@ def _decode_native_buffer(buf: bytearray, desc: PixelDesc, index: int, nframes: 
 
 
 class FrameCache:
-    """A small LRU of decoded frames, bounded in bytes (per process)."""
+    """A small LRU bounded in bytes (and optionally in items), per process."""
 
-    def __init__(self, max_bytes: int = 128 * 2**20, max_items: int = 8):
+    def __init__(self, max_bytes: int = 128 * 2**20, max_items: int | None = 8, size=lambda v: v.nbytes):
         self.max_bytes = max_bytes
         self.max_items = max_items
+        self._size = size
         self._d: collections.OrderedDict = collections.OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -350,17 +350,18 @@ class FrameCache:
                 self._d.move_to_end(key)
             return v
 
-    def put(self, key, arr: np.ndarray):
-        if arr.nbytes > self.max_bytes:
+    def put(self, key, value):
+        n = self._size(value)
+        if n > self.max_bytes:
             return
         with self._lock:
             if key in self._d:
                 return
-            self._d[key] = arr
-            self._bytes += arr.nbytes
-            while self._d and (self._bytes > self.max_bytes or len(self._d) > self.max_items):
+            self._d[key] = value
+            self._bytes += n
+            while self._d and (self._bytes > self.max_bytes or (self.max_items is not None and len(self._d) > self.max_items)):
                 _, old = self._d.popitem(last=False)
-                self._bytes -= old.nbytes
+                self._bytes -= self._size(old)
 
     def clear(self):
         with self._lock:

@@ -17,7 +17,6 @@ is where the stored transfer syntax of a frame is announced.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import threading
@@ -25,6 +24,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from ..errors import DicomReadError
+from .decode import FrameCache
 
 log = logging.getLogger("napari_dcm")
 
@@ -437,40 +437,8 @@ def transfer_syntax_of(content_type: str) -> str:
     return "1.2.840.10008.1.2.1"  # application/octet-stream without a syntax: explicit LE
 
 
-class FrameCache:
-    """Encoded frames fetched from servers, bounded in bytes (per process)."""
-
-    def __init__(self, max_bytes: int = 256 * 2**20):
-        self.max_bytes = max_bytes
-        self._d: collections.OrderedDict = collections.OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-            return v
-
-    def put(self, key, value):
-        n = len(value[0])
-        with self._lock:
-            if key in self._d:
-                return
-            self._d[key] = value
-            self._bytes += n
-            while self._bytes > self.max_bytes and self._d:
-                _, old = self._d.popitem(last=False)
-                self._bytes -= len(old[0])
-
-    def clear(self):
-        with self._lock:
-            self._d.clear()
-            self._bytes = 0
-
-
-CACHE = FrameCache()
+# encoded frames fetched from servers: (bytes, transfer syntax), 256 MiB per process
+CACHE = FrameCache(256 * 2**20, max_items=None, size=lambda v: len(v[0]))
 _fetch_locks: dict = {}
 _seen: set = set()
 

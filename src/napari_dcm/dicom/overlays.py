@@ -250,20 +250,23 @@ def walk(node: SrNode, parents=()):
         yield from walk(c, parents + (node,))
 
 
+def scoord_graphics(node: SrNode, text: str = "", unreferenced: bool = False) -> list:
+    """Graphics of a SCOORD node, one per image it is SELECTED FROM."""
+    if node.scoord is None:
+        return []
+    refs = [r for c in node.children if c.value_type == "IMAGE" for r in c.refs]
+    gtype, pts = node.scoord
+    g = graphic_from_object({"GraphicType": gtype, "GraphicData": [v for p in pts for v in p], "GraphicAnnotationUnits": "PIXEL"})
+    if g is None:
+        return []
+    if not refs and unreferenced:
+        refs = [("", None)]
+    return [Graphic(g.kind, g.points, g.filled, text, uid, frames, node.concept) for uid, frames in refs]
+
+
 def sr_regions(root: SrNode) -> list:
     """SCOORD regions with the image they are on: [(graphic, parents)]."""
-    out = []
-    for node, parents in walk(root):
-        if node.scoord is None:
-            continue
-        refs = [r for c in node.children if c.value_type == "IMAGE" for r in c.refs]
-        gtype, pts = node.scoord
-        g = graphic_from_object({"GraphicType": gtype, "GraphicData": [v for p in pts for v in p], "GraphicAnnotationUnits": "PIXEL"})
-        if g is None:
-            continue
-        for uid, frames in refs or [("", None)]:
-            out.append((Graphic(g.kind, g.points, g.filled, node.concept, uid, frames), parents + (node,)))
-    return out
+    return [(g, parents + (node,)) for node, parents in walk(root) for g in scoord_graphics(node, node.concept, True)]
 
 
 # --------------------------------------------------------------------------
@@ -336,15 +339,7 @@ def parse_cad_sr(ds) -> list[CadFinding]:
             elif cc == CERTAINTY and c.number is not None:
                 certainty = c.number
         for sub, _ in walk(node):
-            if sub.scoord is None:
-                continue
-            refs = [r for c in sub.children if c.value_type == "IMAGE" for r in c.refs]
-            gtype, pts = sub.scoord
-            g = graphic_from_object({"GraphicType": gtype, "GraphicData": [v for p in pts for v in p], "GraphicAnnotationUnits": "PIXEL"})
-            if g is None:
-                continue
-            for uid, frames in refs:
-                graphics.append(Graphic(g.kind, g.points, g.filled, "", uid, frames, sub.concept))
+            graphics += scoord_graphics(sub)
         uid = graphics[0].sop_uid if graphics else ""
         lat, view = library.get(uid, ("", ""))
         findings.append(CadFinding(node.value or node.concept, "composite" if code == COMPOSITE_FEATURE else "single", required, certainty, graphics, lat, view))
