@@ -1,4 +1,5 @@
-"""DICOMweb benchmark (issue 6): first frame of a 64-frame JPEG 2000 instance.
+"""DICOMweb benchmark (issue 6): first frame of a 64-frame JPEG 2000 instance
+(the one napari shows first: the middle frame; stored and display order agree here).
 
     .venv/bin/python bench/bench_dicomweb.py [--data DIR]
 
@@ -60,13 +61,18 @@ def main():
             if generic:
                 srv._orthanc = None  # what any DICOMweb server gets: WADO-RS metadata and frames
             layers = napari_dcm.read_dicomweb(server.dicomweb, study, series)
-            frame = np.asarray(layers[0][0][0])
+            data = layers[0][0]
+            frame = np.asarray(data[(data.shape[0] - 1) // 2])  # the frame napari shows first
             return time.perf_counter() - t, srv.bytes, frame
 
         ours(False)  # warm this process (imports, codec registration) once
-        server.restart()  # Orthanc keeps the last parsed file in memory: start it cold
-        cold_t, cold_b, frame = ours(False)
-        ours_t, ours_b = [cold_t], [cold_b]
+        colds = []
+        for _ in range(3):  # Orthanc keeps the last parsed file in memory: start it cold each time
+            server.restart()
+            colds.append(ours(False))
+        cold_t = statistics.median(c[0] for c in colds)
+        frame = colds[-1][2]
+        ours_t, ours_b = [colds[-1][0]], [colds[-1][1]]
         for _ in range(args.repeat - 1):
             t_, b_, _ = ours(False)
             ours_t.append(t_)
@@ -89,14 +95,14 @@ def main():
             )
             parts = dw.parse_multipart(r.content, r.headers["Content-Type"])
             full = pydicom.dcmread(io.BytesIO(parts[0][1]))
-            ref = pydicom.pixels.pixel_array(full, index=0)
+            ref = pydicom.pixels.pixel_array(full, index=(int(full.NumberOfFrames) - 1) // 2)
             base_t.append(time.perf_counter() - t)
             base_b.append(len(r.content))
         assert np.array_equal(frame, ref)
         to, tb = statistics.median(ours_t), statistics.median(base_t)
         bo, bb = statistics.median(ours_b), statistics.median(base_b)
         rows = [
-            ("first frame, Orthanc, cold server cache: time", cold_t, tb, "s", "<= 0.2x", cold_t / tb <= 0.2),
+            ("first frame, Orthanc, cold server cache (median of 3 restarts): time", cold_t, tb, "s", "<= 0.2x", cold_t / tb <= 0.2),
             ("first frame, Orthanc, median of runs (server cache warm after the first): time", to, tb, "s", "<= 0.2x", to / tb <= 0.2),
             ("first frame, Orthanc: bytes", bo / 2**20, bb / 2**20, "MiB", "<= 0.1x", bo / bb <= 0.1),
             ("first frame, generic WADO-RS path (any server), cold: time", gen_cold_t, tb, "s", "<= 0.2x", gen_cold_t / tb <= 0.2),

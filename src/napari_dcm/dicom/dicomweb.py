@@ -344,7 +344,36 @@ def _orthanc_metadata(server: Server, study: str, series: str, instance: str | N
             return None
         server.orthanc_ids[uid] = (oid, ts)
         out.append(ds)
+    if len(out) == 1 and int(out[0].get("NumberOfFrames", 1) or 1) > 1:
+        prefetch(server, out[0])  # a multi-frame object: the middle frame is what napari shows
     return out
+
+
+def prefetch(server: Server, ds) -> None:
+    """Start fetching the frame napari will show first (the middle one) while the
+    layers are being built: the server's time to extract it overlaps our work."""
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    key = frame_key(server.base, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    index = (n - 1) // 2
+
+    def run():
+        try:
+            fetch_frame(key, index, n)
+        except Exception:  # the real request (when shown) reports any error
+            pass
+
+    t = threading.Thread(target=run, name="napari-dcm-prefetch", daemon=True)
+    _prefetches.append(t)
+    t.start()
+
+
+_prefetches: list = []
+
+
+def wait_prefetch(timeout: float = 30) -> None:
+    """Wait for background prefetches (tests and benchmarks count requests)."""
+    while _prefetches:
+        _prefetches.pop().join(timeout)
 
 
 def orthanc_tags_to_dataset(tags: dict):
