@@ -375,3 +375,47 @@ def test_g_toggles_and_n_jumps(make_napari_viewer, tmp_path):
     region_item = top.child(0)
     assert region_item.text(0) == "Image Region"
     assert dock._jump(region_item) and viewer.dims.current_step[0] == 3
+
+
+def test_filled_graphics_and_scoord3d(tmp_path):
+    # a filled GSPS polygon is filled; an unfilled one is not
+    pr = Dataset()
+    ga = Dataset()
+    ref = Dataset()
+    ref.ReferencedSOPInstanceUID = "9.9"
+    ga.ReferencedImageSequence = Sequence([ref])
+    gos = []
+    for filled in ("Y", "N"):
+        go = Dataset()
+        go.GraphicType, go.GraphicAnnotationUnits, go.GraphicFilled = "POLYLINE", "PIXEL", filled
+        go.GraphicData = [1, 1, 5, 1, 5, 5, 1, 1]
+        gos.append(go)
+    ga.GraphicObjectSequence = Sequence(gos)
+    pr.GraphicAnnotationSequence = Sequence([ga])
+    ann = ov.parse_gsps(pr)
+    assert [g.filled for g in ann.graphics] == [True, False]
+    # SCOORD3D (patient coordinates) lands on the slice at that position
+    series = write_ct_series(tmp_path / "ct", n=5, rows=32, cols=32, spacing=2.5)
+    dss = sorted((pydicom.dcmread(p) for p in series.iterdir()), key=lambda d: float(d.ImagePositionPatient[2]))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.34"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.dataset.FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "SR"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.ValueType = "CONTAINER"
+    ds.ConceptNameCodeSequence = _code("126000", "DCM", "Imaging Measurement Report")
+    z = float(dss[2].ImagePositionPatient[2])
+    x0, y0 = -32.0 + 0.7 * 4, -32.0 + 0.8 * 6  # columns 4..10, rows 6..12 (PixelSpacing 0.8 x 0.7)
+    pts = [x0, y0, z, x0 + 0.7 * 6, y0, z, x0 + 0.7 * 6, y0 + 0.8 * 6, z, x0, y0, z]
+    region = _item("CONTAINS", "SCOORD3D", ("111030", "DCM", "Image Region"), GraphicType="POLYGON",
+                   GraphicData=pts, ReferencedFrameOfReferenceUID=dss[0].FrameOfReferenceUID)
+    ds.ContentSequence = Sequence([region])
+    ds.save_as(series / "sr3d.dcm", enforce_file_format=True)
+    layers = napari_dcm.read(series)
+    sr3d = [l for l in layers if "SR3D" in l[1]["name"]]
+    (shape,) = sr3d[0][0]
+    assert np.allclose(shape[:, 0], 2)  # the third slice by position
+    # patient positions are pixel centres (ImagePositionPatient is the first pixel's centre)
+    assert np.allclose(shape[:, 1:].min(axis=0), [6, 4], atol=1e-5)

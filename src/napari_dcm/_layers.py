@@ -90,6 +90,8 @@ def metadata(stack: ImageStack) -> dict:
         "transfer_syntax": f0.desc.transfer_syntax,
         "notes": list(stack.notes),
     }
+    if f0.orientation:
+        md["image_orientation"] = [float(v) for v in f0.orientation]
     per_frame = [tuple((w.center, w.width, w.explanation, w.function) for w in f.windows) for f in frames]
     if len(set(per_frame)) > 1:  # windows differ between frames (Enhanced objects): keep each frame's
         md["frame_windows"] = [

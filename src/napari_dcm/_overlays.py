@@ -54,6 +54,11 @@ class ImageIndex:
         return t, sorted(by_frame.values())
 
 
+def _rgba(hex_color: str, alpha: float) -> list:
+    h = hex_color.lstrip("#")
+    return [int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [alpha]
+
+
 def _spatial_ndim(t) -> int:
     data, kw, _ = t
     return data.ndim - int(kw.get("rgb", False))
@@ -94,7 +99,7 @@ def graphics_layers(index: ImageIndex, graphics, source: str, kind: str, title: 
     out = []
     for t, items in by_image.values():
         ndim = _spatial_ndim(t)
-        shapes, types, labels, pts, texts = [], [], [], [], []
+        shapes, types, labels, pts, texts, faces = [], [], [], [], [], []
         rows = t[0].shape[-2 - int(t[1].get("rgb", False))]
         for g, displays in items:
             for d in displays if ndim == 3 else [0]:
@@ -108,15 +113,19 @@ def graphics_layers(index: ImageIndex, graphics, source: str, kind: str, title: 
                         shapes.append(_verts(circ, d, ndim))
                         types.append("polygon")
                         labels.append(g.text or g.layer)
+                        faces.append(g.filled)
                 else:
                     shapes.append(_verts(g.points, d, ndim))
                     types.append("path" if g.kind == "polyline" else "polygon")
                     labels.append(g.text or g.layer)
+                    faces.append(g.filled and g.kind != "polyline")
         name = f"{t[1]['name']} · {title}"
         if shapes:
+            fill = _rgba(color, 0.35)
             kw = _shape_kwargs(
                 t[1], ndim, name, kind, source, len(shapes),
-                shape_type=types, edge_color=color, face_color="transparent", edge_width=max(1.0, rows / 400),
+                shape_type=types, edge_color=color, face_color=[fill if f else [0, 0, 0, 0] for f in faces],
+                edge_width=max(1.0, rows / 400),
                 features={"label": labels}, visible=visible, opacity=1.0,
             )
             if any(labels):
