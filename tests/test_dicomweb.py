@@ -155,6 +155,10 @@ def test_qido_wildcards_and_series_counts(orthanc):
     knee = dw.search_studies(srv, patient_id="WEBKNEE")[0]
     series = dw.search_series(srv, knee["study_uid"])
     assert len(series) == 1 and series[0]["n_instances"] == 8 and series[0]["modality"] == "MR"
+    assert series[0]["n_frames"] == 8
+    _, mf_study, _, _ = orthanc.files["j2k_multiframe"]
+    (mf,) = dw.search_series(srv, mf_study)
+    assert mf["n_instances"] == 1 and mf["n_frames"] == 10
 
 
 def test_server_root_normalised():
@@ -234,7 +238,7 @@ def test_browse_dock_search_and_open(make_napari_viewer, orthanc, qtbot):
     item = dock.results.topLevelItem(0)
     assert item.text(4) == "1 / 8"
     item.setExpanded(True)
-    assert item.childCount() == 1 and "8 instance(s)" in item.child(0).text(4)
+    assert item.childCount() == 1 and "8 instance(s), 8 frame(s)" in item.child(0).text(4)
     layers = dock._open(item.child(0))
     assert len(layers) == 1 and layers[0].data.shape == (8, 512, 512)
     assert viewer.dims.current_step[0] == 3

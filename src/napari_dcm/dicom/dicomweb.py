@@ -272,9 +272,15 @@ def search_studies(server: Server, patient_name=None, patient_id=None, date_from
     return [{k: _val(it, t) for k, t in STUDY_FIELDS.items()} for it in items]
 
 
-def search_series(server: Server, study_uid: str) -> list[dict]:
+def search_series(server: Server, study_uid: str, frames: bool = True) -> list[dict]:
+    """Series of a study with their instance counts and (``frames``) frame counts."""
     items = server.json(f"studies/{study_uid}/series", query_string({}, {"includefield": ["00201209", "0008103E"]}))
     out = [{k: _val(it, t) for k, t in SERIES_FIELDS.items()} for it in items]
+    if frames:
+        for s in out:
+            inst = server.json(f"studies/{study_uid}/series/{s['series_uid']}/instances", query_string({}, {"includefield": ["00280008"]}))
+            s["n_frames"] = sum(int(_val(i, "00280008") or 1) for i in inst)
+            s["n_instances"] = s["n_instances"] or len(inst)
     return sorted(out, key=lambda s: (s["series_number"] or 0))
 
 

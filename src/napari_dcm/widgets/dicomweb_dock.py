@@ -70,7 +70,7 @@ class DicomWebDock(QWidget):
         self.fields["date_to"].setPlaceholderText("YYYYMMDD")
         self.search_btn = QPushButton("Search")
         self.results = QTreeWidget()
-        self.results.setHeaderLabels(["Patient / series", "ID / modality", "Date / number", "Description", "Series / instances"])
+        self.results.setHeaderLabels(["Patient / series", "ID / modality", "Date / number", "Description", "Series / instances / frames"])
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -139,7 +139,7 @@ class DicomWebDock(QWidget):
             _notify.error(f"napari-dcm: {exc}")
             return
         for s in series:
-            frames = ""
+            frames = f", {s['n_frames']} frame(s)" if s.get("n_frames") is not None else ""
             child = QTreeWidgetItem([
                 f"Series {s['series_number'] or ''}", str(s["modality"] or ""), str(s["series_number"] or ""),
                 str(s["series_description"] or ""), f"{s['n_instances'] or '?'} instance(s){frames}",
