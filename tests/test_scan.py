@@ -88,3 +88,28 @@ def test_not_dicom(tmp_path):
     assert scan_one(str(png)) == (str(png), "not DICOM")
     with pytest.raises(ScanError):
         scan_header(str(png))
+
+
+@pytest.mark.parametrize("rel", [r for r in corpus_files("multiframe")])
+def test_functional_groups_match_pydicom(corpus, rel):
+    """Per-frame and shared functional group values walked by the scan equal pydicom's."""
+    from napari_dcm.dicom.series import _fg_from_dataset
+
+    path = str(corpus / rel)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        return
+    h = scan_header(path)
+    shared, per_frame = _fg_from_dataset(ds, int(ds.get("NumberOfFrames", 1) or 1))
+    got_shared = (h.values.get("shared_fg") or [{}])[0]
+    got_pf = h.values.get("per_frame_fg") or []
+    assert len(got_pf) == len(per_frame)
+    keys = ("image_position", "image_orientation", "pixel_spacing", "rescale_slope", "rescale_intercept", "window_center", "window_width")
+    for k in keys:
+        assert got_shared.get(k) == shared.get(k) if k in shared else True
+    for got, exp in zip(got_pf, per_frame):
+        for k in keys:
+            if k in exp:
+                assert got.get(k) == exp[k], (k, got.get(k), exp[k])

@@ -9,7 +9,6 @@ mammography grid keeps them in the image's cell).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 
@@ -474,7 +473,3 @@ def _sr_document(path: str, index: ImageIndex, kind: str, root=None):
 
 def is_overlay_kind(sop_class: str) -> bool:
     return ov.kind_of(sop_class) is not None
-
-
-def circle(cx, cy, r, n=24):
-    return [(cx + r * math.cos(2 * math.pi * k / n), cy + r * math.sin(2 * math.pi * k / n)) for k in range(n)]

@@ -82,11 +82,17 @@ def read_dicom(path, **options):
 
 def add_to_viewer(viewer, paths, **options) -> list:
     """Read ``paths`` and add the layers to ``viewer``; errors become notifications."""
-    layers = read_dicom(_as_list(paths), **options)
+    return add_layer_tuples(viewer, read_dicom(_as_list(paths), **options))
+
+
+def add_layer_tuples(viewer, layers) -> list:
+    """Add napari-dcm layer tuples to ``viewer`` (ROI controllers, overlay keys, SR dock).
+
+    Layers are added hidden and shown once napari has centred its sliders:
+    napari slices a new first layer at frame 0 before centring, which would
+    decode (or download) a frame nobody looks at.
+    """
     added = []
-    # Layers are added hidden and shown once napari has centred its sliders:
-    # napari slices a new first layer at frame 0 before centring, which would
-    # decode a frame nobody looks at.
     for item in layers:
         if not item or item[0] is None:
             continue

@@ -29,7 +29,9 @@ def header_from_metadata(server: dw.Server, ds) -> Header | tuple[str, str]:
     h.pixel_tag = 0x7FE00008 if "FloatPixelData" in ds else 0x7FE00009 if "DoubleFloatPixelData" in ds else 0x7FE00010
     h.pixel_offset = 0
     h.pixel_length = -1
-    h.transfer_syntax = str(ds.get((0x0008, 0x3002), "") and ds[0x00083002].value or "") or ""
+    # AvailableTransferSyntaxUID when the server gives it; else the syntax arrives with each frame
+    available = ds.get(0x00083002)
+    h.transfer_syntax = str(available.value) if available is not None and available.value else ""
     h.needs_dataset = any(kw in ds for kw in _NEEDS_DATASET_KW)
     DATASETS[key] = ds
     return h

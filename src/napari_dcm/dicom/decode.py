@@ -190,7 +190,9 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
         import zlib
 
         raw = zlib.decompress(codestream, -15)
-        native = PixelDesc(EXPLICIT_LE, *_desc_fields(desc)[1:])
+        from dataclasses import replace
+
+        native = replace(desc, transfer_syntax=EXPLICIT_LE)
         return _decode_native_buffer(np.frombuffer(bytearray(raw), np.uint8), native, 0, 1)
     try:
         decoder = get_decoder(ts)
@@ -262,22 +264,6 @@ def _unused_bits(arr: np.ndarray, desc: PixelDesc) -> np.ndarray:
     else:
         np.bitwise_and(arr, arr.dtype.type((1 << desc.bits_stored) - 1), out=arr)
     return arr
-
-
-def _desc_fields(desc: PixelDesc):
-    return (
-        desc.transfer_syntax,
-        desc.rows,
-        desc.columns,
-        desc.samples_per_pixel,
-        desc.bits_allocated,
-        desc.bits_stored,
-        desc.pixel_representation,
-        desc.photometric,
-        desc.planar_configuration,
-        desc.pixel_keyword,
-        desc.pixel_vr,
-    )
 
 
 def _fix_dtype(arr: np.ndarray, desc: PixelDesc) -> np.ndarray:

@@ -105,7 +105,7 @@ def dicomdir_files(path: str) -> list[str]:
     except Exception as exc:  # damaged DICOMDIR: use the folder instead
         log.info("DICOMDIR %s unreadable (%s); scanning its folder", path, exc)
     root = os.path.dirname(os.path.abspath(path))
-    return [f for f in iter_files([root]) if os.path.basename(f).upper() not in ("DICOMDIR",) and not _is_dicomdir_name(f)]
+    return [f for f in iter_files([root]) if not _is_dicomdir_name(f)]
 
 
 def _is_dicomdir_name(f: str) -> bool:

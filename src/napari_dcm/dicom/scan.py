@@ -107,7 +107,6 @@ _FG_WANTED = {
     0x00209057: ("in_stack_position", "u"),
     0x00209128: ("temporal_position_index", "u"),
     0x00209157: ("dimension_index_values", "raw"),
-    0x00209111: ("frame_content", "raw"),  # never a plain value; present for completeness
 }
 _FG_SEQUENCES = {0x52009229: "shared_fg", 0x52009230: "per_frame_fg"}
 
@@ -348,59 +347,58 @@ def _meta_fast(data: bytes, values: dict) -> int:
 
 
 def _scan(path, fh, buf, first, size) -> Header:
-    if True:
-        hdr = Header(path=path, file_size=size)
-        kind = "dicom" if first[128:132] == b"DICM" else sniff(path, first[:132])
-        if kind is None:
-            raise NotDicom("not a DICOM file (no DICM preamble and no DICOM data elements)")
-        values = hdr.values
-        if kind == "dicom":
-            pos = _meta_fast(first, values)
-            if pos < 0:
-                values.pop("_ts", None), values.pop("_msc", None), values.pop("_msi", None)
-                pos = _walk(buf, 132, True, True, values, hdr, meta_only=True)
-            ts = values.pop("_ts", "")
+    hdr = Header(path=path, file_size=size)
+    kind = "dicom" if first[128:132] == b"DICM" else sniff(path, first[:132])
+    if kind is None:
+        raise NotDicom("not a DICOM file (no DICM preamble and no DICOM data elements)")
+    values = hdr.values
+    if kind == "dicom":
+        pos = _meta_fast(first, values)
+        if pos < 0:
+            values.pop("_ts", None), values.pop("_msc", None), values.pop("_msi", None)
+            pos = _walk(buf, 132, True, True, values, hdr, meta_only=True)
+        ts = values.pop("_ts", "")
+        hdr.transfer_syntax = ts
+        msc = values.pop("_msc", "")
+        msi = values.pop("_msi", "")
+        if not ts:
+            # file meta without TransferSyntaxUID: guess from the first element
+            ts = _guess_syntax(buf.data, pos)
             hdr.transfer_syntax = ts
+            values["guessed_transfer_syntax"] = True
+    else:
+        hdr.has_preamble = False
+        pos = 0
+        if buf.data[0:2] == b"\x02\x00":
+            pos = _walk(buf, pos, True, True, values, hdr, meta_only=True)
+            ts = values.pop("_ts", "") or _guess_syntax(buf.data, pos)
             msc = values.pop("_msc", "")
             msi = values.pop("_msi", "")
-            if not ts:
-                # file meta without TransferSyntaxUID: guess from the first element
-                ts = _guess_syntax(buf.data, pos)
-                hdr.transfer_syntax = ts
-                values["guessed_transfer_syntax"] = True
         else:
-            hdr.has_preamble = False
-            pos = 0
-            if buf.data[0:2] == b"\x02\x00":
-                pos = _walk(buf, pos, True, True, values, hdr, meta_only=True)
-                ts = values.pop("_ts", "") or _guess_syntax(buf.data, pos)
-                msc = values.pop("_msc", "")
-                msi = values.pop("_msi", "")
-            else:
-                hdr.has_meta = False
-                msc = msi = ""
-                ts = EXPLICIT_BE if kind == "raw-be" else _guess_syntax(buf.data, 0)
-                values["guessed_transfer_syntax"] = True
-            hdr.transfer_syntax = ts
+            hdr.has_meta = False
+            msc = msi = ""
+            ts = EXPLICIT_BE if kind == "raw-be" else _guess_syntax(buf.data, 0)
+            values["guessed_transfer_syntax"] = True
+        hdr.transfer_syntax = ts
 
-        little = ts != EXPLICIT_BE
-        explicit = ts != IMPLICIT_LE
-        if ts == DEFLATED_LE:
-            # The dataset after the file meta is one raw DEFLATE stream.
-            try:
-                inflated = zlib.decompress(os.pread(fh, size - pos, pos), -15)
-            except zlib.error as exc:
-                raise ScanError(f"deflated dataset does not inflate: {exc}") from None
-            dbuf = _Buf(None, inflated, len(inflated))
-            _walk(dbuf, 0, True, True, values, hdr, meta_only=False)
-            values["deflated_dataset_offset"] = pos
-            if hdr.pixel_offset >= 0:
-                values["pixel_offset_in_inflated"] = True
-        else:
-            _walk(buf, pos, explicit, little, values, hdr, meta_only=False)
-        hdr.sop_class_uid = values.pop("sop_class_uid", None) or msc
-        hdr.sop_instance_uid = values.pop("sop_instance_uid", None) or msi
-        return hdr
+    little = ts != EXPLICIT_BE
+    explicit = ts != IMPLICIT_LE
+    if ts == DEFLATED_LE:
+        # The dataset after the file meta is one raw DEFLATE stream.
+        try:
+            inflated = zlib.decompress(os.pread(fh, size - pos, pos), -15)
+        except zlib.error as exc:
+            raise ScanError(f"deflated dataset does not inflate: {exc}") from None
+        dbuf = _Buf(None, inflated, len(inflated))
+        _walk(dbuf, 0, True, True, values, hdr, meta_only=False)
+        values["deflated_dataset_offset"] = pos
+        if hdr.pixel_offset >= 0:
+            values["pixel_offset_in_inflated"] = True
+    else:
+        _walk(buf, pos, explicit, little, values, hdr, meta_only=False)
+    hdr.sop_class_uid = values.pop("sop_class_uid", None) or msc
+    hdr.sop_instance_uid = values.pop("sop_instance_uid", None) or msi
+    return hdr
 
 
 def _guess_syntax(data: bytes, pos: int) -> str:
@@ -539,43 +537,32 @@ def _element_at(buf: _Buf, pos: int, explicit: bool, little: bool):
     return (group << 16) | elem, None, length, pos + 8
 
 
-def _items(buf: _Buf, pos: int, length: int, explicit: bool, little: bool):
-    """Yield (item value start, item end or None) and finally the sequence end position."""
+def _walk_items(buf: _Buf, pos: int, length: int, explicit: bool, little: bool, visit) -> int:
+    """Call ``visit(value_pos, item_length) -> position after the item`` for every
+    item of a sequence; return the position after the sequence."""
     end = None if length == UNDEFINED else pos + length
     while end is None or pos < end:
         tag, _, ilen, vpos = _element_at(buf, pos, explicit, little)
         if tag == 0xFFFEE0DD:
-            yield ("end", vpos)
-            return
+            return vpos
         if tag != 0xFFFEE000:
             raise ScanError(f"unexpected tag {tag:08X} in a sequence at offset {pos}")
-        yield ("item", vpos, ilen)
-        pos = yield_pos = _after_item(buf, vpos, ilen, explicit, little)
-        del yield_pos
-    yield ("end", end)
+        pos = visit(vpos, ilen)
+    return end
 
 
-def _after_item(buf, vpos, ilen, explicit, little):
-    if ilen != UNDEFINED:
-        return vpos + ilen
-    return _skip_undefined_item(buf, vpos, explicit, little)
-
-
-def _item_values(buf: _Buf, pos: int, ilen: int, explicit: bool, little: bool, out: dict, depth: int) -> None:
-    """Collect _FG_WANTED values of an item; descend ``depth`` sequence levels."""
+def _item_values(buf: _Buf, pos: int, ilen: int, explicit: bool, little: bool, out: dict, depth: int) -> int:
+    """Collect _FG_WANTED values of an item (descending ``depth`` sequence levels);
+    return the position after the item (walked once, whatever its length encoding)."""
     end = None if ilen == UNDEFINED else pos + ilen
     while end is None or pos < end:
         tag, vr, length, vpos = _element_at(buf, pos, explicit, little)
         if tag == 0xFFFEE00D:
-            return
+            return vpos
         is_seq = vr == b"SQ" or length == UNDEFINED or (vr is None and depth > 0)
         if is_seq and depth > 0:
-            inner_explicit = explicit and vr != b"UN"
-            for ev in _items(buf, vpos, length, inner_explicit, little):
-                if ev[0] == "item":
-                    _item_values(buf, ev[1], ev[2], inner_explicit, little, out, depth - 1)
-                else:
-                    pos = ev[1]
+            inner = explicit and vr != b"UN"
+            pos = _walk_items(buf, vpos, length, inner, little, lambda p, n: _item_values(buf, p, n, inner, little, out, depth - 1))
             continue
         if length == UNDEFINED:
             pos = _skip_undefined_sequence(buf, vpos, explicit and vr != b"UN", little)
@@ -588,20 +575,19 @@ def _item_values(buf: _Buf, pos: int, ilen: int, explicit: bool, little: bool, o
         pos = vpos + length
         if pos > buf.size:
             raise ScanError("functional group runs past the end of the file")
+    return end
 
 
 def _functional_groups(buf: _Buf, pos: int, length: int, explicit: bool, little: bool):
     """Parse a Shared/Per-frame Functional Groups Sequence into flat dicts, one per item."""
-    out = []
-    end = pos
-    for ev in _items(buf, pos, length, explicit, little):
-        if ev[0] == "item":
-            d: dict = {}
-            _item_values(buf, ev[1], ev[2], explicit, little, d, depth=1)
-            out.append(d)
-        else:
-            end = ev[1]
-    return out, end
+    out: list = []
+
+    def visit(p, n):
+        d: dict = {}
+        out.append(d)
+        return _item_values(buf, p, n, explicit, little, d, depth=1)
+
+    return out, _walk_items(buf, pos, length, explicit, little, visit)
 
 
 def _skip_undefined_sequence(buf: _Buf, pos: int, explicit: bool, little: bool) -> int:

@@ -465,7 +465,7 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
     """Stacks of one multi-frame (or dataset-described) instance."""
     v = h.values
     ds = None
-    if v.get("dataset_mode") or (h.needs_dataset and desc.photometric == "PALETTE COLOR") or h.needs_dataset:
+    if v.get("dataset_mode") or h.needs_dataset:
         ds = load_dataset(h.path)
     refs = _refs(h, desc, nframes)
     shared = (v.get("shared_fg") or [{}])[0]

@@ -33,17 +33,10 @@ def open_from_web(viewer, server: dw.Server, study: str, series: str | None = No
         _notify.error(f"napari-dcm: {exc}")
         return []
     from .._notify import install_decode_notifier
+    from .._reader import add_layer_tuples
 
     install_decode_notifier()
-    added = []
-    for data, kwargs, kind in layers:
-        kwargs = dict(kwargs)
-        layer = getattr(viewer, f"add_{kind}")(data, visible=False, **kwargs)
-        added.append(layer)
-    if added and len(viewer.layers) == len(added):
-        viewer.dims._go_to_center_step()  # only the shown frame is fetched
-    for layer in added:
-        layer.visible = True
+    added = add_layer_tuples(viewer, layers)  # only the shown frame is fetched
     _notify.info(f"napari-dcm: opened {len(added)} layer(s) from {server.base}")
     return added
 

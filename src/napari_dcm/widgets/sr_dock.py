@@ -64,20 +64,17 @@ def next_overlay(viewer):
         if not name or name not in viewer.layers:
             continue
         for f in _overlay_frames(l):
-            targets.append((list(viewer.layers).index(viewer.layers[name]), f, name))
+            targets.append((viewer.layers.index(name), f, name))
     if not targets:
         _notify.info("napari-dcm: no overlay on the loaded images")
         return None
     targets = sorted(set(targets))
     active = viewer.layers.selection.active
     cur_img = active.metadata.get(OF, active.name) if active is not None else None
-    cur_idx = list(viewer.layers).index(viewer.layers[cur_img]) if cur_img in viewer.layers else -1
+    cur_idx = viewer.layers.index(cur_img) if cur_img in viewer.layers else -1
     step = viewer.dims.current_step[0] if viewer.dims.ndim >= 3 else 0
-    for idx, f, name in targets:
-        if (idx, f) > (cur_idx, step if idx == cur_idx else -1) and not (idx == cur_idx and f <= step):
-            break
-    else:
-        idx, f, name = targets[0]
+    # the first target after (current image, current frame), wrapping around
+    idx, f, name = next((t for t in targets if t[:2] > (cur_idx, step)), targets[0])
     img = viewer.layers[name]
     viewer.layers.selection.active = img
     if img.data.ndim - int(getattr(img, "rgb", False)) >= 3:
