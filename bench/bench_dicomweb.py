@@ -40,8 +40,8 @@ def main():
     if not path.exists():
         write_multiframe(path, frames=64, rows=2048, cols=1664, syntax="j2k")
     import napari_dcm
-    from napari_dcm.dicom import dicomweb as dw
     from napari_dcm.dicom import decode
+    from napari_dcm.dicom import dicomweb as dw
 
     server = Orthanc()
     try:
@@ -52,9 +52,8 @@ def main():
         study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
 
         def ours(generic: bool):
-            dw._servers.clear()
             dw.CACHE.clear()
-            dw._seen.clear()
+            dw.reset()
             decode.CACHE.clear()
             t = time.perf_counter()
             srv = dw.connect(server.dicomweb, auth=(USER, PASSWORD))

@@ -21,7 +21,7 @@ def main():
     import napari
     from pydicom.dataset import Dataset
 
-    from napari_dcm.widgets.dicom_dock import DicomDock
+    from napari_dcm._qt.dicom_dock import DicomDock
 
     ds = Dataset()
     ds.PatientName = "Many^Tags"

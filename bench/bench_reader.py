@@ -70,9 +70,9 @@ def clear_caches():
 
 def bench_multiframe(data: Path, frames: int, rows: int, cols: int, repeat: int):
     import napari_dcm
-    from napari_dcm.dicom.frames import read_encapsulated
-    from napari_dcm.dicom.series import stacks_from_headers
     from napari_dcm.dicom.discovery import scan_paths
+    
+    from napari_dcm.dicom.series import stacks_from_headers
 
     codec_decode = {
         "explicit": None,
@@ -127,14 +127,14 @@ def bench_multiframe(data: Path, frames: int, rows: int, cols: int, repeat: int)
         elif syntax == "rle":
             from rle.utils import decode_frame
 
-            streams = {k: read_encapsulated(refs[k]) for k in set(ks)}
+            streams = {k: refs[k].read().data for k in set(ks)}
 
             def codec():
                 decode_frame(streams[next(jt)], rows * cols, 16, "<")
 
             cname = "pylibjpeg-rle decode_frame"
         else:
-            streams = {k: read_encapsulated(refs[k]) for k in set(ks)}
+            streams = {k: refs[k].read().data for k in set(ks)}
             fn = codec_decode[syntax]
 
             def codec():
@@ -215,7 +215,7 @@ def bench_memory(data: Path, frames: int, rows: int, cols: int):
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1])
 
-        import numpy, dask.array, pydicom, napari_dcm, napari_dcm.api, napari_dcm._layers
+        import numpy, dask.array, pydicom, napari_dcm, napari_dcm.api, napari_dcm.layers.images
         import napari_dcm.dicom.decode, napari_dcm.dicom.series, napari_dcm.dicom.volume
         import pydicom.pixels, pydicom.encaps, imagecodecs
         base = hwm()

@@ -39,7 +39,7 @@ def bench_import(data: Path):
     import pandas as pd
 
     import napari_dcm
-    from napari_dcm._roi import attach_annotations
+    from napari_dcm.layers.rois import attach_annotations
 
     folder = data / "small_10000"
     if not folder.exists():
@@ -70,7 +70,7 @@ def bench_scroll(data: Path):
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_dcm.widgets.roi import import_rois
+    from napari_dcm._qt.roi_dock import import_rois
 
     path = data / "dbt_64x512x416_roi.dcm"
     if not path.exists():

@@ -59,7 +59,7 @@ def main():
         # EMBED ROIs on a mammogram, with the ROI dock
         import tempfile
 
-        from napari_dcm.widgets.roi import roi_dock
+        from napari_dcm._qt.roi_dock import roi_dock
 
         mg = str(CORPUS / "mammography" / "GH133.dcm")
         csv = os.path.join(tempfile.mkdtemp(), "rois.csv")
@@ -78,10 +78,8 @@ def main():
         # the DICOM dock: tags, then a 2x2 hanging of a synthetic four-view set
         import pydicom
 
-        from napari_dcm.widgets import roi as roi_widget
-        from napari_dcm.widgets.dicom_dock import DicomDock
+        from napari_dcm._qt.dicom_dock import DicomDock
 
-        roi_widget._docks.pop(viewer, None)
         viewer.open(SAMPLE_STUDY, plugin="napari-dcm")
         dock = DicomDock(viewer)
         viewer.window.add_dock_widget(dock, name="DICOM", area="right")
@@ -107,7 +105,7 @@ def main():
         # way (row direction posterior), so they are mirrored through their transform
         dock.hang("2x2")
         shot("mammo_2x2.png")
-        layoutmod_single = __import__("napari_dcm.widgets.layout", fromlist=["single_view"])
+        layoutmod_single = __import__("napari_dcm._qt.hanging", fromlist=["single_view"])
         layoutmod_single.single_view(viewer)
         viewer.layers.clear()
         # a Mammography CAD SR (TID 4000, built like the test suite's) on a real mammogram

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import napari_dcm
-from napari_dcm.api import ReadReport, parse_filters
+from napari_dcm.dicom.filters import parse_filters
+from napari_dcm.dicom.report import ReadReport
 from napari_dcm.cli import build_parser
 from synth import write_ct_series
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import napari_dcm
+from conftest import IN_CI
 from napari_dcm.dicom import dicomweb as dw
 from orthanc import PASSWORD, USER, Orthanc, available, with_fresh_uids
-from conftest import IN_CI
 
 # stored syntaxes uploaded: one file each (plus a multi-frame J2K and a series)
 FILES = {
@@ -91,7 +91,7 @@ def test_orthanc_detected_and_generic_path_equal(orthanc):
     assert np.array_equal(np.asarray(fast[0].compute()), np.asarray(generic[0].compute()))
     for k in ("contrast_limits", "scale", "translate", "name"):
         assert fast[1][k] == generic[1][k]
-    dw._servers.clear()
+    dw.reset()
 
 
 def test_series_geometry_and_laziness(orthanc):
@@ -131,7 +131,7 @@ def test_multiframe_neighbours_batched(orthanc, orthanc_rest):
         assert np.array_equal(np.asarray(data[7]), local[7])
         assert srv.requests == n0 + 1
         return
-    dw._seen.clear()
+    dw.reset(sessions=False)
     n0, b0 = srv.requests, srv.bytes
     np.asarray(data[0])  # the first frame comes alone
     assert srv.requests == n0 + 1
@@ -199,7 +199,7 @@ def test_bearer_token_and_env(orthanc, monkeypatch):
     assert ei.value.status == 401
     monkeypatch.setenv("NAPARI_DCM_DICOMWEB_USER", USER)
     monkeypatch.setenv("NAPARI_DCM_DICOMWEB_PASSWORD", PASSWORD)
-    dw._servers.clear()
+    dw.reset()
     assert len(napari_dcm.read_dicomweb(orthanc.dicomweb, study, series)) == 1
 
 
@@ -223,7 +223,7 @@ def test_local_dask_graph_holds_no_credentials(orthanc):
 
 @pytest.mark.viewer
 def test_browse_dock_search_and_open(make_napari_viewer, orthanc, qtbot):
-    from napari_dcm.widgets.dicomweb_dock import DicomWebDock
+    from napari_dcm._qt.dicomweb_dock import DicomWebDock
 
     viewer = make_napari_viewer(show=False)
     dock = DicomWebDock(viewer)

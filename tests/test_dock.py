@@ -9,8 +9,9 @@ import pytest
 import napari_dcm
 from napari_dcm.dicom import mammo
 from napari_dcm.dicom import tags as tagmod
-from napari_dcm.widgets import dicom_dock as dd
-from napari_dcm.widgets import layout as layoutmod
+from napari_dcm._qt import dicom_dock as dd
+from napari_dcm._qt import hanging as layoutmod
+from napari_dcm._qt.window import current_frame
 
 SRC = "mammography/OutOfBoundsOverlay.dcm"  # 788 x 1318, JPEG lossless
 
@@ -197,7 +198,7 @@ def test_tag_tree_equals_pydicom(make_napari_viewer, corpus, qtbot):
     dock.filter.setText("PatientName")
     shown = [t for t in top if not t.isHidden()]
     assert [t.text(2) for t in shown] == ["PatientName"]
-    dock._copy(shown[0])
+    dock.tags_tab._copy(shown[0])
     from qtpy.QtWidgets import QApplication
 
     assert QApplication.clipboard().text() == str(ds.PatientName)
@@ -244,7 +245,7 @@ def test_presets_set_expected_limits(make_napari_viewer, sample_study, corpus):
     assert dock.choose_preset("Header 2: 400/2000 BONE") == pytest.approx((400 - 0.5 - 999.5, 400 - 0.5 + 999.5))
     assert tuple(layer.contrast_limits) == pytest.approx((-600.0, 1399.0))
     assert dock.choose_preset("Lung") == pytest.approx((-600 - 0.5 - 749.5, -600 - 0.5 + 749.5))
-    frame = np.asarray(layer.data[dd.current_frame(viewer, layer)])
+    frame = np.asarray(layer.data[current_frame(viewer, layer)])
     assert dock.choose_preset("Full dynamic") == pytest.approx((frame.min(), frame.max()))
     assert dock.choose_preset("Default") == pytest.approx((0.0, 79.0))
     for name, c, w in [("Brain", 40, 80), ("Angio", 300, 600)]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import napari_dcm
-from napari_dcm import _roi
+from napari_dcm.layers import roi_export, rois
 from napari_dcm.dicom.embed import EmbedCSVError, parse_embed_csv
 from synth import write_plain_image
 
@@ -85,7 +85,7 @@ def test_all_errors_reported_nothing_imported(tmp_path):
 
 
 def roi_layers(layers):
-    return {kw["metadata"][_roi.META]["image"]: (d, kw) for d, kw, t in layers if t == "shapes"}
+    return {kw["metadata"][rois.META]["image"]: (d, kw) for d, kw, t in layers if t == "shapes"}
 
 
 def test_matching_relative_absolute_normalised(tmp_path, study):
@@ -96,7 +96,7 @@ def test_matching_relative_absolute_normalised(tmp_path, study):
     assert len(rl) == 2
     boxes = sorted(len(d) for d, kw in rl.values())
     assert boxes == [1, 1]
-    md = next(iter(rl.values()))[1]["metadata"][_roi.META]
+    md = next(iter(rl.values()))[1]["metadata"][rois.META]
     assert [u["path"] for u in md["unmatched"]] == ["study/missing.dcm"]
 
 
@@ -108,10 +108,10 @@ def test_rectangles_on_pixel_edges_and_frame_map(tmp_path, study):
     # 2D: one rectangle, edges at napari coordinates edge - 0.5
     (data, kw), = [v for k, v in rl.items() if images[k][1]["metadata"]["patient_id"] == "A"]
     assert np.allclose(data[0], [[9.5, 19.5], [9.5, 34.5], [29.5, 34.5], [29.5, 19.5]])
-    assert kw["scale"] == images[kw["metadata"][_roi.META]["image"]][1]["scale"]
+    assert kw["scale"] == images[kw["metadata"][rois.META]["image"]][1]["scale"]
     # DBT with reversed positions: stored frame s is display frame 5 - s
     (data, kw), = [v for k, v in rl.items() if images[k][1]["metadata"]["patient_id"] == "C"]
-    img_md = images[kw["metadata"][_roi.META]["image"]][1]["metadata"]
+    img_md = images[kw["metadata"][rois.META]["image"]][1]["metadata"]
     assert img_md["display_to_stored"] == [5, 4, 3, 2, 1, 0]
     frames_of_roi = {}
     for verts, roi in zip(data, kw["features"]["roi"]):
@@ -167,7 +167,7 @@ def test_export_refuses_overwrite(tmp_path, study):
 def test_export_drop_unmatched_and_quoting(tmp_path, study):
     csv = write(tmp_path, CANONICAL)
     layers = napari_dcm.read(study, annotations=csv)
-    text = _roi.export_text(layers, include_unmatched=False)
+    text = roi_export.export_text(layers, include_unmatched=False)
     assert "nowhere" not in text
     lines = text.split("\n")
     assert lines[0] == "anon_dicom_path,num_ROI,ROI_coords,ROI_frames"

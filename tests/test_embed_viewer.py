@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import napari_dcm
-from napari_dcm import _roi
-from napari_dcm.widgets import roi as roi_widget
+from napari_dcm._qt import roi_dock as roi_widget
+from napari_dcm._qt import state
+from napari_dcm._qt.compat import qt_main_window
+from napari_dcm.layers import recovery, roi_export, rois
 from synth import write_plain_image
 
 pytestmark = pytest.mark.viewer
@@ -47,7 +49,7 @@ def test_imported_box_edges_on_pixel_edges(make_napari_viewer, files, tmp_path, 
     viewer.open(str(a), plugin="napari-dcm")
     dock = roi_widget.roi_dock(viewer)
     (layer,) = dock.import_csv(csv)
-    assert layer.metadata[_roi.META]["image"] == viewer.layers[0].name
+    assert layer.metadata[rois.META]["image"] == viewer.layers[0].name
     qtbot.wait(100)
     viewer.layers[0].contrast_limits = (0, 255)  # dark image: the yellow outline stands out
     layer.opacity = 1.0
@@ -130,7 +132,7 @@ def test_edit_snap_clamp_scope_delete(make_napari_viewer, files, tmp_path):
     v[:, 1:] = [[3.2, -4.0], [3.2, 30.0], [9.9, 30.0], [9.9, -4.0]]
     layer.data = [v]
     assert c.rs.rois[0]["box"] == (4, 0, 10, 24)
-    assert c.dirty and layer.metadata[_roi.META]["rows"][str(dbt)]["edited"]
+    assert c.dirty and layer.metadata[rois.META]["rows"][str(dbt)]["edited"]
     # scope: all frames -> a rectangle on each of the 6 frames
     layer.selected_data = {0}
     c.set_scope("all")
@@ -163,14 +165,14 @@ def test_autosave_restore_after_close_without_export(make_napari_viewer, files, 
     dock = roi_widget.roi_dock(viewer)
     layer = roi_widget.draw_roi(viewer)
     layer.add_rectangles([np.array([[2.5, 3.5], [2.5, 9.5], [7.5, 9.5], [7.5, 3.5]])])
-    rec = _roi.recovery_path([str(a)])
+    rec = recovery.recovery_path([str(a)])
     assert os.path.exists(rec)
     assert json.load(open(rec))["rois"][0]["box"] == [3, 4, 8, 10]
     # closing the window asks first (the guard sees the close event; the fixture closes for real)
     from qtpy.QtGui import QCloseEvent
 
     ev = QCloseEvent()
-    assert viewer._napari_dcm_close_guard.eventFilter(viewer.window._qt_window, ev) is False
+    assert state.of(viewer).close_guard.eventFilter(qt_main_window(viewer), ev) is False
     assert asked == ["Unexported ROI edits"]
     # a new session opens the same file: the dock offers the autosaved ROIs
     viewer2 = make_napari_viewer(show=True)
@@ -178,7 +180,7 @@ def test_autosave_restore_after_close_without_export(make_napari_viewer, files, 
     dock2 = roi_widget.roi_dock(viewer2)
     assert dock2.restore_btn.isVisibleTo(dock2)
     dock2.restore_pending()
-    (layer2,) = [l for l in viewer2.layers if _roi.META in l.metadata]
+    (layer2,) = [l for l in viewer2.layers if rois.META in l.metadata]
     assert roi_widget.controller(layer2).rs.rois[0]["box"] == (3, 4, 8, 10)
     out = tmp_path / "restored.csv"
     dock2.export_csv(out)
@@ -197,7 +199,7 @@ def test_close_guard_can_cancel(make_napari_viewer, files, monkeypatch):
     from qtpy.QtGui import QCloseEvent
 
     ev = QCloseEvent()
-    assert viewer._napari_dcm_close_guard.eventFilter(viewer.window._qt_window, ev) is True
+    assert state.of(viewer).close_guard.eventFilter(qt_main_window(viewer), ev) is True
     assert not ev.isAccepted()  # edits not exported: closing is cancelled
     roi_widget.controller(layer).dirty = False
 
@@ -215,7 +217,7 @@ def test_invalid_csv_in_dock_notifies(make_napari_viewer, files, tmp_path):
     assert dock.import_csv(csv) == []
     msgs = [str(n.message) for n in notification_manager.records[n0:]]
     assert any("line 2" in m and "num_ROI is 2" in m for m in msgs)
-    assert not [l for l in viewer.layers if _roi.META in l.metadata]
+    assert not [l for l in viewer.layers if rois.META in l.metadata]
 
 
 def test_r_key_starts_roi_tool(make_napari_viewer, files):
@@ -227,7 +229,7 @@ def test_r_key_starts_roi_tool(make_napari_viewer, files):
 
     viewer.window._qt_viewer.canvas._scene_canvas.events.key_press(key=Key("R"), text="r", modifiers=())
     active = viewer.layers.selection.active
-    assert _roi.META in active.metadata and active.mode == "add_rectangle"
+    assert rois.META in active.metadata and active.mode == "add_rectangle"
 
 
 def test_view_api_with_annotations(make_napari_viewer, files, tmp_path):
@@ -238,5 +240,5 @@ def test_view_api_with_annotations(make_napari_viewer, files, tmp_path):
     napari_dcm.view([str(a), str(dbt)], viewer=viewer, annotations=str(csv))
     kinds = [l._type_string for l in viewer.layers]
     assert kinds == ["image", "shapes", "image", "shapes"]
-    text = _roi.export_text(viewer)
+    text = roi_export.export_text(viewer)
     assert "study/gone.dcm" in text and 'study/a.dcm,1,"[[1,2,3,4]]",[]' in text

@@ -63,8 +63,8 @@ def test_cache_is_bounded(big_multiframe):
     data = napari_dcm.read(big_multiframe)[0][0]
     for i in range(24):
         data[i].compute()
-    assert decode.CACHE._bytes <= decode.CACHE.max_bytes
-    assert len(decode.CACHE._d) <= decode.CACHE.max_items
+    assert decode.CACHE.nbytes <= decode.CACHE.max_bytes
+    assert len(decode.CACHE) <= decode.CACHE.max_items
 
 
 def test_dask_threads_give_same_pixels(big_multiframe):

@@ -68,7 +68,7 @@ def test_gsps_voi_only_and_unloaded_references(corpus, tmp_path):
     d.mkdir()
     for f in ("prLUTs.dcm", "imageForPrLUTs.dcm", "Issue168.dcm"):
         (d / f).write_bytes((corpus / "presentation_state" / f).read_bytes())
-    from napari_dcm.api import ReadReport
+    from napari_dcm.dicom.report import ReadReport
 
     rep = ReadReport()
     layers = napari_dcm.read(d, report=rep)
@@ -351,7 +351,7 @@ def test_gsps_and_cad_on_screen(make_napari_viewer, cr_with_gsps, mg_with_cad, q
 
 @pytest.mark.viewer
 def test_g_toggles_and_n_jumps(make_napari_viewer, tmp_path):
-    from napari_dcm.widgets import sr_dock as srd
+    from napari_dcm._qt import sr_dock as srd
 
     series = write_ct_series(tmp_path / "ct", n=5, rows=32, cols=32)
     dss = sorted((pydicom.dcmread(p) for p in series.iterdir()), key=lambda d: float(d.ImagePositionPatient[2]))

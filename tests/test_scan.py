@@ -6,8 +6,8 @@ import warnings
 
 import pydicom
 import pytest
-from conftest import corpus_files
 
+from conftest import corpus_files
 from napari_dcm.dicom.discovery import scan_one, sniff
 from napari_dcm.dicom.scan import Header, ScanError, scan_header
 

@@ -97,7 +97,7 @@ def test_broken_file_notifies_and_others_open(make_napari_viewer, corpus, tmp_pa
 
 def test_frame_decode_failure_blank_and_one_notification(make_napari_viewer, corpus, notes):
     path = str(corpus / "broken" / "genFile.dcm")
-    decode._reported.discard(path)
+    decode.reset()
     viewer = make_napari_viewer(show=True)
     (layer,) = viewer.open(path, plugin="napari-dcm")
     assert np.asarray(layer.data).max() == 0

@@ -14,6 +14,8 @@ from .errors import (
     DicomError,
     DicomReadError,
     DicomSizeError,
+    DicomWebError,
+    EmbedCSVError,
     NoDicomFoundError,
     NotDicomError,
 )
@@ -28,14 +30,15 @@ __all__ = [
     "DicomError",
     "DicomReadError",
     "DicomSizeError",
+    "DicomWebError",
+    "EmbedCSVError",
     "NoDicomFoundError",
     "NotDicomError",
     "mammo_layout",
-    "read_dicomweb",
     "read",
+    "read_dicomweb",
     "save_embed_csv",
     "view",
-    "EmbedCSVError",
 ]
 
 
@@ -48,7 +51,7 @@ def read(paths, **options):
 
 def save_embed_csv(layers_or_viewer, csv_path, **options):
     """Export EMBED ROIs (a viewer, layers, or the tuples ``read`` returns) to a CSV."""
-    from ._roi import save_embed_csv as _save
+    from .layers.roi_export import save_embed_csv as _save
 
     return _save(layers_or_viewer, csv_path, **options)
 
@@ -67,20 +70,8 @@ def mammo_layout(paths, layout=None):
     return _ml(paths, layout)
 
 
-def __getattr__(name):
-    if name == "DicomWebError":
-        from .dicom.dicomweb import DicomWebError
-
-        return DicomWebError
-    if name == "EmbedCSVError":
-        from .dicom.embed import EmbedCSVError
-
-        return EmbedCSVError
-    raise AttributeError(name)
-
-
 def view(paths=None, **options):
     """Open DICOM in a napari viewer (see :func:`napari_dcm.api.view`)."""
-    from .api import view as _view
+    from ._qt.viewer import view as _view
 
     return _view(paths, **options)

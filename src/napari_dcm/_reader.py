@@ -58,6 +58,7 @@ class _Progress:
 def read_dicom(path, **options):
     """npe2 reader function: layer data for DICOM ``path`` (file, folder or list)."""
     from .api import ReadReport, read
+    from .dicom.embed import unmatched_message
 
     _notify.install_decode_notifier()
     report = ReadReport()
@@ -74,46 +75,5 @@ def read_dicom(path, **options):
     else:
         _notify.info(report.summary())
     if report.unmatched_rows:
-        from .api import unmatched_message
-
         _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
     return layers
-
-
-def add_to_viewer(viewer, paths, **options) -> list:
-    """Read ``paths`` and add the layers to ``viewer``; errors become notifications."""
-    return add_layer_tuples(viewer, read_dicom(_as_list(paths), **options))
-
-
-def add_layer_tuples(viewer, layers) -> list:
-    """Add napari-dcm layer tuples to ``viewer`` (ROI controllers, overlay keys, SR dock).
-
-    Layers are added hidden and shown once napari has centred its sliders:
-    napari slices a new first layer at frame 0 before centring, which would
-    decode (or download) a frame nobody looks at.
-    """
-    added = []
-    for item in layers:
-        if not item or item[0] is None:
-            continue
-        data, kwargs, layer_type = (tuple(item) + ({}, "image"))[:3]
-        kwargs = dict(kwargs)
-        visible = kwargs.pop("visible", True)
-        layer = getattr(viewer, f"add_{layer_type}")(data, visible=False, **kwargs)
-        layer._napari_dcm_visible = visible
-        added.append(layer)
-        if layer_type == "shapes" and "napari_dcm_roi" in layer.metadata:
-            from .widgets.roi import attach_controller
-
-            attach_controller(viewer, layer)
-    if added and len(viewer.layers) == len(added):
-        viewer.dims._go_to_center_step()
-    for layer in added:
-        layer.visible = layer._napari_dcm_visible
-    if added:
-        from .widgets.sr_dock import bind_overlay_keys, sr_dock
-
-        bind_overlay_keys(viewer)
-        if any("napari_dcm_sr" in l.metadata for l in added):
-            sr_dock(viewer)
-    return added

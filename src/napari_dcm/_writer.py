@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._roi import META, export_text
+from .layers.roi_export import export_text
+from .layers.rois import META
 
 
 def write_embed_rois(path: str, layer_data: list) -> list[str]:

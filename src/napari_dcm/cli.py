@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from .api import FILTER_FIELDS
+from .dicom.filters import FILTER_FIELDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,12 +63,12 @@ def _open_web(viewer, web: dict, args) -> list:
         _notify.error(f"napari-dcm: {exc}")
         return []
     if args.browse or not web.get("study"):
-        from .widgets.dicomweb_dock import dicomweb_dock
+        from ._qt.dicomweb_dock import dicomweb_dock
 
         dicomweb_dock(viewer, srv)
     if not web.get("study"):
         return []
-    from .widgets.dicomweb_dock import open_from_web
+    from ._qt.dicomweb_dock import open_from_web
 
     return open_from_web(viewer, srv, web["study"], web.get("series"), web.get("instance"))
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"napari-dcm: {p}: no such file or folder", file=sys.stderr)
             return 2
     try:
-        from .api import parse_filters
+        from .dicom.filters import parse_filters
 
         parse_filters(args.filter)
     except ValueError as exc:
@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import napari
+    from napari.layers import Shapes
 
-    from ._reader import add_to_viewer
+    from ._qt.viewer import add_to_viewer
 
     headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
     viewer = napari.Viewer(title="napari-dcm")
@@ -126,18 +127,18 @@ def main(argv: list[str] | None = None) -> int:
             opts["annotations"] = args.annotations
         added = add_to_viewer(viewer, paths, **opts)
         if args.annotations:
-            from .widgets.roi import roi_dock
+            from ._qt.roi_dock import roi_dock
 
             roi_dock(viewer)
     if web is not None:
         added += _open_web(viewer, web, args)
     for layer in added:
-        if layer._type_string == "shapes":
+        if isinstance(layer, Shapes):
             print(f"napari-dcm: layer {layer.name!r} with {len(layer.data)} rectangle(s)")
         else:
             print(f"napari-dcm: layer {layer.name!r} shape={tuple(layer.data.shape)} dtype={layer.data.dtype}")
     if added and not args.no_dock:
-        from .widgets.dicom_dock import dicom_dock
+        from ._qt.dicom_dock import dicom_dock
 
         dock = dicom_dock(viewer)
         if args.hang:

@@ -50,3 +50,22 @@ class DicomDecodeError(DicomReadError):
 
 class NoDicomFoundError(DicomReadError):
     """A folder or file list held no readable DICOM image."""
+
+
+class DicomWebError(DicomReadError):
+    """A DICOMweb request failed; ``path`` is the server (no credentials), ``status`` the HTTP status."""
+
+    def __init__(self, server: str, reason: str, status: int | None = None):
+        self.status = status
+        super().__init__(server, reason)
+
+
+class EmbedCSVError(DicomError):
+    """An EMBED CSV is invalid.  ``errors`` lists ``(line, reason)``; line 1 is the header."""
+
+    def __init__(self, csv_path: os.PathLike | str, errors: list[tuple[int, str]]):
+        self.path = os.fspath(csv_path)
+        self.errors = list(errors)
+        self.line, self.reason = self.errors[0]
+        more = f" (and {len(self.errors) - 1} more error(s))" if len(self.errors) > 1 else ""
+        super().__init__(f"{self.path}: line {self.line}: {self.reason}{more}")

@@ -7,8 +7,11 @@ import urllib.parse
 
 from .dicom import dicomweb as dw
 from .dicom.discovery import header_from_dataset
+from .dicom.report import ReadReport
 from .dicom.scan import Header
-from .dicom.series import DATASETS, stacks_from_headers
+from .dicom.series import stacks_from_headers
+from .dicom.sources.web import WebInstance
+from .layers import LayerData
 
 log = logging.getLogger("napari_dcm")
 
@@ -19,13 +22,16 @@ _NEEDS_DATASET_KW = (
 
 
 def header_from_metadata(server: dw.Server, ds) -> Header | tuple[str, str]:
+    """A Header for a DICOMweb instance's metadata (its frames come from the server), or (key, reason)."""
     study, series, sop = str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")), str(ds.get("SOPInstanceUID", ""))
-    key = dw.frame_key(server.base, study, series, sop)
+    where = WebInstance(server.base, study, series, sop)
+    key = where.key
     if not ds.get("Rows") or not ds.get("Columns"):
         return (key, "no pixel data" + (f" (SOP class {ds.get('SOPClassUID', '')})" if ds.get("SOPClassUID") else ""))
     h = header_from_dataset(key, ds)
-    h.values.pop("dataset_mode", None)
-    h.values["dicomweb"] = True
+    h.walked = True  # the metadata describes the instance completely
+    h.source = where
+    h.dataset = ds
     h.pixel_tag = 0x7FE00008 if "FloatPixelData" in ds else 0x7FE00009 if "DoubleFloatPixelData" in ds else 0x7FE00010
     h.pixel_offset = 0
     h.pixel_length = -1
@@ -33,13 +39,12 @@ def header_from_metadata(server: dw.Server, ds) -> Header | tuple[str, str]:
     available = ds.get(0x00083002)
     h.transfer_syntax = str(available.value) if available is not None and available.value else ""
     h.needs_dataset = any(kw in ds for kw in _NEEDS_DATASET_KW)
-    DATASETS[key] = ds
     return h
 
 
 def read_dicomweb(url: str, study: str, series: str | None = None, instance: str | None = None, *,
                   auth=None, token=None, verify=True, timeout=dw.DEFAULT_TIMEOUT, strict: bool = False,
-                  prompt: bool = False, report=None) -> list[tuple]:
+                  prompt: bool = False, report=None) -> list[LayerData]:
     """Layer-data tuples for a study, series or instance on a DICOMweb server.
 
     Only metadata is downloaded here; every frame is fetched (with its next
@@ -51,8 +56,7 @@ def read_dicomweb(url: str, study: str, series: str | None = None, instance: str
     ``NAPARI_DCM_DICOMWEB_PASSWORD`` / ``NAPARI_DCM_DICOMWEB_TOKEN``.
     Raises ``DicomWebError`` naming the server and the reason.
     """
-    from ._layers import layer_tuples
-    from .api import ReadReport
+    from .layers.images import layer_tuples
 
     server = dw.connect(url, auth=auth, token=token, verify=verify, timeout=timeout, prompt=prompt)
     datasets = dw.metadata(server, study, series, instance)

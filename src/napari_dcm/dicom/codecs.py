@@ -156,6 +156,25 @@ def plugin_order(ts: str) -> list[str]:
     return [""]
 
 
+def j2k_parameters(head: bytes) -> dict:
+    """Codestream parameters (precision, signedness, ...) from a J2K header (pydicom's parser)."""
+    from pydicom.pixels.utils import get_j2k_parameters
+
+    return dict(get_j2k_parameters(head))
+
+
+def jpeg_parameters(head: bytes) -> dict:
+    """SOF parameters (precision, rows, columns, components) of a JPEG / JPEG-LS codestream.
+
+    pydicom parses these in a private helper; it is wrapped here, in one place, because
+    pydicom has no public equivalent (it may move between pydicom releases: the
+    version is pinned to 3.0.x in pyproject).
+    """
+    from pydicom.pixels.utils import _get_jpg_parameters
+
+    return dict(_get_jpg_parameters(head))
+
+
 def decode_retired_jpeg(src: bytes):
     """Decode the retired JPEG syntaxes (e.g. 4.53 spectral selection)."""
     if not HAVE_IMAGECODECS:

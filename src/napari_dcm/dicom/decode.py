@@ -1,68 +1,30 @@
-"""Decoding one frame: bytes -> pixel array -> modality values.
+"""Decoding one frame: stored bytes -> pixel array -> modality values.
 
-Decoding goes through pydicom's ``pixels`` decoders with the codec chosen in
+Every frame source (files, DICOMweb, ...) hands an :class:`EncodedFrame` --
+bytes plus transfer syntax -- to :func:`decode`, the one decoder.  Decoding
+goes through pydicom's ``pixels`` decoders with the codec chosen in
 :mod:`.codecs`, so the output equals pydicom's reference decode.  The
 per-frame task :func:`load_frame` is what every dask chunk calls.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import codecs
-from .frames import DATASET, DEFLATED, NATIVE, FrameRef, inflate_dataset, pread_into, read_encapsulated
+from .cache import CACHE
+from .imagepixel import PixelDesc
 from .scan import EXPLICIT_BE, EXPLICIT_LE, NATIVE_SYNTAXES
+from .sources import EncodedFrame, FrameRef
 
-WEB = "dicomweb"
+__all__ = ["PixelDesc", "Rescale", "DatasetTransform", "decode", "decode_codestream", "load_frame", "STATS"]
 
 log = logging.getLogger("napari_dcm")
-
-
-@dataclass(frozen=True, slots=True)
-class PixelDesc:
-    """The Image Pixel module values shared by the frames of one layer."""
-
-    transfer_syntax: str
-    rows: int
-    columns: int
-    samples_per_pixel: int = 1
-    bits_allocated: int = 16
-    bits_stored: int = 16
-    pixel_representation: int = 0
-    photometric: str = "MONOCHROME2"
-    planar_configuration: int = 0
-    pixel_keyword: str = "PixelData"
-    pixel_vr: str = "OW"
-
-    @property
-    def native_frame_nbytes(self) -> float:
-        spp = self.samples_per_pixel
-        if self.photometric == "YBR_FULL_422" and spp == 3:
-            return self.rows * self.columns * 2 * self.bits_allocated / 8
-        return self.rows * self.columns * spp * self.bits_allocated / 8
-
-    def options(self, nframes: int = 1) -> dict:
-        opts = dict(
-            rows=self.rows,
-            columns=self.columns,
-            samples_per_pixel=self.samples_per_pixel,
-            bits_allocated=self.bits_allocated,
-            bits_stored=self.bits_stored,
-            pixel_representation=self.pixel_representation,
-            photometric_interpretation=self.photometric,
-            number_of_frames=nframes,
-            pixel_keyword=self.pixel_keyword,
-            pixel_vr=self.pixel_vr,
-        )
-        if self.samples_per_pixel > 1:
-            opts["planar_configuration"] = self.planar_configuration
-        return opts
 
 
 # --------------------------------------------------------------------------
@@ -135,40 +97,34 @@ class _Stats:
 STATS = _Stats()
 
 
-def decode_frame(ref: FrameRef, desc: PixelDesc) -> np.ndarray:
-    """Decode stored frame ``ref.index`` to an array shaped (rows, cols[, samples])."""
+def decode(enc: EncodedFrame, desc: PixelDesc) -> np.ndarray:
+    """Decode one stored frame to an array shaped (rows, cols[, samples]).
 
+    ``desc`` describes the pixels; the transfer syntax is the one the bytes
+    came in (a DICOMweb server may answer in another syntax than the file's).
+    """
     with STATS.lock:
         STATS.decodes += 1
-    ts = desc.transfer_syntax
-    if ref.mode == DATASET:
-        from pydicom.pixels import pixel_array
-
-        return pixel_array(ref.path, index=ref.index if ref.nframes > 1 else None)
-    if ref.mode == NATIVE and _simple(desc) and desc.transfer_syntax != EXPLICIT_BE:
-        n = desc.rows * desc.columns * desc.bits_allocated // 8
-        if ref.length >= 0 and ref.nframes * n > ref.length + 1:
-            return _decode_native(ref, desc)  # raises the precise truncation error
-        raw = pread_into(ref.path, ref.offset + ref.index * n, n)
-        return _unused_bits(np.frombuffer(raw, _simple_dtype(desc)).reshape(desc.rows, desc.columns), desc)
-    if ref.mode == NATIVE or ref.mode == DEFLATED:
-        return _decode_native(ref, desc)
-    if ref.mode == WEB:
-        from dataclasses import replace
-
-        from . import dicomweb
-
-        payload, ts = dicomweb.fetch_frame(ref.path, ref.index, ref.nframes)
+    ts = enc.transfer_syntax
+    if ts != desc.transfer_syntax:
         desc = replace(desc, transfer_syntax=ts)
-        if ts in NATIVE_SYNTAXES:
-            if desc.bits_allocated == 1:
-                npix = desc.rows * desc.columns * desc.samples_per_pixel
-                bits = np.unpackbits(np.frombuffer(payload, np.uint8), bitorder="little")[:npix]
-                return bits.reshape((desc.rows, desc.columns) if desc.samples_per_pixel == 1 else (desc.rows, desc.columns, -1))
-            return _decode_native_buffer(np.frombuffer(bytearray(payload), np.uint8), desc, 0, 1)
-        return decode_codestream(payload, desc)
-    # encapsulated
-    return decode_codestream(read_encapsulated(ref), desc)
+    if ts not in NATIVE_SYNTAXES:
+        return decode_codestream(bytes(enc.data) if not isinstance(enc.data, bytes) else enc.data, desc)
+    if desc.bits_allocated == 1 and enc.nframes == 1:
+        npix = desc.rows * desc.columns * desc.samples_per_pixel
+        bits = np.unpackbits(np.frombuffer(enc.data, np.uint8), bitorder="little")
+        bits = bits[enc.bit_offset : enc.bit_offset + npix]
+        if bits.size < npix:
+            raise EOFError(f"1-bit frame holds {bits.size} of {npix} pixels")
+        shape = (desc.rows, desc.columns) if desc.samples_per_pixel == 1 else (desc.rows, desc.columns, desc.samples_per_pixel)
+        return bits.reshape(shape)
+    if enc.nframes == 1 and _simple(desc) and ts != EXPLICIT_BE:
+        n = desc.rows * desc.columns * desc.bits_allocated // 8
+        raw = np.frombuffer(enc.data, np.uint8)
+        if raw.size < n:
+            raise EOFError(f"frame holds {raw.size} of {n} bytes")
+        return _unused_bits(raw[:n].view(_simple_dtype(desc)).reshape(desc.rows, desc.columns), desc)
+    return _decode_native_buffer(enc.data, desc, enc.index, enc.nframes)
 
 
 def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
@@ -274,36 +230,6 @@ def _fix_dtype(arr: np.ndarray, desc: PixelDesc) -> np.ndarray:
     return arr
 
 
-def _decode_native(ref: FrameRef, desc: PixelDesc) -> np.ndarray:
-    nbytes = desc.native_frame_nbytes
-    if ref.mode == DEFLATED:
-        data = inflate_dataset(ref.path, ref.ranges[0])
-        buf = bytearray(data[ref.offset : ref.offset + (ref.length if ref.length >= 0 else len(data))])
-        return _decode_native_buffer(buf, desc, ref.index, ref.nframes)
-    if ref.length >= 0 and ref.nframes * nbytes > ref.length + 1:
-        raise EOFError(
-            f"pixel data holds {ref.length} bytes, {ref.nframes} frame(s) of "
-            f"{desc.rows}x{desc.columns}x{desc.samples_per_pixel} at {desc.bits_allocated} bits need {int(ref.nframes * nbytes)}"
-        )
-    if desc.bits_allocated == 1:
-        npix = desc.rows * desc.columns * desc.samples_per_pixel
-        start_bit = ref.index * npix
-        b0, b1 = start_bit // 8, -(-(start_bit + npix) // 8)
-        raw = pread_into(ref.path, ref.offset + b0, b1 - b0)
-        bits = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")
-        bits = bits[start_bit - 8 * b0 : start_bit - 8 * b0 + npix]
-        shape = (desc.rows, desc.columns) if desc.samples_per_pixel == 1 else (desc.rows, desc.columns, desc.samples_per_pixel)
-        return bits.reshape(shape)
-    if desc.transfer_syntax == EXPLICIT_BE and desc.bits_allocated == 8 and desc.pixel_vr == "OW" and int(nbytes) % 2:
-        # 8-bit data in big endian OW with odd frames: swap pairs across frame edges
-        n = ref.length if ref.length >= 0 else int(ref.nframes * nbytes)
-        raw = pread_into(ref.path, ref.offset, n + n % 2)
-        return _decode_native_buffer(raw, desc, ref.index, ref.nframes)
-    n = int(nbytes)
-    raw = pread_into(ref.path, ref.offset + ref.index * n, n + (n % 2 if desc.transfer_syntax == EXPLICIT_BE and desc.bits_allocated == 8 else 0))
-    return _decode_native_buffer(raw, desc, 0, 1)
-
-
 def _decode_native_buffer(buf: bytearray, desc: PixelDesc, index: int, nframes: int) -> np.ndarray:
     from pydicom.pixels import get_decoder
 
@@ -316,46 +242,6 @@ def _decode_native_buffer(buf: bytearray, desc: PixelDesc, index: int, nframes: 
 
 # --------------------------------------------------------------------------
 # the dask task
-
-
-class FrameCache:
-    """A small LRU bounded in bytes (and optionally in items), per process."""
-
-    def __init__(self, max_bytes: int = 128 * 2**20, max_items: int | None = 8, size=lambda v: v.nbytes):
-        self.max_bytes = max_bytes
-        self.max_items = max_items
-        self._size = size
-        self._d: collections.OrderedDict = collections.OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-            return v
-
-    def put(self, key, value):
-        n = self._size(value)
-        if n > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._d:
-                return
-            self._d[key] = value
-            self._bytes += n
-            while self._d and (self._bytes > self.max_bytes or (self.max_items is not None and len(self._d) > self.max_items)):
-                _, old = self._d.popitem(last=False)
-                self._bytes -= self._size(old)
-
-    def clear(self):
-        with self._lock:
-            self._d.clear()
-            self._bytes = 0
-
-
-CACHE = FrameCache()
 
 
 class DicomDecodeWarning(UserWarning):
@@ -400,14 +286,14 @@ def load_frame(ref: FrameRef, desc: PixelDesc, transform, shape: tuple, dtype: s
     blank frame and one report per file, or raises ``DicomDecodeError`` when
     ``strict``.
     """
-    key = (ref.path, ref.index, ref.mode, transform)
+    key = (ref, transform)
     hit = CACHE.get(key)
     if hit is not None:
         with STATS.lock:
             STATS.cache_hits += 1
         return hit
     try:
-        arr = decode_frame(ref, desc)
+        arr = decode(ref.read(), desc)
         if transform is not None:
             arr = transform(arr)
         arr = np.asarray(arr)
@@ -425,3 +311,11 @@ def load_frame(ref: FrameRef, desc: PixelDesc, transform, shape: tuple, dtype: s
         return np.zeros(shape, dtype)
     CACHE.put(key, arr)
     return arr
+
+
+def reset() -> None:
+    """Forget which files were reported, the cached frames and the counters (tests; a new session)."""
+    with _reported_lock:
+        _reported.clear()
+    CACHE.clear()
+    STATS.reset()

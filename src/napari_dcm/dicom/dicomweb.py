@@ -23,22 +23,14 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 
-from ..errors import DicomReadError
-from .decode import FrameCache
+from ..errors import DicomWebError
+from .cache import FrameCache
 
 log = logging.getLogger("napari_dcm")
 
 DEFAULT_TIMEOUT = (5.0, 60.0)  # connect, read (seconds)
 BATCH = 4  # frames fetched per request (the asked one and its next neighbours)
-WEB = "dicomweb"
-
-
-class DicomWebError(DicomReadError):
-    """A DICOMweb request failed; ``path`` is the server (no credentials), ``status`` the HTTP status."""
-
-    def __init__(self, server: str, reason: str, status: int | None = None):
-        self.status = status
-        super().__init__(server, reason)
+__all__ = ["DicomWebError", "Server", "connect", "search_studies", "search_series", "metadata", "fetch_frame"]
 
 
 def normalize_base(url: str) -> str:
@@ -61,13 +53,6 @@ def url_credentials(url: str) -> tuple[str, str] | None:
     if p.username:
         return urllib.parse.unquote(p.username), urllib.parse.unquote(p.password or "")
     return None
-
-
-def redact(text: str) -> str:
-    """Remove ``user:password@`` from any URL in ``text``."""
-    import re
-
-    return re.sub(r"(://)[^/@\s]+@", r"\1", text)
 
 
 @dataclass
@@ -300,8 +285,35 @@ def metadata(server: Server, study: str, series: str | None = None, instance: st
     if server.orthanc_root and series:
         fast = _orthanc_metadata(server, study, series, instance)
         if fast is not None:
-            return fast
-    return _wado_metadata(server, study, series, instance)
+            return _remember(server, fast)
+    return _remember(server, _wado_metadata(server, study, series, instance))
+
+
+# instance headers already fetched (metadata, tags): a bounded LRU, by frame key
+DATASETS = FrameCache(max_bytes=4096, max_items=None, size=lambda ds: 1)
+
+
+def _remember(server: Server, datasets: list) -> list:
+    for ds in datasets:
+        key = frame_key(server.base, str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")), str(ds.get("SOPInstanceUID", "")))
+        DATASETS.put(key, ds)
+    return datasets
+
+
+def instance_dataset(key: str):
+    """The header of a DICOMweb instance (its frame key): remembered from ``metadata``, else fetched."""
+    from pydicom import Dataset
+
+    ds = DATASETS.get(key)
+    if ds is not None:
+        return ds
+    base, study, series, instance = split_key(key)
+    items = server_for(base).json(f"studies/{study}/series/{series}/instances/{instance}/metadata")
+    if not items:
+        raise DicomWebError(base, f"not found: metadata of instance {instance}", 404)
+    ds = Dataset.from_json(items[0], bulk_data_uri_handler=_bulk)
+    DATASETS.put(key, ds)
+    return ds
 
 
 def _wado_metadata(server: Server, study: str, series: str | None = None, instance: str | None = None) -> list:
@@ -429,7 +441,9 @@ def orthanc_tags_to_dataset(tags: dict):
 
 def frame_key(base: str, study: str, series: str, instance: str) -> str:
     """The ``path`` napari-dcm uses for a DICOMweb instance (no credentials)."""
-    return f"{base}/studies/{study}/series/{series}/instances/{instance}"
+    from .sources.web import WebInstance
+
+    return WebInstance(base, study, series, instance).key
 
 
 def split_key(key: str) -> tuple[str, str, str, str]:
@@ -516,3 +530,15 @@ def fetch_frame(key: str, index: int, nframes: int) -> tuple[bytes, str]:
         for i, (headers, payload) in zip(wanted, parts):
             CACHE.put((key, i), (payload, transfer_syntax_of(headers.get("content-type", ""))))
         return CACHE.get((key, index)) or (parts[0][1], transfer_syntax_of(parts[0][0].get("content-type", "")))
+
+
+def reset(sessions: bool = True) -> None:
+    """Forget fetched frames, headers and request state, and (``sessions``) the server sessions."""
+    wait_prefetch()
+    if sessions:
+        with _servers_lock:
+            _servers.clear()
+    CACHE.clear()
+    DATASETS.clear()
+    _fetch_locks.clear()
+    _seen.clear()

@@ -147,8 +147,8 @@ def header_from_dataset(path: str, ds) -> Header:
         if kw in ds:
             h.pixel_tag = {"PixelData": 0x7FE00010, "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009}[kw]
             h.pixel_offset = 0
-            h.values["dataset_mode"] = True
             break
+    h.walked = False
     h.needs_dataset = True
     return h
 

@@ -21,21 +21,10 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from ..errors import DicomError
+from ..errors import EmbedCSVError
 
 REQUIRED = ("anon_dicom_path", "ROI_coords")
 HEADER = ("anon_dicom_path", "num_ROI", "ROI_coords", "ROI_frames")
-
-
-class EmbedCSVError(DicomError):
-    """An EMBED CSV is invalid.  ``errors`` lists ``(line, reason)``; line 1 is the header."""
-
-    def __init__(self, csv_path: str, errors: list[tuple[int, str]]):
-        self.path = os.fspath(csv_path)
-        self.errors = list(errors)
-        self.line, self.reason = self.errors[0]
-        more = f" (and {len(self.errors) - 1} more error(s))" if len(self.errors) > 1 else ""
-        super().__init__(f"{self.path}: line {self.line}: {self.reason}{more}")
 
 
 @dataclass
@@ -323,3 +312,13 @@ def write_embed_csv(rows: list[tuple[EmbedRow, int | None]], csv_path, *, overwr
         fh.write(text)
     os.replace(tmp, csv_path)
     return csv_path
+
+
+def unmatched_message(csv_path: str | os.PathLike[str] | None, paths: list[str]) -> str:
+    """The notification for EMBED rows that match no loaded file (they are kept, never dropped)."""
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    name = os.path.basename(os.fspath(csv_path)) if csv_path else "the CSV"
+    return (
+        f"napari-dcm: {len(paths)} row(s) of {name} match no loaded file "
+        f"({shown}); they are kept and exported again unchanged"
+    )

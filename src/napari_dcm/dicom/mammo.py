@@ -219,14 +219,11 @@ def _mammo_values(h) -> dict:
 
 
 def _dataset_values(path: str) -> dict:
-    """ViewCodeSequence and frame laterality need a real parse (rare: read with pydicom)."""
-    import warnings
+    """ViewCodeSequence and frame laterality need a real parse (rare: read with pydicom;
+    a DICOMweb instance's header comes from the server, never by opening its URL as a file)."""
+    from .tags import read_header
 
-    import pydicom
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    ds = read_header(path)
     out: dict = {}
     vcs = ds.get("ViewCodeSequence")
     if vcs:

@@ -23,6 +23,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 # Transfer syntaxes
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -143,7 +144,21 @@ class NotDicom(ScanError):
 
 @dataclass(slots=True)
 class Header:
-    """What napari-dcm knows about one file after the header scan."""
+    """What napari-dcm knows about one file (or remote instance) after the header scan.
+
+    ``values`` holds the attributes of ``_WANTED`` by name.  Where the header
+    came from and how its frames are read is typed, never a string flag:
+
+    * ``walked``: the fast walk described the file (False: only pydicom could
+      parse it, and frames are read through pydicom);
+    * ``deflated_offset``: >= 0 for a Deflated Explicit VR LE file: the raw
+      DEFLATE stream starts there, and ``pixel_offset``/``pixel_length`` are
+      positions in the inflated dataset;
+    * ``source``: None for a local file; a remote location (e.g. a DICOMweb
+      instance, see :mod:`napari_dcm.dicom.sources.web`) otherwise;
+    * ``dataset``: the pydicom Dataset when one was already parsed for this
+      header (DICOMweb metadata), so nothing reads ``path`` again.
+    """
 
     path: str
     transfer_syntax: str = ""
@@ -157,17 +172,22 @@ class Header:
     pixel_length: int = -1  # -1: undefined length (encapsulated)
     file_size: int = 0
     needs_dataset: bool = False
-    values: dict = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    walked: bool = True
+    deflated_offset: int = -1
+    source: Any = None
+    dataset: Any = None
 
-    def get(self, name, default=None):
+    def get(self, name: str, default: Any = None) -> Any:
         v = self.values.get(name)
         return default if v is None else v
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         # compact pickling: headers travel from scan workers in bulk
         return (_make_header, (self.path, self.transfer_syntax, self.sop_class_uid, self.sop_instance_uid,
                                self.has_meta, self.has_preamble, self.pixel_tag, self.pixel_offset,
-                               self.pixel_length, self.file_size, self.needs_dataset, self.values))
+                               self.pixel_length, self.file_size, self.needs_dataset, self.values,
+                               self.walked, self.deflated_offset, self.source, self.dataset))
 
     @property
     def has_pixels(self) -> bool:
@@ -178,7 +198,7 @@ class Header:
         return self.sop_class_uid == "1.2.840.10008.1.3.10"
 
 
-def _make_header(*args) -> Header:
+def _make_header(*args: Any) -> Header:
     return Header(*args)
 
 
@@ -391,9 +411,7 @@ def _scan(path, fh, buf, first, size) -> Header:
             raise ScanError(f"deflated dataset does not inflate: {exc}") from None
         dbuf = _Buf(None, inflated, len(inflated))
         _walk(dbuf, 0, True, True, values, hdr, meta_only=False)
-        values["deflated_dataset_offset"] = pos
-        if hdr.pixel_offset >= 0:
-            values["pixel_offset_in_inflated"] = True
+        hdr.deflated_offset = pos
     else:
         _walk(buf, pos, explicit, little, values, hdr, meta_only=False)
     hdr.sop_class_uid = values.pop("sop_class_uid", None) or msc

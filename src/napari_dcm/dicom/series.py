@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import geometry, voi
-from .decode import DatasetTransform, PixelDesc, Rescale
-from .frames import DATASET, FrameRef, frame_refs
+from .decode import DatasetTransform, Rescale
+from .imagepixel import PixelDesc
 from .scan import DEFLATED_LE, EXPLICIT_LE, NATIVE_SYNTAXES, Header
+from .sources import FrameRef
+from .sources.file import file_frame_refs
 
 log = logging.getLogger("napari_dcm")
 
@@ -98,19 +100,15 @@ class ImageStack:
 # pydicom datasets for the files the fast scan cannot describe alone
 
 
-# datasets that do not come from files (DICOMweb metadata), by their napari-dcm path
-DATASETS: dict = {}
-
-
-def load_dataset(path: str):
-    ds = DATASETS.get(path)
-    if ds is not None:
-        return ds
+def load_dataset(h: Header):
+    """The pydicom Dataset of a header: the one it carries (DICOMweb metadata), else the file's."""
+    if h.dataset is not None:
+        return h.dataset
     import pydicom
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return pydicom.dcmread(h.path, stop_before_pixels=True, force=True)
 
 
 def _fg_from_dataset(ds, nframes: int):
@@ -218,9 +216,9 @@ def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
         raise StackError(f"NumberOfFrames is {nframes}")
     if h.file_size and nframes > h.file_size:
         raise StackError(f"NumberOfFrames {nframes} is more than the file has bytes ({h.file_size}): beyond any real data")
-    if h.values.get("dicomweb"):
-        return
-    if h.pixel_length >= 0 and not h.values.get("dataset_mode") and not h.values.get("pixel_offset_in_inflated"):
+    if h.source is not None:
+        return  # remote: no local file to check against
+    if h.pixel_length >= 0 and h.walked and h.deflated_offset < 0:
         need = desc.native_frame_nbytes * nframes
         if h.pixel_length + 1 < need:
             raise StackError(
@@ -232,7 +230,7 @@ def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
             raise StackError(
                 f"pixel data runs {h.pixel_offset + h.pixel_length - h.file_size} bytes past the end of the file (truncated)"
             )
-    native = h.transfer_syntax in NATIVE_SYNTAXES and not h.values.get("dataset_mode") and h.transfer_syntax != DEFLATED_LE
+    native = h.transfer_syntax in NATIVE_SYNTAXES and h.walked and h.transfer_syntax != DEFLATED_LE
     if native and h.pixel_length < 0:
         need = desc.native_frame_nbytes * nframes
         have = h.file_size - h.pixel_offset
@@ -243,12 +241,11 @@ def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
 
 
 def _refs(h: Header, desc: PixelDesc, nframes: int) -> list[FrameRef]:
-    if h.values.get("dicomweb"):
-        return [FrameRef(h.path, i, "dicomweb", nframes=nframes) for i in range(nframes)]
-    if h.values.get("dataset_mode"):
-        return [FrameRef(h.path, i, DATASET, nframes=nframes) for i in range(nframes)]
+    """References to every stored frame of ``h``, from its source (a local file by default)."""
     try:
-        return frame_refs(h, nframes, desc.native_frame_nbytes)
+        if h.source is not None:
+            return list(h.source.frame_refs(h, desc, nframes))
+        return list(file_frame_refs(h, desc, nframes))
     except (ValueError, EOFError, OSError) as exc:
         raise StackError(f"cannot locate frames: {exc}") from exc
 
@@ -259,21 +256,16 @@ def _stored_bits(h: Header, desc: PixelDesc, ref: FrameRef) -> tuple[int, bool]:
 
     bits, signed = desc.bits_stored, desc.pixel_representation == 1
     ts = desc.transfer_syntax
-    if h.values.get("dicomweb"):
-        return bits, signed  # the stored syntax is only known when a frame arrives
+    head_of = getattr(ref, "head", None)
+    if head_of is None:
+        return bits, signed  # e.g. DICOMweb: the stored syntax is only known when a frame arrives
     if ts in codecs.JPEG2000_SYNTAXES or ts in codecs.JPEGLS_SYNTAXES:
         try:
-            from .frames import codestream_head
-
-            head = codestream_head(ref)
+            head = head_of()
             if ts in codecs.JPEG2000_SYNTAXES:
-                from pydicom.pixels.utils import get_j2k_parameters
-
-                p = get_j2k_parameters(head).get("precision")
+                p = codecs.j2k_parameters(head).get("precision")
             else:
-                from pydicom.pixels.utils import _get_jpg_parameters
-
-                p = _get_jpg_parameters(head).get("precision")
+                p = codecs.jpeg_parameters(head).get("precision")
             if p and p > bits:
                 bits = min(int(p), desc.bits_allocated)
         except Exception:
@@ -390,7 +382,7 @@ def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[t
             nframes = h.values.get("number_of_frames") or 1
             desc = pixel_desc(h)
             check_size(h, desc, nframes)
-            if nframes > 1 or h.needs_dataset or h.values.get("dataset_mode"):
+            if nframes > 1 or h.needs_dataset or not h.walked:
                 stacks += _instance_stacks(h, desc, nframes)
             else:
                 key = (
@@ -438,7 +430,7 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
     for h, d in members:
         refs.append(_refs(h, d, 1)[0])
     rescales = [_rescale_of(h.values) for h, _ in members]
-    ds0 = load_dataset(h0.path) if h0.needs_dataset else None
+    ds0 = load_dataset(h0) if h0.needs_dataset else None
     transforms, dtype = _modality(h0, ds0, d0, rescales, refs[0])
     frames = []
     for (h, d), ref, t in zip(members, refs, transforms):
@@ -465,8 +457,8 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
     """Stacks of one multi-frame (or dataset-described) instance."""
     v = h.values
     ds = None
-    if v.get("dataset_mode") or h.needs_dataset:
-        ds = load_dataset(h.path)
+    if not h.walked or h.needs_dataset:
+        ds = load_dataset(h)
     refs = _refs(h, desc, nframes)
     shared = (v.get("shared_fg") or [{}])[0]
     per_frame = v.get("per_frame_fg") or []

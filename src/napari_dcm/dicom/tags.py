@@ -27,9 +27,15 @@ class TagRow:
 
 
 def read_header(path: str):
+    """The header of a file (no pixel data), or of a DICOMweb instance given by its frame key."""
     import warnings
 
     import pydicom
+
+    if "://" in path:
+        from .dicomweb import instance_dataset
+
+        return instance_dataset(path)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -36,7 +36,8 @@ def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False)
     h = hashlib.sha1()
     for f in stack.frames:
         r = f.ref
-        h.update(f"{r.path}\0{r.index}\0{r.mode}\0{r.offset}\0{r.ranges}\0{id(f.transform) if f.transform is not None and not hasattr(f.transform, 'slope') else f.transform}\n".encode())
+        t = f.transform
+        h.update(f"{r!r}\0{id(t) if t is not None and not hasattr(t, 'slope') else t}\n".encode())
     token = tokenize(h.hexdigest(), stack.frames[0].desc, shape, dtype.str, strict)
     name = f"dicom-frames-{token}"
     zeros = (0,) * len(shape)

@@ -26,11 +26,19 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _notify
-from .._roi import META, RoiController, load_recovery, roi_layer_tuple, save_embed_csv
-from ..dicom.embed import EmbedCSVError, LoadedFile, match_rows, read_embed_csv
+from ..dicom.embed import LoadedFile, match_rows, read_embed_csv, unmatched_message
+from ..errors import EmbedCSVError
+from ..layers import keys
+from ..layers.recovery import load_recovery
+from ..layers.roi_export import save_embed_csv
+from ..layers.rois import META, roi_layer_tuple
+from . import state
+from .compat import qt_main_window
+from .roi_controller import RoiController
+from .viewer import dicom_images, layer_data, roi_layer_for
 
+DOCK = "roi"
 _controllers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_docks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def confirm(parent, title: str, text: str) -> bool:
@@ -54,17 +62,17 @@ def attach_controller(viewer, layer) -> RoiController:
         _controllers[layer] = c
         _install_close_guard(viewer)
         _bind_keys(viewer)
-        state = load_recovery(c.meta["paths"])
-        if state and state.get("rois") is not None:
-            dock = _docks.get(viewer)
+        saved = load_recovery(c.meta["paths"])
+        if saved and saved.get("rois") is not None:
+            dock = state.dock(viewer, DOCK)
             if dock is not None:
-                dock.offer_restore(layer, state)
+                dock.offer_restore(layer, saved)
             else:
                 _notify.warning(
                     f"napari-dcm: unexported ROI edits for {c.meta['image']} were autosaved; "
                     "open the EMBED ROIs dock to restore them"
                 )
-            c.pending_recovery = state
+            c.pending_recovery = saved
     return c
 
 
@@ -94,41 +102,24 @@ class _CloseGuard(QObject):
 
 
 def _install_close_guard(viewer) -> None:
-    if getattr(viewer, "_napari_dcm_close_guard", None) is not None:
+    st = state.of(viewer)
+    if st.close_guard is not None:
         return
-    try:
-        win = viewer.window._qt_window
-    except AttributeError:
+    win = qt_main_window(viewer)
+    if win is None:
         return
     guard = _CloseGuard(viewer)
     win.installEventFilter(guard)
-    viewer._napari_dcm_close_guard = guard
+    st.close_guard = guard
 
 
 def _bind_keys(viewer) -> None:
-    if getattr(viewer, "_napari_dcm_keys", False):
-        return
-    viewer.bind_key("r", lambda v: draw_roi(v), overwrite=True)
-    viewer._napari_dcm_keys = True
+    from .keys import install
+
+    install(viewer)
 
 
-def image_layers(viewer) -> list:
-    return [l for l in viewer.layers if l._type_string == "image" and "display_to_stored" in l.metadata and "napari_dcm" in l.metadata]
-
-
-def roi_layer_for(viewer, image_layer):
-    for l in viewer.layers:
-        if META in l.metadata and l.metadata[META].get("image") == image_layer.name:
-            return l
-    return None
-
-
-def _image_tuple(layer):
-    kw = {"name": layer.name, "metadata": layer.metadata, "scale": tuple(layer.scale), "translate": tuple(layer.translate), "rgb": layer.rgb}
-    units = tuple(str(u) for u in getattr(layer, "units", ()) or ())
-    if units and any(u != "pixel" for u in units):
-        kw["units"] = units
-    return (layer.data, kw, "image")
+image_layers = dicom_images
 
 
 def ensure_roi_layer(viewer, image_layer, rows=None, unmatched=(), source=None):
@@ -136,7 +127,7 @@ def ensure_roi_layer(viewer, image_layer, rows=None, unmatched=(), source=None):
     layer = roi_layer_for(viewer, image_layer)
     if layer is not None and rows is None:
         return layer
-    data, kw, _ = roi_layer_tuple(_image_tuple(image_layer), rows or {}, unmatched, source)
+    data, kw, _ = roi_layer_tuple(layer_data(image_layer), rows or {}, unmatched, source)
     if layer is not None:
         viewer.layers.remove(layer)
     new = viewer.add_shapes(data, **kw)
@@ -170,11 +161,11 @@ def import_rois(viewer, csv_path, cwd=None) -> tuple[list, list]:
     for img in imgs:
         md = img.metadata
         n_by: dict = {}
-        for p, s in zip(md["frame_paths"], md["display_to_stored"]):
+        for p, s in zip(md[keys.FRAME_PATHS], md[keys.DISPLAY_TO_STORED]):
             n_by[p] = max(n_by.get(p, 0), s + 1)
-        if md.get("number_of_frames"):
-            n_by[md["paths"][0]] = md["number_of_frames"]
-        files += [LoadedFile(p, n_by.get(p, 1)) for p in md["paths"]]
+        if md.get(keys.NUMBER_OF_FRAMES):
+            n_by[md[keys.PATHS][0]] = md[keys.NUMBER_OF_FRAMES]
+        files += [LoadedFile(p, n_by.get(p, 1)) for p in md[keys.PATHS]]
     matched, unmatched = match_rows(table, files, cwd)
     layers = []
     for i, img in enumerate(imgs):
@@ -186,8 +177,6 @@ def import_rois(viewer, csv_path, cwd=None) -> tuple[list, list]:
             continue
         layers.append(ensure_roi_layer(viewer, img, matched, unmatched if i == 0 else (), table.source))
     if unmatched:
-        from ..api import unmatched_message
-
         _notify.warning(unmatched_message(csv_path, [r.path for r in unmatched]))
     return layers, unmatched
 
@@ -202,7 +191,7 @@ class RoiDock(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        _docks[napari_viewer] = self
+        state.of(napari_viewer).docks[DOCK] = self
         _bind_keys(napari_viewer)
         _install_close_guard(napari_viewer)
         self.source = None
@@ -260,7 +249,7 @@ class RoiDock(QWidget):
         """Reopened files with autosaved, unexported ROI edits: offer to restore them."""
         if roi_layer_for(self.viewer, img) is not None:
             return
-        if load_recovery(img.metadata["paths"]) is not None:
+        if load_recovery(img.metadata[keys.PATHS]) is not None:
             ensure_roi_layer(self.viewer, img)
 
     # ---- import / export (dialog-free entry points used by the buttons and tests)
@@ -328,17 +317,17 @@ class RoiDock(QWidget):
             _notify.warning(f"napari-dcm: {exc}")
 
     # ---- recovery
-    def offer_restore(self, layer, state):
-        self._pending.append((weakref.ref(layer), state))
+    def offer_restore(self, layer, saved):
+        self._pending.append((weakref.ref(layer), saved))
         self.restore_btn.setVisible(True)
-        self.status.setText(f"Unexported ROI edits of {state.get('image')} were autosaved. Restore them?")
+        self.status.setText(f"Unexported ROI edits of {saved.get('image')} were autosaved. Restore them?")
 
     def restore_pending(self):
-        for ref, state in self._pending:
+        for ref, saved in self._pending:
             layer = ref()
             c = controller(layer) if layer is not None else None
             if c is not None:
-                c.restore(state)
+                c.restore(saved)
         self._pending = []
         self.restore_btn.setVisible(False)
         self.status.setText("Autosaved ROIs restored.")
@@ -366,7 +355,7 @@ def parse_frame_list(text: str) -> list[int]:
 
 def roi_dock(viewer) -> RoiDock:
     """Add (or return) the EMBED ROI dock of ``viewer``."""
-    dock = _docks.get(viewer)
+    dock = state.dock(viewer, DOCK)
     if dock is None:
         dock = RoiDock(viewer)
         viewer.window.add_dock_widget(dock, name="EMBED ROIs", area="right")

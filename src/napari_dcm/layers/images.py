@@ -1,15 +1,16 @@
-"""Layer builders: ImageStacks -> napari layer-data tuples.
-
-Pure data (no napari import), so ``napari_dcm.read`` works in scripts,
-notebooks and dask workers.
-"""
+"""Image layers: ImageStacks -> napari image layer data (no napari import)."""
 
 from __future__ import annotations
 
-from .dicom import voi
-from .dicom.decode import load_frame
-from .dicom.series import ImageStack
-from .dicom.volume import stack_array
+import os
+from typing import Any
+
+from ..dicom import voi
+from ..dicom.decode import load_frame
+from ..dicom.series import ImageStack
+from ..dicom.volume import stack_array
+from . import keys
+from .data import LayerData
 
 SEP = " · "
 
@@ -27,8 +28,6 @@ def base_name(stack: ImageStack) -> str:
     if i.get("series_description"):
         parts.append(str(i["series_description"]))
     if not parts:
-        import os
-
         parts = [os.path.basename(stack.frames[0].ref.path)]
     return SEP.join(parts)
 
@@ -68,21 +67,21 @@ def contrast_limits(stack: ImageStack, strict: bool = False) -> tuple[float, flo
     return voi.percentile_limits(arr, 1.0, 99.0)
 
 
-def metadata(stack: ImageStack) -> dict:
+def metadata(stack: ImageStack) -> dict[str, Any]:
     frames = stack.frames
     f0 = frames[0]
     shown = frames[initial_frame(stack)]
     multiframe = stack.multiframe
     d2s = [f.ref.index for f in frames]
-    md = {
-        "napari_dcm": 1,
-        "paths": stack.paths,
-        "frame_paths": [f.ref.path for f in frames],
-        "display_to_stored": d2s,
-        "sop_instance_uids": [f.sop_instance_uid for f in frames],
+    md: dict[str, Any] = {
+        keys.IMAGE: 1,
+        keys.PATHS: stack.paths,
+        keys.FRAME_PATHS: [f.ref.path for f in frames],
+        keys.DISPLAY_TO_STORED: d2s,
+        keys.SOP_INSTANCE_UIDS: [f.sop_instance_uid for f in frames],
         "multiframe": multiframe,
         "spacing_uniform": stack.spacing_uniform,
-        "windows": [
+        keys.WINDOWS: [
             {"center": w.center, "width": w.width, "explanation": w.explanation, "function": w.function}
             for w in (shown.windows or stack.windows)
         ],
@@ -94,21 +93,21 @@ def metadata(stack: ImageStack) -> dict:
         md["image_orientation"] = [float(v) for v in f0.orientation]
     per_frame = [tuple((w.center, w.width, w.explanation, w.function) for w in f.windows) for f in frames]
     if len(set(per_frame)) > 1:  # windows differ between frames (Enhanced objects): keep each frame's
-        md["frame_windows"] = [
+        md[keys.FRAME_WINDOWS] = [
             [{"center": c, "width": w, "explanation": e, "function": fn} for c, w, e, fn in pf] for pf in per_frame
         ]
     if multiframe:
         s2d = [-1] * (max(d2s) + 1)
         for disp, stored in enumerate(d2s):
             s2d[stored] = disp
-        md["stored_to_display"] = s2d
-        md["number_of_frames"] = len(s2d)
+        md[keys.STORED_TO_DISPLAY] = s2d
+        md[keys.NUMBER_OF_FRAMES] = len(s2d)
     for k, v in stack.info.items():
         md[k] = v
     return md
 
 
-def layer_tuple(stack: ImageStack, name: str, strict: bool = False):
+def layer_tuple(stack: ImageStack, name: str, strict: bool = False) -> LayerData:
     data = stack_array(stack, strict=strict)
     kwargs = {
         "name": name,
@@ -125,9 +124,9 @@ def layer_tuple(stack: ImageStack, name: str, strict: bool = False):
         len(stack.scale) == 2 or all(f.position is not None for f in stack.frames)
     ):
         kwargs["units"] = ("mm",) * len(stack.scale)
-    return (data, kwargs, "image")
+    return LayerData(data, kwargs, "image")
 
 
-def layer_tuples(stacks: list[ImageStack], strict: bool = False) -> list[tuple]:
+def layer_tuples(stacks: list[ImageStack], strict: bool = False) -> list[LayerData]:
     names = unique_names(stacks)
     return [layer_tuple(s, n, strict) for s, n in zip(stacks, names)]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QFormLayout,
@@ -19,8 +17,9 @@ from qtpy.QtWidgets import (
 
 from .. import _notify
 from ..dicom import dicomweb as dw
+from . import state
 
-_docks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+DOCK = "dicomweb"
 
 
 def open_from_web(viewer, server: dw.Server, study: str, series: str | None = None, instance: str | None = None) -> list:
@@ -32,10 +31,9 @@ def open_from_web(viewer, server: dw.Server, study: str, series: str | None = No
     except dw.DicomWebError as exc:
         _notify.error(f"napari-dcm: {exc}")
         return []
-    from .._notify import install_decode_notifier
-    from .._reader import add_layer_tuples
+    from .viewer import add_layer_tuples
 
-    install_decode_notifier()
+    _notify.install_decode_notifier()
     added = add_layer_tuples(viewer, layers)  # only the shown frame is fetched
     _notify.info(f"napari-dcm: opened {len(added)} layer(s) from {server.base}")
     return added
@@ -48,7 +46,7 @@ class DicomWebDock(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.server = server
-        _docks[napari_viewer] = self
+        state.of(napari_viewer).docks[DOCK] = self
         self.url = QLineEdit(server.base if server else "")
         self.url.setPlaceholderText("http://host:8042 (Orthanc) or a DICOMweb base URL")
         self.user = QLineEdit()
@@ -149,7 +147,7 @@ class DicomWebDock(QWidget):
 
 
 def dicomweb_dock(viewer, server: dw.Server | None = None) -> DicomWebDock:
-    dock = _docks.get(viewer)
+    dock = state.dock(viewer, DOCK)
     if dock is None:
         dock = DicomWebDock(viewer, server)
         viewer.window.add_dock_widget(dock, name="DICOMweb", area="right")

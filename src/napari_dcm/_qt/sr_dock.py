@@ -9,17 +9,19 @@
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
+from napari.layers import Image, Labels, Points, Shapes
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from .. import _notify
-from .._overlays import OF, OVERLAY, SR_KEY
 from ..dicom import overlays as ov
+from ..layers import keys
+from ..layers.overlays import read_object
+from . import state
 
-_docks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+OF, OVERLAY, SR_KEY = keys.OVERLAY_OF, keys.OVERLAY, keys.SR_DOCUMENT
+DOCK = "sr"
 
 
 def overlay_layers(viewer) -> list:
@@ -38,8 +40,8 @@ def toggle_overlays(viewer) -> bool:
 
 
 def _overlay_frames(layer) -> list[int]:
-    if layer._type_string in ("shapes", "points"):
-        data = layer.data if layer._type_string == "shapes" else [layer.data]
+    if isinstance(layer, (Shapes, Points)):
+        data = layer.data if isinstance(layer, Shapes) else [layer.data]
         if layer.ndim < 3:
             return [0]
         frames = set()
@@ -48,9 +50,9 @@ def _overlay_frames(layer) -> list[int]:
             if v.size:
                 frames.update(int(round(x)) for x in np.atleast_2d(v)[:, 0])
         return sorted(frames)
-    if layer._type_string in ("labels", "image") and layer.data.ndim >= 3:
+    if isinstance(layer, (Labels, Image)) and layer.data.ndim >= 3:
         arr = np.asarray(layer.data)
-        if layer._type_string == "labels":
+        if isinstance(layer, Labels):
             return [int(i) for i in np.nonzero(arr.reshape(arr.shape[0], -1).any(axis=1))[0]]
         return [int(i) for i in np.nonzero(np.isfinite(arr.reshape(arr.shape[0], -1)).any(axis=1))[0]]
     return [0]
@@ -83,11 +85,9 @@ def next_overlay(viewer):
 
 
 def bind_overlay_keys(viewer) -> None:
-    if getattr(viewer, "_napari_dcm_overlay_keys", False):
-        return
-    viewer.bind_key("g", lambda v: toggle_overlays(v), overwrite=True)
-    viewer.bind_key("n", lambda v: next_overlay(v), overwrite=True)
-    viewer._napari_dcm_overlay_keys = True
+    from .keys import install
+
+    install(viewer)
 
 
 def jump_to(viewer, uid: str, frames=None) -> bool:
@@ -95,7 +95,7 @@ def jump_to(viewer, uid: str, frames=None) -> bool:
     for l in viewer.layers:
         md = l.metadata
         uids = md.get("sop_instance_uids")
-        if l._type_string != "image" or not uids or uid not in uids:
+        if not isinstance(l, Image) or not uids or uid not in uids:
             continue
         if frames:
             want = frames[0] - 1
@@ -116,7 +116,7 @@ class SrDock(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = napari_viewer
-        _docks[napari_viewer] = self
+        state.of(napari_viewer).docks[DOCK] = self
         bind_overlay_keys(napari_viewer)
         self.choice = QComboBox()
         self.tree = QTreeWidget()
@@ -147,9 +147,7 @@ class SrDock(QWidget):
         self.tree.clear()
         if not 0 <= i < len(self._paths):
             return
-        from .._overlays import _read
-
-        root = ov.parse_sr(_read(self._paths[i]))
+        root = ov.parse_sr(read_object(self._paths[i]))
         self.tree.addTopLevelItem(self._item(root))
         self.tree.expandToDepth(2)
 
@@ -175,7 +173,7 @@ class SrDock(QWidget):
 
 
 def sr_dock(viewer) -> SrDock:
-    dock = _docks.get(viewer)
+    dock = state.dock(viewer, DOCK)
     if dock is None:
         dock = SrDock(viewer)
         viewer.window.add_dock_widget(dock, name="Structured report", area="right")

@@ -1,20 +1,14 @@
-"""Mammography hanging layouts in napari's grid (no Qt here; used by the dock and scripts)."""
+"""Mammography hanging layouts in napari's grid (used by the dock, the CLI and scripts)."""
 
 from __future__ import annotations
 
 from .. import _notify
-from .._roi import META
 from ..dicom.mammo import LAYOUTS, Layout, arrange, placement_for_layer_metadata
+from ..layers import keys
+from .viewer import companions, dicom_images
 
-SAVED = "napari_dcm_layout_saved"
-PLACEHOLDER = "napari_dcm_placeholder"
-
-
-def dicom_images(viewer) -> list:
-    return [
-        l for l in viewer.layers
-        if l._type_string == "image" and "napari_dcm" in l.metadata and "display_to_stored" in l.metadata
-    ]
+SAVED = keys.LAYOUT_SAVED
+PLACEHOLDER = keys.PLACEHOLDER
 
 
 def mammo_images(viewer) -> list:
@@ -23,24 +17,12 @@ def mammo_images(viewer) -> list:
     return mg or imgs
 
 
-def companions(viewer, image) -> list:
-    """Layers drawn with an image in its grid cell (its ROI and overlay layers)."""
-    out = []
-    for l in viewer.layers:
-        md = l.metadata
-        if META in md and md[META].get("image") == image.name:
-            out.append(l)
-        elif md.get("napari_dcm_overlay_of") == image.name:
-            out.append(l)
-    return out
-
-
 def layout_for(viewer, layout: str | None = None, images=None) -> tuple[Layout, dict]:
     images = images if images is not None else mammo_images(viewer)
     by_path = {}
     placements = []
     for img in images:
-        path = img.metadata["paths"][0]
+        path = img.metadata[keys.PATHS][0]
         p = placement_for_layer_metadata(path, img.metadata)
         placements.append(p)
         by_path[id(p)] = img
@@ -75,7 +57,7 @@ def apply_layout(viewer, layout: str | None = None, cells: dict | None = None) -
     None).  ``cells``: manual overrides {image layer name: cell index}; an
     image moved onto an occupied cell swaps with it.
     """
-    from ..widgets.roi import ensure_roi_layer
+    from .roi_dock import ensure_roi_layer
 
     if layout == "1x1":
         single_view(viewer)
@@ -97,7 +79,7 @@ def apply_layout(viewer, layout: str | None = None, cells: dict | None = None) -
         else:
             del by_cell[old]
         for p in lay.placements:
-            if p.path == img.metadata["paths"][0]:
+            if p.path == img.metadata[keys.PATHS][0]:
                 p.cell = cell
     placements = {p.path: p for p in lay.placements}
     # every image gets an ROI layer so each cell has the same number of layers (grid stride)
@@ -111,7 +93,7 @@ def apply_layout(viewer, layout: str | None = None, cells: dict | None = None) -
             _save(l)
     width = max(_world_size(img)[1] for img in by_cell.values())
     for c, img in by_cell.items():
-        p = placements[img.metadata["paths"][0]]
+        p = placements[img.metadata[keys.PATHS][0]]
         h, w = _world_size(img)
         sy, sx = (abs(float(v)) for v in img.metadata[SAVED]["scale"][-2:])
         rows, cols = round(h / sy), round(w / sx)
@@ -153,8 +135,7 @@ def _placeholder(viewer, name: str):
     for l in viewer.layers:
         if l.metadata.get(PLACEHOLDER) == name:
             return l
-    l = viewer.add_shapes(name=f"({name})", ndim=2, metadata={PLACEHOLDER: name})
-    return l
+    return viewer.add_shapes(name=f"({name})", ndim=2, metadata={PLACEHOLDER: name})
 
 
 def single_view(viewer) -> None:

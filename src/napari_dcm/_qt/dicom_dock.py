@@ -1,0 +1,113 @@
+"""The napari-dcm dock: DICOM tags, windows (presets, W/L mouse mode), mammography layouts.
+
+It follows the active layer (a napari-dcm image, or one of its ROI/overlay
+layers) and the current frame.  Each tab is its own widget
+(:mod:`.tags_tab`, :mod:`.window_tab`, :mod:`.layout_tab`).
+"""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
+
+from ..layers import keys
+from . import keys as keymod
+from . import state
+from .layout_tab import LayoutTab
+from .tags_tab import TagsTab
+from .viewer import dicom_images, image_of
+from .window import current_frame
+from .window_tab import WindowTab
+
+DOCK = "dicom"
+
+
+class DicomDock(QWidget):
+    """Tags, windows and mammography layouts of the active DICOM layer."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        state.of(napari_viewer).docks[DOCK] = self
+        self.tabs = QTabWidget()
+        lay = QVBoxLayout(self)
+        self.title = QLabel("No DICOM layer selected")
+        self.title.setWordWrap(True)
+        lay.addWidget(self.title)
+        lay.addWidget(self.tabs)
+        self.tags_tab = TagsTab()
+        self.window_tab = WindowTab(napari_viewer, self.current_image)
+        self.layout_tab = LayoutTab(napari_viewer)
+        self.tabs.addTab(self.tags_tab, "Tags")
+        self.tabs.addTab(self.window_tab, "Window")
+        self.tabs.addTab(self.layout_tab, "Layout")
+        # the parts tests and scripts drive directly
+        self.tree, self.filter = self.tags_tab.tree, self.tags_tab.filter
+        self.preset, self.center, self.width = self.window_tab.preset, self.window_tab.center, self.window_tab.width
+        self.wl, self.wl_button = self.window_tab.wl, self.window_tab.wl_button
+        self.cells = self.layout_tab.cells
+
+        keymod.install(napari_viewer)
+        napari_viewer.layers.selection.events.active.connect(self._on_active)
+        napari_viewer.dims.events.current_step.connect(self._on_step)
+        self.refresh()
+
+    # ---- delegation to the tabs
+    def show_tags(self, path: str, stored_frame: int = 0):
+        self.tags_tab.show_tags(path, stored_frame)
+
+    def fill_tree(self, ds):
+        self.tags_tab.fill_tree(ds)
+
+    @property
+    def _shown(self):
+        return self.tags_tab.shown
+
+    def choose_preset(self, label_or_index):
+        return self.window_tab.choose_preset(label_or_index)
+
+    def refresh_presets(self):
+        self.window_tab.refresh_presets()
+
+    @property
+    def _presets(self):
+        return self.window_tab._presets
+
+    def _apply_numbers(self):
+        self.window_tab._apply_numbers()
+
+    def hang(self, layout: str | None = None, cells: dict | None = None):
+        return self.layout_tab.hang(layout, cells)
+
+    # ---- following the viewer
+    def current_image(self):
+        return image_of(self.viewer, self.viewer.layers.selection.active) or (dicom_images(self.viewer) or [None])[-1]
+
+    def _on_active(self, event=None):
+        self.refresh()
+
+    def _on_step(self, event=None):
+        img = self.current_image()
+        if img is None:
+            return
+        d = current_frame(self.viewer, img)
+        key = (img.metadata[keys.FRAME_PATHS][d], img.metadata[keys.DISPLAY_TO_STORED][d])
+        if key != self._shown and self.tabs.currentIndex() == 0:
+            self.show_tags(*key)
+
+    def refresh(self):
+        img = self.current_image()
+        if img is None:
+            self.title.setText("No DICOM layer selected")
+            return
+        self.title.setText(img.name)
+        d = current_frame(self.viewer, img)
+        self.show_tags(img.metadata[keys.FRAME_PATHS][d], img.metadata[keys.DISPLAY_TO_STORED][d])
+        self.refresh_presets()
+
+
+def dicom_dock(viewer) -> DicomDock:
+    dock = state.dock(viewer, DOCK)
+    if dock is None:
+        dock = DicomDock(viewer)
+        viewer.window.add_dock_widget(dock, name="DICOM", area="right")
+    return dock

@@ -1,0 +1,101 @@
+"""The dock's Tags tab: a lazy tag tree of the current slice or Enhanced frame."""
+
+from __future__ import annotations
+
+import collections
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication, QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from ..dicom import tags as tagmod
+
+
+class TagsTab(QWidget):
+    """Tag, VR, keyword and value rows; sequences expand on demand; filter; click copies a value."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        v = QVBoxLayout(self)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("filter: tag, keyword or value")
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(4)
+        self.tree.setHeaderLabels(["Tag", "VR", "Keyword", "Value"])
+        self.tree.setUniformRowHeights(True)
+        hdr = self.tree.header()
+        fm = self.tree.fontMetrics()
+        hdr.resizeSection(0, fm.horizontalAdvance("(0000,0000)  ") + 30)
+        hdr.resizeSection(1, fm.horizontalAdvance("VRVR") + 8)
+        hdr.resizeSection(2, fm.horizontalAdvance("ReferencedImageSequence"))
+        self.tree.itemExpanded.connect(self._expand)
+        self.tree.itemClicked.connect(self._copy)
+        self.filter.textChanged.connect(self._apply_filter)
+        v.addWidget(self.filter)
+        v.addWidget(self.tree)
+        self._ds_cache: collections.OrderedDict = collections.OrderedDict()
+        self.shown = None  # (path, stored frame) in the tree
+
+    def _dataset(self, path, dataset=None):
+        ds = self._ds_cache.get(path)
+        if ds is None:
+            ds = dataset if dataset is not None else tagmod.read_header(path)
+            self._ds_cache[path] = ds
+            while len(self._ds_cache) > 4:
+                self._ds_cache.popitem(last=False)
+        return ds
+
+    def show_tags(self, path: str, stored_frame: int = 0, dataset=None):
+        """Show the header of ``path`` (``dataset`` when it is already parsed, e.g. DICOMweb metadata)."""
+        try:
+            ds = self._dataset(path, dataset)
+        except Exception as exc:  # the header is unreadable now (moved, deleted): say so
+            self.tree.clear()
+            self.tree.addTopLevelItem(QTreeWidgetItem(["", "", "error", f"{type(exc).__name__}: {exc}"]))
+            self.shown = (path, stored_frame)
+            return
+        if "PerFrameFunctionalGroupsSequence" in ds:
+            ds = tagmod.frame_view(ds, stored_frame)
+        self.fill_tree(ds)
+        self.shown = (path, stored_frame)
+
+    def fill_tree(self, ds):
+        rows = tagmod.dataset_rows(ds)
+        self.tree.setUpdatesEnabled(False)
+        try:
+            self.tree.clear()
+            self.tree.addTopLevelItems([self._item(r) for r in rows])
+        finally:
+            self.tree.setUpdatesEnabled(True)
+        if self.filter.text():
+            self._apply_filter(self.filter.text())
+
+    def _item(self, row: tagmod.TagRow) -> QTreeWidgetItem:
+        it = QTreeWidgetItem([row.tag, row.vr, row.keyword, row.value])
+        it.setData(0, Qt.ItemDataRole.UserRole, row)
+        if row.is_sequence and row.n_items:
+            it.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
+        return it
+
+    def _expand(self, item: QTreeWidgetItem):
+        row = item.data(0, Qt.ItemDataRole.UserRole)
+        if item.childCount() or row is None:
+            return
+        if isinstance(row, tagmod.TagRow) and row.is_sequence:
+            for i, sub in enumerate(row.element.value):
+                child = QTreeWidgetItem([f"Item {i + 1}", "", "", f"{len(sub)} element(s)"])
+                child.setData(0, Qt.ItemDataRole.UserRole, ("item", sub))
+                child.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
+                item.addChild(child)
+        elif isinstance(row, tuple) and row[0] == "item":
+            item.addChildren([self._item(tagmod.element_row(row[1], el)) for el in row[1]])
+
+    def _copy(self, item: QTreeWidgetItem, column: int = 3):
+        row = item.data(0, Qt.ItemDataRole.UserRole)
+        if isinstance(row, tagmod.TagRow):
+            QApplication.clipboard().setText(row.full_value)
+
+    def _apply_filter(self, text: str):
+        for i in range(self.tree.topLevelItemCount()):
+            it = self.tree.topLevelItem(i)
+            row = it.data(0, Qt.ItemDataRole.UserRole)
+            it.setHidden(bool(text) and not tagmod.matches(row, text))

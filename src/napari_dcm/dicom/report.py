@@ -1,0 +1,36 @@
+"""What a read found: counts, and every file that was skipped with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ReadReport:
+    """Counts and skipped files of one read (filled in by ``napari_dcm.read`` and friends)."""
+
+    n_files: int = 0
+    n_series: int = 0
+    n_layers: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    filtered_out: int = 0
+    unmatched_rows: list[str] = field(default_factory=list)  # EMBED rows matching no loaded file
+    overlays: list[Any] = field(default_factory=list)  # headers of GSPS / SR / SEG / PM objects
+    overlay_notes: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+
+    def summary(self) -> str:
+        s = f"napari-dcm: {self.n_files} file(s), {self.n_series} series, {self.n_layers} layer(s)"
+        if self.overlays:
+            s += f", {len(self.overlays)} overlay object(s)"
+        if self.overlay_notes:
+            s += f" ({len(self.overlay_notes)} not attached to a loaded image)"
+        if self.filtered_out:
+            s += f", {self.filtered_out} filtered out"
+        if self.skipped:
+            reasons: dict[str, int] = {}
+            for _, r in self.skipped:
+                reasons[r] = reasons.get(r, 0) + 1
+            top = "; ".join(f"{n}x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:4])
+            s += f", {len(self.skipped)} skipped ({top})"
+        return s

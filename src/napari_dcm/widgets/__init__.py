@@ -1,1 +1,0 @@
-"""napari-dcm dock widgets (Qt)."""
