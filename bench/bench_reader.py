@@ -49,7 +49,10 @@ def record(name: str, ours: float, base: float, unit: str, target: str, ok: bool
     ratio = ours / base if base else float("nan")
     RESULTS.append(dict(name=name, ours=ours, baseline=base, ratio=ratio, unit=unit, target=target, ok=ok, note=note))
     flag = "OK " if ok else "MISS"
-    print(f"[{flag}] {name}: ours {ours:.4g} {unit}, baseline {base:.4g} {unit}, ratio {ratio:.3f} (target {target}) {note}", flush=True)
+    print(
+        f"[{flag}] {name}: ours {ours:.4g} {unit}, baseline {base:.4g} {unit}, ratio {ratio:.3f} (target {target}) {note}",
+        flush=True,
+    )
 
 
 def warm(path: Path) -> None:
@@ -71,7 +74,6 @@ def clear_caches():
 def bench_multiframe(data: Path, frames: int, rows: int, cols: int, repeat: int):
     import napari_dcm
     from napari_dcm.dicom.discovery import scan_paths
-    
     from napari_dcm.dicom.series import stacks_from_headers
 
     codec_decode = {
@@ -85,7 +87,10 @@ def bench_multiframe(data: Path, frames: int, rows: int, cols: int, repeat: int)
         if not path.exists():
             t = time.perf_counter()
             write_multiframe(path, frames=frames, rows=rows, cols=cols, syntax=syntax)
-            print(f"  generated {path.name} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f}s", flush=True)
+            print(
+                f"  generated {path.name} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f}s",
+                flush=True,
+            )
 
         warm(path)
 
@@ -100,7 +105,14 @@ def bench_multiframe(data: Path, frames: int, rows: int, cols: int, repeat: int)
         ours = median_time(ours_first, repeat)
         base = median_time(pydicom_first, repeat)
         target = 1.15 if syntax != "j2k" else 1.0
-        record(f"open to first frame [{syntax}]", ours, base, "s", f"<= {target}x pydicom pixel_array(index=0)", ours / base <= target)
+        record(
+            f"open to first frame [{syntax}]",
+            ours,
+            base,
+            "s",
+            f"<= {target}x pydicom pixel_array(index=0)",
+            ours / base <= target,
+        )
 
         # random frame after open vs the codec's own decode of the same frame
         layers = napari_dcm.read(path)
@@ -119,9 +131,12 @@ def bench_multiframe(data: Path, frames: int, rows: int, cols: int, repeat: int)
         jt = iter(ks * 3)
         refs = [stack.frames[k].ref for k in range(frames)]
         if syntax == "explicit":
+
             def codec():
                 ref = refs[next(jt)]
-                np.fromfile(path, dtype="<u2", count=rows * cols, offset=ref.offset + ref.index * rows * cols * 2).reshape(rows, cols)
+                np.fromfile(
+                    path, dtype="<u2", count=rows * cols, offset=ref.offset + ref.index * rows * cols * 2
+                ).reshape(rows, cols)
 
             cname = "np.fromfile"
         elif syntax == "rle":
@@ -147,7 +162,10 @@ def bench_multiframe(data: Path, frames: int, rows: int, cols: int, repeat: int)
             # dask's own cost per frame: the frame is in napari-dcm's cache, nothing is read or decoded
             np.asarray(arr[ks[0]])
             hit = median_time(lambda: np.asarray(arr[ks[0]]), repeat)
-            print(f"  (dask's fixed cost of np.asarray(data[k]) with the frame already decoded: {hit * 1e3:.2f} ms)", flush=True)
+            print(
+                f"  (dask's fixed cost of np.asarray(data[k]) with the frame already decoded: {hit * 1e3:.2f} ms)",
+                flush=True,
+            )
 
 
 def bench_series(data: Path, n: int, repeat: int):
@@ -199,7 +217,11 @@ def bench_scan(data: Path, n: int, repeat: int):
     b = median_time(base, 1)
     record(
         f"header scan of {n} files (files/s)",
-        n / o, n / b, "files/s", ">= 10x dcmread(stop_before_pixels) loop", (n / o) / (n / b) >= 10,
+        n / o,
+        n / b,
+        "files/s",
+        ">= 10x dcmread(stop_before_pixels) loop",
+        (n / o) / (n / b) >= 10,
         note=f"ours {o:.2f}s, pydicom {b:.2f}s",
     )
 
@@ -233,7 +255,12 @@ def bench_memory(data: Path, frames: int, rows: int, cols: int):
     size_mb = path.stat().st_size / 2**20
     record(
         f"peak RSS above imports, {size_mb:.0f} MB file, 10 frames viewed",
-        extra_mb, 150.0, "MB", "<= 150 MB", extra_mb <= 150, note=f"imports alone {m['base'] / 1024:.0f} MB",
+        extra_mb,
+        150.0,
+        "MB",
+        "<= 150 MB",
+        extra_mb <= 150,
+        note=f"imports alone {m['base'] / 1024:.0f} MB",
     )
 
 
@@ -263,7 +290,9 @@ def main():
     (out / "reader.json").write_text(json.dumps(RESULTS, indent=2))
     print("\n| benchmark | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|")
     for r in RESULTS:
-        print(f"| {r['name']} | {r['ours']:.4g} {r['unit']} | {r['baseline']:.4g} {r['unit']} | {r['ratio']:.3f} | {r['target']} | {'yes' if r['ok'] else 'NO'} |")
+        print(
+            f"| {r['name']} | {r['ours']:.4g} {r['unit']} | {r['baseline']:.4g} {r['unit']} | {r['ratio']:.3f} | {r['target']} | {'yes' if r['ok'] else 'NO'} |"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,22 @@ RESULTS = []
 
 
 def record(name, ours, base, unit, target, ok, note=""):
-    RESULTS.append(dict(name=name, ours=ours, baseline=base, ratio=ours / base if base else float("nan"), unit=unit, target=target, ok=ok, note=note))
-    print(f"[{'OK ' if ok else 'MISS'}] {name}: ours {ours:.4g} {unit}, baseline {base:.4g} {unit} (target {target}) {note}", flush=True)
+    RESULTS.append(
+        dict(
+            name=name,
+            ours=ours,
+            baseline=base,
+            ratio=ours / base if base else float("nan"),
+            unit=unit,
+            target=target,
+            ok=ok,
+            note=note,
+        )
+    )
+    print(
+        f"[{'OK ' if ok else 'MISS'}] {name}: ours {ours:.4g} {unit}, baseline {base:.4g} {unit} (target {target}) {note}",
+        flush=True,
+    )
 
 
 def bench_import(data: Path):
@@ -63,7 +77,15 @@ def bench_import(data: Path):
     t = time.perf_counter()
     pd.read_csv(csv)
     base = time.perf_counter() - t
-    record("import 10,000-row CSV for 10,000 loaded files", dt, base, "s", "<= 2 s", dt <= 2.0, note=f"{n_rois} ROIs placed; pandas.read_csv alone {base:.3f}s")
+    record(
+        "import 10,000-row CSV for 10,000 loaded files",
+        dt,
+        base,
+        "s",
+        "<= 2 s",
+        dt <= 2.0,
+        note=f"{n_rois} ROIs placed; pandas.read_csv alone {base:.3f}s",
+    )
 
 
 def bench_scroll(data: Path):
@@ -80,12 +102,14 @@ def bench_scroll(data: Path):
     with open(csv, "w") as fh:
         fh.write("anon_dicom_path,num_ROI,ROI_coords,ROI_frames\n")
         boxes, frames = [], []
-        for i in range(50):
+        for _i in range(50):
             y, x = int(rng.integers(0, 450)), int(rng.integers(0, 350))
             boxes.append([y, x, y + 40, x + 40])
             k = int(rng.integers(0, 60))
             frames.append(list(range(k, k + 5)))
-        fh.write(f'{path},50,"{json.dumps(boxes, separators=(",", ":"))}","{json.dumps(frames, separators=(",", ":"))}"\n')
+        fh.write(
+            f'{path},50,"{json.dumps(boxes, separators=(",", ":"))}","{json.dumps(frames, separators=(",", ":"))}"\n'
+        )
     viewer = napari.Viewer()
     viewer.open(str(path), plugin="napari-dcm")
     app = QApplication.instance()
@@ -107,8 +131,12 @@ def bench_scroll(data: Path):
     viewer.close()
     mo, mb = statistics.median(ours), statistics.median(base)
     record(
-        "DBT 64 frames, 50 frame-scoped ROIs: median frame step", mo, mb, "s",
-        "each step < 100 ms (ratio to no ROIs reported)", max(ours) < 0.1,
+        "DBT 64 frames, 50 frame-scoped ROIs: median frame step",
+        mo,
+        mb,
+        "s",
+        "each step < 100 ms (ratio to no ROIs reported)",
+        max(ours) < 0.1,
         note=f"max step {max(ours) * 1e3:.1f} ms with ROIs, {max(base) * 1e3:.1f} ms without",
     )
 
@@ -131,7 +159,9 @@ def main():
     (out / "roi.json").write_text(json.dumps(RESULTS, indent=2))
     print("\n| benchmark | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|")
     for r in RESULTS:
-        print(f"| {r['name']} | {r['ours']:.4g} {r['unit']} | {r['baseline']:.4g} {r['unit']} | {r['ratio']:.2f} | {r['target']} | {'yes' if r['ok'] else 'NO'} |")
+        print(
+            f"| {r['name']} | {r['ours']:.4g} {r['unit']} | {r['baseline']:.4g} {r['unit']} | {r['ratio']:.2f} | {r['target']} | {'yes' if r['ok'] else 'NO'} |"
+        )
 
 
 if __name__ == "__main__":

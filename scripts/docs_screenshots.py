@@ -1,6 +1,6 @@
 """Take the user guide's screenshots (docs/images/*.png) with a real napari viewer.
 
-    xvfb-run -a .venv/bin/python scripts/docs_screenshots.py [CORPUS_DIR]
+xvfb-run -a .venv/bin/python scripts/docs_screenshots.py [CORPUS_DIR]
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ def main():
         viewer.layers.clear()
         tmp = tempfile.mkdtemp()
         src = CORPUS / "mammography" / "OutOfBoundsOverlay.dcm"
-        for i, (view, lat, po) in enumerate([("CC", "R", ["P", "L"]), ("CC", "L", ["P", "R"]), ("MLO", "R", ["P", "F"]), ("MLO", "L", ["P", "F"])]):
+        for i, (view, lat, po) in enumerate(
+            [("CC", "R", ["P", "L"]), ("CC", "L", ["P", "R"]), ("MLO", "R", ["P", "F"]), ("MLO", "L", ["P", "F"])]
+        ):
             ds = pydicom.dcmread(src)
             ds.ViewPosition, ds.ImageLaterality, ds.PatientOrientation, ds.InstanceNumber = view, lat, po, i + 1
             ds.SeriesInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[view, lat])
@@ -119,11 +121,15 @@ def main():
         import shutil
 
         shutil.copy(mg, os.path.join(cad_dir, "GH133.dcm"))
-        write_cad_sr(os.path.join(cad_dir, "cad.dcm"), str(pydicom.dcmread(mg, stop_before_pixels=True).SOPInstanceUID), [
-            ("Mass", "POLYLINE", [1150, 1150, 1650, 1150, 1650, 1600, 1150, 1600, 1150, 1150], 87, True),
-            ("Calcification Cluster", "POINT", [1480, 2200], 62, True),
-            ("Architectural distortion", "POINT", [1700, 900], 20, False),
-        ])
+        write_cad_sr(
+            os.path.join(cad_dir, "cad.dcm"),
+            str(pydicom.dcmread(mg, stop_before_pixels=True).SOPInstanceUID),
+            [
+                ("Mass", "POLYLINE", [1150, 1150, 1650, 1150, 1650, 1600, 1150, 1600, 1150, 1150], 87, True),
+                ("Calcification Cluster", "POINT", [1480, 2200], 62, True),
+                ("Architectural distortion", "POINT", [1700, 900], 20, False),
+            ],
+        )
         viewer.open(cad_dir, plugin="napari-dcm")
         viewer.reset_view()
         shot("cad_sr.png")

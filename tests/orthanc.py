@@ -54,8 +54,10 @@ class Orthanc:
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Host": f"127.0.0.1:{self.port}", "Ssl": False},
         }
         (self.dir / "orthanc.json").write_text(json.dumps(cfg))
-        self.log = open(self.dir / "orthanc.log", "w")
-        self.proc = subprocess.Popen([BINARY, str(self.dir / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT)
+        self.log = open(self.dir / "orthanc.log", "w")  # noqa: SIM115 (open while the server runs)
+        self.proc = subprocess.Popen(
+            [BINARY, str(self.dir / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT
+        )
         self.http = requests.Session()
         self.http.auth = (USER, PASSWORD)
         self.http.trust_env = False
@@ -65,14 +67,18 @@ class Orthanc:
         """Stop and start again on the same storage (drops Orthanc's in-memory cache)."""
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(15)
-        self.proc = subprocess.Popen([BINARY, str(self.dir / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [BINARY, str(self.dir / "orthanc.json")], stdout=self.log, stderr=subprocess.STDOUT
+        )
         self._wait()
 
     def _wait(self):
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with {self.proc.returncode}: {(self.dir / 'orthanc.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"Orthanc exited with {self.proc.returncode}: {(self.dir / 'orthanc.log').read_text()[-2000:]}"
+                )
             try:
                 if self.http.get(f"{self.root}/system", timeout=1).status_code == 200:
                     return

@@ -51,21 +51,42 @@ def phantom_slice(rows: int, cols: int, k: int = 0, seed: int = 0, bits: int = 1
     rng = np.random.default_rng(seed + k)
     y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
     top = 2**bits - 1
-    base = 0.25 * top + 0.45 * top * np.exp(-(((x - 0.2 * cols) / (0.5 * cols)) ** 2 + ((y - 0.5 * rows) / (0.45 * rows)) ** 2))
-    blob = 0.15 * top * np.exp(-(((x - (0.3 + 0.004 * k) * cols) / (0.03 * cols)) ** 2 + ((y - 0.45 * rows) / (0.03 * rows)) ** 2))
+    base = 0.25 * top + 0.45 * top * np.exp(
+        -(((x - 0.2 * cols) / (0.5 * cols)) ** 2 + ((y - 0.5 * rows) / (0.45 * rows)) ** 2)
+    )
+    blob = (
+        0.15
+        * top
+        * np.exp(-(((x - (0.3 + 0.004 * k) * cols) / (0.03 * cols)) ** 2 + ((y - 0.45 * rows) / (0.03 * rows)) ** 2))
+    )
     img = base + blob + rng.normal(0, 0.01 * top, (rows, cols)).astype(np.float32)
     return np.clip(img, 0, top).astype(np.uint16)
 
 
-def write_ct_series(folder: Path, n: int = 12, rows: int = 64, cols: int = 64, shuffle_names: bool = True,
-                    spacing: float = 2.5, study: str = "study", series: str = "series", patient: str = "P1",
-                    orientation=(1, 0, 0, 0, 1, 0), instance_numbers=None, modality: str = "CT") -> Path:
+def write_ct_series(
+    folder: Path,
+    n: int = 12,
+    rows: int = 64,
+    cols: int = 64,
+    shuffle_names: bool = True,
+    spacing: float = 2.5,
+    study: str = "study",
+    series: str = "series",
+    patient: str = "P1",
+    orientation=(1, 0, 0, 0, 1, 0),
+    instance_numbers=None,
+    modality: str = "CT",
+) -> Path:
     """A CT series; file names and instance numbers are scrambled relative to position."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     order = rng.permutation(n) if shuffle_names else np.arange(n)
-    inst = instance_numbers if instance_numbers is not None else (rng.permutation(n) + 1 if shuffle_names else np.arange(n) + 1)
+    inst = (
+        instance_numbers
+        if instance_numbers is not None
+        else (rng.permutation(n) + 1 if shuffle_names else np.arange(n) + 1)
+    )
     for k in range(n):
         sop = uid(study, series, k)
         ds = _file_ds(CTImageStorage if modality == "CT" else MRImageStorage, sop)
@@ -100,8 +121,17 @@ def write_ct_series(folder: Path, n: int = 12, rows: int = 64, cols: int = 64, s
     return folder
 
 
-def write_multiframe(path: Path, frames: int = 64, rows: int = 2048, cols: int = 1664, syntax: str = "explicit",
-                     bits: int = 12, window=(2048, 4096), seed: int = 0, enhanced: bool = True) -> Path:
+def write_multiframe(
+    path: Path,
+    frames: int = 64,
+    rows: int = 2048,
+    cols: int = 1664,
+    syntax: str = "explicit",
+    bits: int = 12,
+    window=(2048, 4096),
+    seed: int = 0,
+    enhanced: bool = True,
+) -> Path:
     """A DBT-like multi-frame object: uint16 with ``bits`` stored, per-frame positions.
 
     ``syntax`` is one of explicit, j2k (lossless, with a Basic Offset Table),
@@ -165,8 +195,16 @@ def write_multiframe(path: Path, frames: int = 64, rows: int = 2048, cols: int =
         from pydicom.pixels import get_encoder
 
         enc = get_encoder(ts)
-        opts = dict(rows=rows, columns=cols, samples_per_pixel=1, bits_allocated=16, bits_stored=bits,
-                    pixel_representation=0, photometric_interpretation="MONOCHROME2", number_of_frames=1)
+        opts = dict(
+            rows=rows,
+            columns=cols,
+            samples_per_pixel=1,
+            bits_allocated=16,
+            bits_stored=bits,
+            pixel_representation=0,
+            photometric_interpretation="MONOCHROME2",
+            number_of_frames=1,
+        )
         encoded = [enc.encode(stack[k], **opts) for k in range(frames)]
         ds.PixelData = encapsulate(encoded, has_bot=True)
         ds["PixelData"].VR = "OB"
@@ -208,8 +246,15 @@ def write_small_files(folder: Path, n: int, per_series: int = 100, rows: int = 1
     return folder
 
 
-def write_plain_image(path: Path, rows: int = 40, cols: int = 40, value: int = 20, frames: int = 1,
-                      reverse_positions: bool = False, patient: str = "ROI1") -> Path:
+def write_plain_image(
+    path: Path,
+    rows: int = 40,
+    cols: int = 40,
+    value: int = 20,
+    frames: int = 1,
+    reverse_positions: bool = False,
+    patient: str = "ROI1",
+) -> Path:
     """A small unsigned 8-bit image without PixelSpacing/position (scale 1, translate 0),
     or a multi-frame Enhanced one (positions reversed on request: display order != stored)."""
     path = Path(path)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import napari_dcm
+from napari_dcm.cli import build_parser
 from napari_dcm.dicom.filters import parse_filters
 from napari_dcm.dicom.report import ReadReport
-from napari_dcm.cli import build_parser
 from synth import write_ct_series
 
 BIN = os.path.dirname(sys.executable)
@@ -86,7 +86,14 @@ def test_names_and_metadata(two_patients):
     names = sorted(l[1]["name"] for l in layers)
     assert names == ["ALPHA7 · CT · 2023-04-05 · Series ax", "BETA9 · MR · 2023-04-05 · Series cor"]
     md = layers[0][1]["metadata"]
-    for key in ("paths", "frame_paths", "display_to_stored", "sop_instance_uids", "study_instance_uid", "series_instance_uid"):
+    for key in (
+        "paths",
+        "frame_paths",
+        "display_to_stored",
+        "sop_instance_uids",
+        "study_instance_uid",
+        "series_instance_uid",
+    ):
         assert key in md
 
 
@@ -102,7 +109,10 @@ def test_cli_screenshot_and_exit(sample_study, tmp_path):
     assert env.get("DISPLAY"), "pytest-xvfb provides a display"
     out = subprocess.run(
         [os.path.join(BIN, "napari-dcm"), str(sample_study), "--screenshot", str(shot), "--exit"],
-        capture_output=True, text=True, timeout=180, env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "layer 'SAMPLE-001 · CT · 2024-01-02 · Axial 3mm' shape=(40, 128, 128)" in out.stdout
@@ -136,7 +146,10 @@ def test_cli_annotations(tmp_path):
     csv.write_text(f'anon_dicom_path,num_ROI,ROI_coords,ROI_frames\n{a},1,"[[1,2,3,4]]",[]\n')
     out = subprocess.run(
         [os.path.join(BIN, "napari-dcm"), str(a), "--annotations", str(csv), "--exit"],
-        capture_output=True, text=True, timeout=180, env=dict(os.environ, NAPARI_DCM_CACHE=str(tmp_path / "c")),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ, NAPARI_DCM_CACHE=str(tmp_path / "c")),
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ROI1 · MG · 2024-01-01 · ROIs' with 1 rectangle(s)" in out.stdout

@@ -273,10 +273,18 @@ def test_cli_dicomweb_and_launch_url(orthanc, tmp_path):
     _, study, series, _ = orthanc.files["jpeg_ls"]
     exe = os.path.join(os.path.dirname(sys.executable), "napari-dcm")
     env = dict(os.environ, NAPARI_DCM_DICOMWEB_USER=USER, NAPARI_DCM_DICOMWEB_PASSWORD=PASSWORD)
-    r = subprocess.run([exe, "--dicomweb", orthanc.root, "--study", study, "--exit"], capture_output=True, text=True, timeout=180, env=env)
+    r = subprocess.run(
+        [exe, "--dicomweb", orthanc.root, "--study", study, "--exit"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "shape=(512, 512)" in r.stdout
-    url = "napari-dcm://open?" + urllib.parse.urlencode({"dicomweb": orthanc.dicomweb, "study": study, "series": series})
+    url = "napari-dcm://open?" + urllib.parse.urlencode(
+        {"dicomweb": orthanc.dicomweb, "study": study, "series": series}
+    )
     r2 = subprocess.run([exe, url, "--exit"], capture_output=True, text=True, timeout=180, env=env)
     assert r2.returncode == 0 and "shape=(512, 512)" in r2.stdout
     for out in (r.stdout, r.stderr, r2.stdout, r2.stderr):

@@ -7,11 +7,11 @@ import pydicom
 import pytest
 
 import napari_dcm
-from napari_dcm.dicom import mammo
-from napari_dcm.dicom import tags as tagmod
 from napari_dcm._qt import dicom_dock as dd
 from napari_dcm._qt import hanging as layoutmod
 from napari_dcm._qt.window import current_frame
+from napari_dcm.dicom import mammo
+from napari_dcm.dicom import tags as tagmod
 
 SRC = "mammography/OutOfBoundsOverlay.dcm"  # 788 x 1318, JPEG lossless
 
@@ -84,12 +84,16 @@ def test_view_and_laterality_fallbacks(corpus, tmp_path):
 def test_1x2_and_2x4(corpus, tmp_path, four_view):
     lay = mammo.mammo_layout([four_view["LCC"], four_view["RCC"]])
     assert lay.name == "1x2" and [p.laterality for p in lay.placements] == ["R", "L"]
-    prior = {k: make_mg(corpus, tmp_path / f"p_{k}.dcm", k[1:], k[0], date="20220101", po=po)
-             for k, po in (("RCC", ("P", "L")), ("LCC", ("A", "R")), ("RMLO", ("P", "F")), ("LMLO", ("A", "F")))}
+    prior = {
+        k: make_mg(corpus, tmp_path / f"p_{k}.dcm", k[1:], k[0], date="20220101", po=po)
+        for k, po in (("RCC", ("P", "L")), ("LCC", ("A", "R")), ("RMLO", ("P", "F")), ("LMLO", ("A", "F")))
+    }
     lay = mammo.mammo_layout(list(prior.values()) + list(four_view.values()))
     assert lay.name == "2x4"
     order = [(p.study_date, p.laterality + p.view) for p in lay.placements]
-    assert order == [("20240101", v) for v in ("RCC", "LCC", "RMLO", "LMLO")] + [("20220101", v) for v in ("RCC", "LCC", "RMLO", "LMLO")]
+    assert order == [("20240101", v) for v in ("RCC", "LCC", "RMLO", "LMLO")] + [
+        ("20220101", v) for v in ("RCC", "LCC", "RMLO", "LMLO")
+    ]
     # other than two dates of four: the given order is kept
     third = make_mg(corpus, tmp_path / "x.dcm", "CC", "R", date="20200101")
     given = list(four_view.values()) + list(prior.values())[:3] + [third]
@@ -154,8 +158,10 @@ def test_hang_2x2_alignment_and_order(make_napari_viewer, four_view):
 
 @pytest.mark.viewer
 def test_hang_2x4_current_over_prior(make_napari_viewer, corpus, tmp_path, four_view):
-    prior = [make_mg(corpus, tmp_path / f"p{k}.dcm", k[1:], k[0], date="20220101", po=("P" if k[0] == "R" else "A", "F"))
-             for k in ("RCC", "LCC", "RMLO", "LMLO")]
+    prior = [
+        make_mg(corpus, tmp_path / f"p{k}.dcm", k[1:], k[0], date="20220101", po=("P" if k[0] == "R" else "A", "F"))
+        for k in ("RCC", "LCC", "RMLO", "LMLO")
+    ]
     viewer = make_napari_viewer(show=False)
     napari_dcm.view(list(map(str, four_view.values())) + list(map(str, prior)), viewer=viewer)
     lay = layoutmod.apply_layout(viewer)
@@ -215,7 +221,10 @@ def test_tags_follow_slice_and_enhanced_frame(make_napari_viewer, sample_study, 
     path = layer.metadata["frame_paths"][7]
     assert dock._shown == (path, 0)
     inst = pydicom.dcmread(path, stop_before_pixels=True).InstanceNumber
-    items = {dock.tree.topLevelItem(i).text(2): dock.tree.topLevelItem(i).text(3) for i in range(dock.tree.topLevelItemCount())}
+    items = {
+        dock.tree.topLevelItem(i).text(2): dock.tree.topLevelItem(i).text(3)
+        for i in range(dock.tree.topLevelItemCount())
+    }
     assert items["InstanceNumber"] == str(inst)
     viewer.layers.clear()
     (mf,) = viewer.open(str(corpus / "multiframe" / "6_1.dcm"), plugin="napari-dcm")
@@ -241,7 +250,19 @@ def test_presets_set_expected_limits(make_napari_viewer, sample_study, corpus):
     dock = dd.dicom_dock(viewer)
     labels = [p[0] for p in dock._presets]
     assert labels[:2] == ["Header 1: 40/80 BRAIN", "Header 2: 400/2000 BONE"]
-    assert {"Default", "Full dynamic", "Brain", "Subdural", "Stroke", "Lung", "Mediastinum", "Abdomen", "Liver", "Bone", "Angio"} <= set(labels)
+    assert {
+        "Default",
+        "Full dynamic",
+        "Brain",
+        "Subdural",
+        "Stroke",
+        "Lung",
+        "Mediastinum",
+        "Abdomen",
+        "Liver",
+        "Bone",
+        "Angio",
+    } <= set(labels)
     assert dock.choose_preset("Header 2: 400/2000 BONE") == pytest.approx((400 - 0.5 - 999.5, 400 - 0.5 + 999.5))
     assert tuple(layer.contrast_limits) == pytest.approx((-600.0, 1399.0))
     assert dock.choose_preset("Lung") == pytest.approx((-600 - 0.5 - 749.5, -600 - 0.5 + 749.5))
@@ -294,7 +315,9 @@ def test_window_level_mouse_drag(make_napari_viewer, sample_study, qtbot):
     canvas.events.mouse_press(pos=p0, modifiers=(), button=1)
     for k in range(1, 6):
         p = (200.0 + 20 * k, 200.0 + 10 * k)  # right (wider) and down (lower center)
-        canvas.events.mouse_move(pos=p, modifiers=(), button=1, press_event=MouseEvent(pos=p0, type="mouse_press", button=1))
+        canvas.events.mouse_move(
+            pos=p, modifiers=(), button=1, press_event=MouseEvent(pos=p0, type="mouse_press", button=1)
+        )
         qtbot.wait(5)
     canvas.events.mouse_release(pos=p, modifiers=(), button=1)
     lo1, hi1 = layer.contrast_limits

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import napari_dcm
-from napari_dcm.layers import roi_export, rois
 from napari_dcm.dicom.embed import EmbedCSVError, parse_embed_csv
+from napari_dcm.layers import roi_export, rois
 from synth import write_plain_image
 
 H = "anon_dicom_path,num_ROI,ROI_coords,ROI_frames\n"
@@ -52,7 +52,12 @@ CASES = [
     ("frames wrong length", H + 'a.dcm,1,"[[1,2,3,4]]","[[0],[1]]"\n', 2, "ROI_frames has 2 list(s) for 1 ROI(s)"),
     ("frame negative", H + 'a.dcm,1,"[[1,2,3,4]]",[[-1]]\n', 2, "ROI_frames list 0 has -1"),
     ("frame float", H + 'a.dcm,1,"[[1,2,3,4]]",[[1.5]]\n', 2, "ROI_frames list 0 has 1.5"),
-    ("duplicate path", H + 'study/a.dcm,1,"[[1,2,3,4]]",[]\n./study/x/../a.dcm,1,"[[1,2,3,4]]",[]\n', 3, "appears again (first on line 2)"),
+    (
+        "duplicate path",
+        H + 'study/a.dcm,1,"[[1,2,3,4]]",[]\n./study/x/../a.dcm,1,"[[1,2,3,4]]",[]\n',
+        3,
+        "appears again (first on line 2)",
+    ),
 ]
 
 
@@ -90,7 +95,11 @@ def roi_layers(layers):
 
 def test_matching_relative_absolute_normalised(tmp_path, study):
     a = os.path.join(str(tmp_path), "study", "a.dcm")  # absolute in the CSV, relative when loaded
-    csv = write(tmp_path, H + f'{a},1,"[[1,2,3,4]]",[]\n  ./study/sub/../b.dcm ,1,"[[5,6,7,8]]",[]\nstudy/missing.dcm,1,"[[1,1,2,2]]",[]\n')
+    csv = write(
+        tmp_path,
+        H
+        + f'{a},1,"[[1,2,3,4]]",[]\n  ./study/sub/../b.dcm ,1,"[[5,6,7,8]]",[]\nstudy/missing.dcm,1,"[[1,1,2,2]]",[]\n',
+    )
     layers = napari_dcm.read(["study/a.dcm", "study/b.dcm"], annotations=csv)
     rl = roi_layers(layers)
     assert len(rl) == 2
@@ -101,16 +110,18 @@ def test_matching_relative_absolute_normalised(tmp_path, study):
 
 
 def test_rectangles_on_pixel_edges_and_frame_map(tmp_path, study):
-    csv = write(tmp_path, H + 'study/a.dcm,1,"[[10,20,30,35]]",[]\nstudy/dbt.dcm,2,"[[1,2,3,4],[5,6,7,8]]","[[2],[0,5]]"\n')
+    csv = write(
+        tmp_path, H + 'study/a.dcm,1,"[[10,20,30,35]]",[]\nstudy/dbt.dcm,2,"[[1,2,3,4],[5,6,7,8]]","[[2],[0,5]]"\n'
+    )
     layers = napari_dcm.read(study, annotations=csv)
     images = {kw["name"]: (d, kw) for d, kw, t in layers if t == "image"}
     rl = roi_layers(layers)
     # 2D: one rectangle, edges at napari coordinates edge - 0.5
-    (data, kw), = [v for k, v in rl.items() if images[k][1]["metadata"]["patient_id"] == "A"]
+    ((data, kw),) = [v for k, v in rl.items() if images[k][1]["metadata"]["patient_id"] == "A"]
     assert np.allclose(data[0], [[9.5, 19.5], [9.5, 34.5], [29.5, 34.5], [29.5, 19.5]])
     assert kw["scale"] == images[kw["metadata"][rois.META]["image"]][1]["scale"]
     # DBT with reversed positions: stored frame s is display frame 5 - s
-    (data, kw), = [v for k, v in rl.items() if images[k][1]["metadata"]["patient_id"] == "C"]
+    ((data, kw),) = [v for k, v in rl.items() if images[k][1]["metadata"]["patient_id"] == "C"]
     img_md = images[kw["metadata"][rois.META]["image"]][1]["metadata"]
     assert img_md["display_to_stored"] == [5, 4, 3, 2, 1, 0]
     frames_of_roi = {}
@@ -130,7 +141,7 @@ def test_files_without_rows_start_empty(tmp_path, study):
 def test_all_frames_roi_on_every_frame(tmp_path, study):
     csv = write(tmp_path, H + 'study/dbt.dcm,1,"[[1,2,3,4]]",[]\n')
     rl = roi_layers(napari_dcm.read(study / "dbt.dcm", annotations=csv))
-    (data, kw), = rl.values()
+    ((data, kw),) = rl.values()
     assert sorted(int(v[0, 0]) for v in data) == [0, 1, 2, 3, 4, 5]
 
 

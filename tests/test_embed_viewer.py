@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,7 +88,9 @@ def drag(viewer, start_yx, end_yx, qtbot):
     canvas.events.mouse_press(pos=p0, modifiers=(), button=1)
     for t in np.linspace(0, 1, 5):
         p = (p0[0] + t * (p1[0] - p0[0]), p0[1] + t * (p1[1] - p0[1]))
-        canvas.events.mouse_move(pos=p, modifiers=(), button=1, press_event=MouseEvent(pos=p0, type="mouse_press", button=1))
+        canvas.events.mouse_move(
+            pos=p, modifiers=(), button=1, press_event=MouseEvent(pos=p0, type="mouse_press", button=1)
+        )
         qtbot.wait(5)
 
     canvas.events.mouse_release(pos=p1, modifiers=(), button=1)
@@ -167,7 +170,7 @@ def test_autosave_restore_after_close_without_export(make_napari_viewer, files, 
     layer.add_rectangles([np.array([[2.5, 3.5], [2.5, 9.5], [7.5, 9.5], [7.5, 3.5]])])
     rec = recovery.recovery_path([str(a)])
     assert os.path.exists(rec)
-    assert json.load(open(rec))["rois"][0]["box"] == [3, 4, 8, 10]
+    assert json.loads(Path(rec).read_text())["rois"][0]["box"] == [3, 4, 8, 10]
     # closing the window asks first (the guard sees the close event; the fixture closes for real)
     from qtpy.QtGui import QCloseEvent
 

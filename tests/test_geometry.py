@@ -20,7 +20,10 @@ def test_knee_series_position_order_and_spacing(corpus):
     dss = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.iterdir())]
     iop = np.array(dss[0].ImageOrientationPatient, float)
     n = np.cross(iop[:3], iop[3:])
-    dist = {str(folder / p.name): float(np.dot(n, np.array(ds.ImagePositionPatient, float))) for p, ds in zip(sorted(folder.iterdir()), dss)}
+    dist = {
+        str(folder / p.name): float(np.dot(n, np.array(ds.ImagePositionPatient, float)))
+        for p, ds in zip(sorted(folder.iterdir()), dss)
+    }
     got = [dist[p] for p in md["frame_paths"]]
     assert got == sorted(got), "slices are not in position order"
     steps = np.diff(got)
@@ -74,7 +77,7 @@ def test_enhanced_mr_frames_ordered_by_per_frame_position(corpus):
     layers = napari_dcm.read(path)
     total = sum(l[0].shape[0] for l in layers)
     assert total == int(ds.NumberOfFrames)
-    for data, kw, _ in layers:
+    for _data, kw, _ in layers:
         md = kw["metadata"]
         d2s = md["display_to_stored"]
         from reference import _fg

@@ -50,7 +50,10 @@ def test_computes_on_distributed_local_cluster(big_multiframe):
     from distributed import Client, LocalCluster
 
     data = napari_dcm.read(big_multiframe)[0][0]
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         got = data[[0, 5, 23]].compute(scheduler=client)
         mean = float(data.mean().compute(scheduler=client))
     ref = pydicom.dcmread(big_multiframe).pixel_array

@@ -74,7 +74,9 @@ def test_gsps_voi_only_and_unloaded_references(corpus, tmp_path):
     layers = napari_dcm.read(d, report=rep)
     # prLUTs carries a VOI LUT and no graphics: it attaches to its image and adds no layer
     assert [t for _, _, t in layers] == ["image"]
-    assert [(p.split("/")[-1], m) for p, m in rep.overlay_notes] == [("Issue168.dcm", "presentation state: its images are not loaded")]
+    assert [(p.split("/")[-1], m) for p, m in rep.overlay_notes] == [
+        ("Issue168.dcm", "presentation state: its images are not loaded")
+    ]
 
 
 def test_gsps_parser_units_and_types():
@@ -86,8 +88,12 @@ def test_gsps_parser_units_and_types():
     ref.ReferencedFrameNumber = [2]
     ga.ReferencedImageSequence = Sequence([ref])
     objs = []
-    for gtype, data, units in [("POINT", [10, 20], "PIXEL"), ("CIRCLE", [50, 50, 60, 50], "PIXEL"),
-                               ("POLYLINE", [0.1, 0.1, 0.5, 0.1, 0.5, 0.5, 0.1, 0.1], "DISPLAY"), ("INTERPOLATED", [1, 1, 2, 3, 4, 4], "PIXEL")]:
+    for gtype, data, units in [
+        ("POINT", [10, 20], "PIXEL"),
+        ("CIRCLE", [50, 50, 60, 50], "PIXEL"),
+        ("POLYLINE", [0.1, 0.1, 0.5, 0.1, 0.5, 0.5, 0.1, 0.1], "DISPLAY"),
+        ("INTERPOLATED", [1, 1, 2, 3, 4, 4], "PIXEL"),
+    ]:
         go = Dataset()
         go.GraphicType, go.GraphicData, go.GraphicAnnotationUnits = gtype, data, units
         go.NumberOfGraphicPoints, go.GraphicDimensions, go.GraphicFilled = len(data) // 2, 2, "N"
@@ -140,31 +146,77 @@ def write_cad_sr(path, image_uid, findings):
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = _code("111036", "DCM", "Mammography CAD Report")
     ds.ContinuityOfContent = "SEPARATE"
-    lib_img = _item("CONTAINS", "IMAGE", ("111027", "DCM", "Image Library Entry"), ReferencedSOPSequence=_image_ref(image_uid))
-    lib_img.ContentSequence = Sequence([
-        _item("HAS ACQ CONTEXT", "CODE", ("111027", "DCM", "Image Laterality"), ConceptCodeSequence=_code("G-A100", "SRT", "Right")),
-        _item("HAS ACQ CONTEXT", "CODE", ("111031", "DCM", "Image View"), ConceptCodeSequence=_code("R-10242", "SRT", "cranio-caudal")),
-    ])
+    lib_img = _item(
+        "CONTAINS", "IMAGE", ("111027", "DCM", "Image Library Entry"), ReferencedSOPSequence=_image_ref(image_uid)
+    )
+    lib_img.ContentSequence = Sequence(
+        [
+            _item(
+                "HAS ACQ CONTEXT",
+                "CODE",
+                ("111027", "DCM", "Image Laterality"),
+                ConceptCodeSequence=_code("G-A100", "SRT", "Right"),
+            ),
+            _item(
+                "HAS ACQ CONTEXT",
+                "CODE",
+                ("111031", "DCM", "Image View"),
+                ConceptCodeSequence=_code("R-10242", "SRT", "cranio-caudal"),
+            ),
+        ]
+    )
     library = _item("CONTAINS", "CONTAINER", ("111028", "DCM", "Image Library"), ContinuityOfContent="SEPARATE")
     library.ContentSequence = Sequence([lib_img])
-    summary = _item("CONTAINS", "CODE", ("111017", "DCM", "CAD Processing and Findings Summary"),
-                    ConceptCodeSequence=_code("111242", "DCM", "All algorithms succeeded; with findings"))
+    summary = _item(
+        "CONTAINS",
+        "CODE",
+        ("111017", "DCM", "CAD Processing and Findings Summary"),
+        ConceptCodeSequence=_code("111242", "DCM", "All algorithms succeeded; with findings"),
+    )
     items = []
     for name, gtype, data, certainty, required in findings:
-        f = _item("CONTAINS", "CODE", ("111059", "DCM", "Single Image Finding"), ConceptCodeSequence=_code("F-01796", "SRT", name))
-        intent = ("111150", "DCM", "Presentation Required: Rendering device is expected to present") if required else ("111151", "DCM", "Presentation Optional: Rendering device may present")
-        geom = _item("HAS PROPERTIES", "SCOORD", ("111041", "DCM", "Outline") if gtype != "POINT" else ("111010", "DCM", "Center"),
-                     GraphicType=gtype, GraphicData=data)
-        geom.ContentSequence = Sequence([_item("SELECTED FROM", "IMAGE", ("111040", "DCM", "Original Source"), ReferencedSOPSequence=_image_ref(image_uid))])
+        f = _item(
+            "CONTAINS",
+            "CODE",
+            ("111059", "DCM", "Single Image Finding"),
+            ConceptCodeSequence=_code("F-01796", "SRT", name),
+        )
+        intent = (
+            ("111150", "DCM", "Presentation Required: Rendering device is expected to present")
+            if required
+            else ("111151", "DCM", "Presentation Optional: Rendering device may present")
+        )
+        geom = _item(
+            "HAS PROPERTIES",
+            "SCOORD",
+            ("111041", "DCM", "Outline") if gtype != "POINT" else ("111010", "DCM", "Center"),
+            GraphicType=gtype,
+            GraphicData=data,
+        )
+        geom.ContentSequence = Sequence(
+            [
+                _item(
+                    "SELECTED FROM",
+                    "IMAGE",
+                    ("111040", "DCM", "Original Source"),
+                    ReferencedSOPSequence=_image_ref(image_uid),
+                )
+            ]
+        )
         cert = _item("HAS PROPERTIES", "NUM", ("111012", "DCM", "Certainty of Finding"))
         mv = Dataset()
         mv.NumericValue = certainty
         mv.MeasurementUnitsCodeSequence = _code("%", "UCUM", "percent")
         cert.MeasuredValueSequence = Sequence([mv])
-        f.ContentSequence = Sequence([
-            _item("HAS CONCEPT MOD", "CODE", ("111056", "DCM", "Rendering Intent"), ConceptCodeSequence=_code(*intent)),
-            cert, geom,
-        ])
+        f.ContentSequence = Sequence(
+            [
+                _item(
+                    "HAS CONCEPT MOD", "CODE", ("111056", "DCM", "Rendering Intent"), ConceptCodeSequence=_code(*intent)
+                ),
+                cert,
+                geom,
+            ]
+        )
         items.append(f)
     summary.ContentSequence = Sequence(items)
     ds.ContentSequence = Sequence([library, summary])
@@ -177,24 +229,32 @@ def mg_with_cad(tmp_path):
     d = tmp_path / "cad"
     img = write_plain_image(d / "mg.dcm", rows=60, cols=80, patient="CAD")
     uid = str(pydicom.dcmread(img).SOPInstanceUID)
-    write_cad_sr(d / "cad.dcm", uid, [
-        ("Mass", "POLYLINE", [10, 10, 40, 10, 40, 30, 10, 30, 10, 10], 85, True),
-        ("Calcification Cluster", "POINT", [60, 45], 40, False),
-    ])
+    write_cad_sr(
+        d / "cad.dcm",
+        uid,
+        [
+            ("Mass", "POLYLINE", [10, 10, 40, 10, 40, 30, 10, 30, 10, 10], 85, True),
+            ("Calcification Cluster", "POINT", [60, 45], 40, False),
+        ],
+    )
     return d
 
 
 def test_cad_sr_parse_and_layers(mg_with_cad):
     findings = ov.parse_cad_sr(pydicom.dcmread(mg_with_cad / "cad.dcm"))
     assert [(f.finding, f.required, f.certainty, f.laterality, f.view) for f in findings] == [
-        ("Mass", True, 85.0, "R", "CC"), ("Calcification Cluster", False, 40.0, "R", "CC")]
+        ("Mass", True, 85.0, "R", "CC"),
+        ("Calcification Cluster", False, 40.0, "R", "CC"),
+    ]
     assert findings[0].label() == "Mass · 85% · RCC"
     layers = napari_dcm.read(mg_with_cad)
     assert any("napari_dcm_sr" in kw["metadata"] for _, kw, _ in layers)  # the report itself, for the SR dock
     k = by_kind([l for l in layers if "napari_dcm_sr" not in l[1]["metadata"]])
     (req,) = k["cad_sr"]
     (opt,) = k["cad_sr_optional"]
-    assert np.allclose(req[0][0], [[9.5, 9.5], [9.5, 39.5], [29.5, 39.5], [29.5, 9.5]])  # SCOORD (x,y) -> napari (y-0.5, x-0.5)
+    assert np.allclose(
+        req[0][0], [[9.5, 9.5], [9.5, 39.5], [29.5, 39.5], [29.5, 9.5]]
+    )  # SCOORD (x,y) -> napari (y-0.5, x-0.5)
     assert req[1].get("visible", True) and opt[1]["visible"] is False  # optional marks behind a toggle
     assert list(req[1]["features"]["label"]) == ["Mass · 85% · RCC"]
 
@@ -223,16 +283,25 @@ def test_seg_attached_to_source_frames(tmp_path):
     mask = np.zeros((len(sources), 32, 32), bool)
     mask[2, 5:15, 6:20] = True  # on the third slice by position
     desc = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="lesion",
+        segment_number=1,
+        segment_label="lesion",
         segmented_property_category=hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure"),
         segmented_property_type=hd.sr.CodedConcept("52988006", "SCT", "Lesion"),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
     )
     seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[desc], series_instance_uid=generate_uid(), series_number=9,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="napari-dcm tests",
-        manufacturer_model_name="synth", software_versions="1", device_serial_number="1",
+        source_images=sources,
+        pixel_array=mask,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[desc],
+        series_instance_uid=generate_uid(),
+        series_number=9,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="napari-dcm tests",
+        manufacturer_model_name="synth",
+        software_versions="1",
+        device_serial_number="1",
     )
     seg.save_as(series / "seg.dcm")
     layers = napari_dcm.read(series)
@@ -252,7 +321,11 @@ def test_parametric_map_over_source_and_standalone(corpus, tmp_path):
     pm = pydicom.dcmread(corpus / "seg_pm" / "parametric_map_float.dcm")
     src = Dataset()
     src.ReferencedSOPClassUID, src.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", src_uid
-    der = pm.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0] if pm.PerFrameFunctionalGroupsSequence[0].get("DerivationImageSequence") else Dataset()
+    der = (
+        pm.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
+        if pm.PerFrameFunctionalGroupsSequence[0].get("DerivationImageSequence")
+        else Dataset()
+    )
     der.SourceImageSequence = Sequence([src])
     pm.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence = Sequence([der])
     pm.save_as(tmp_path / "pm" / "pm.dcm")
@@ -275,7 +348,15 @@ def test_sr_tree_and_regions(corpus, tmp_path):
     assert root.concept == "Imaging Measurement Report"
     assert any(n.value_type == "NUM" and n.units for n in nodes)
     assert any(n.value_type == "CODE" and n.value_code for n in nodes)
-    for f in ("test-SR.dcm", "reportsi.dcm", "report_dfl", "MarekLatin2.dcm", "IM0", "sr.dcm", "sr_document_with_multiple_groups.dcm"):
+    for f in (
+        "test-SR.dcm",
+        "reportsi.dcm",
+        "report_dfl",
+        "MarekLatin2.dcm",
+        "IM0",
+        "sr.dcm",
+        "sr_document_with_multiple_groups.dcm",
+    ):
         layers = napari_dcm.read(corpus / "sr" / f)
         assert any("napari_dcm_sr" in kw["metadata"] for _, kw, _ in layers), f
     # a Comprehensive SR with a SCOORD on a loaded slice is drawn on that slice
@@ -300,9 +381,23 @@ def write_sr_with_region(path, image_uid):
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = _code("126000", "DCM", "Imaging Measurement Report")
     ds.ContinuityOfContent = "SEPARATE"
-    region = _item("CONTAINS", "SCOORD", ("111030", "DCM", "Image Region"), GraphicType="POLYLINE",
-                   GraphicData=[5, 4, 15, 4, 15, 12, 5, 12, 5, 4])
-    region.ContentSequence = Sequence([_item("SELECTED FROM", "IMAGE", ("121112", "DCM", "Source"), ReferencedSOPSequence=_image_ref(image_uid, "1.2.840.10008.5.1.4.1.1.2"))])
+    region = _item(
+        "CONTAINS",
+        "SCOORD",
+        ("111030", "DCM", "Image Region"),
+        GraphicType="POLYLINE",
+        GraphicData=[5, 4, 15, 4, 15, 12, 5, 12, 5, 4],
+    )
+    region.ContentSequence = Sequence(
+        [
+            _item(
+                "SELECTED FROM",
+                "IMAGE",
+                ("121112", "DCM", "Source"),
+                ReferencedSOPSequence=_image_ref(image_uid, "1.2.840.10008.5.1.4.1.1.2"),
+            )
+        ]
+    )
     ds.ContentSequence = Sequence([region, _item("CONTAINS", "TEXT", ("121071", "DCM", "Finding"), TextValue="nodule")])
     ds.save_as(path, enforce_file_format=True)
 
@@ -311,7 +406,7 @@ def write_sr_with_region(path, image_uid):
 
 
 def _near_color(img, rgb, tol=40):
-    return (np.abs(img[..., :3].astype(int) - np.array(rgb)).max(axis=-1) < tol)
+    return np.abs(img[..., :3].astype(int) - np.array(rgb)).max(axis=-1) < tol
 
 
 @pytest.mark.viewer
@@ -409,8 +504,14 @@ def test_filled_graphics_and_scoord3d(tmp_path):
     z = float(dss[2].ImagePositionPatient[2])
     x0, y0 = -32.0 + 0.7 * 4, -32.0 + 0.8 * 6  # columns 4..10, rows 6..12 (PixelSpacing 0.8 x 0.7)
     pts = [x0, y0, z, x0 + 0.7 * 6, y0, z, x0 + 0.7 * 6, y0 + 0.8 * 6, z, x0, y0, z]
-    region = _item("CONTAINS", "SCOORD3D", ("111030", "DCM", "Image Region"), GraphicType="POLYGON",
-                   GraphicData=pts, ReferencedFrameOfReferenceUID=dss[0].FrameOfReferenceUID)
+    region = _item(
+        "CONTAINS",
+        "SCOORD3D",
+        ("111030", "DCM", "Image Region"),
+        GraphicType="POLYGON",
+        GraphicData=pts,
+        ReferencedFrameOfReferenceUID=dss[0].FrameOfReferenceUID,
+    )
     ds.ContentSequence = Sequence([region])
     ds.save_as(series / "sr3d.dcm", enforce_file_format=True)
     layers = napari_dcm.read(series)

@@ -37,7 +37,11 @@ def _read_all(path):
     data, kwargs, kind = layers[0]
     if kind == "labels":  # a segmentation (SOP class SEG): shown as labels of its own frames
         arr = np.asarray(data)
-        return (arr[None] if arr.ndim == 2 else arr), {"rgb": False, "metadata": {"display_to_stored": list(range(len(arr)))}, "seg": True}
+        return (arr[None] if arr.ndim == 2 else arr), {
+            "rgb": False,
+            "metadata": {"display_to_stored": list(range(len(arr)))},
+            "seg": True,
+        }
     assert kind == "image"
     arr = np.asarray(data.compute())
     if arr.ndim == 2 + int(kwargs["rgb"]):
@@ -85,7 +89,9 @@ def test_files_pydicom_cannot_decode(corpus):
     r = np.corrcoef(a[0, ::8, ::8].ravel().astype(float), b[0, ::8, ::8].ravel().astype(float))[0, 1]
     assert r > 0.99, r
     # retired JPEG 4.53: a plausible 12-bit CT image
-    a, kw = _read_all(str(corpus / "transfer_syntax/CTImage.dcm_JPEGProcess6_8TransferSyntax_1.2.840.10008.1.2.4.53.dcm"))
+    a, kw = _read_all(
+        str(corpus / "transfer_syntax/CTImage.dcm_JPEGProcess6_8TransferSyntax_1.2.840.10008.1.2.4.53.dcm")
+    )
     assert a.shape == (1, 512, 512) and a.max() - a.min() > 1000 and (a > -900).mean() > 0.2
     # deflated image frames (1.2.840.10008.1.2.8.1) equal the uncompressed SEG
     a, _ = _read_all(str(corpus / "transfer_syntax/liver_deflate.dcm"))
@@ -108,7 +114,9 @@ def test_broken_file_typed_error_or_blank(corpus, rel):
             for data, _, _ in layers:
                 # touch first, middle and last frames only (some broken files are huge on paper)
                 n = data.shape[0] if data.ndim > 2 else 1
-                idx = sorted({0, n // 2, n - 1}) if data.ndim > 2 and not layers[0][1]["rgb"] or data.ndim == 4 else None
+                idx = (
+                    sorted({0, n // 2, n - 1}) if data.ndim > 2 and not layers[0][1]["rgb"] or data.ndim == 4 else None
+                )
                 arr = data[idx].compute() if idx is not None else data.compute()
                 assert arr.dtype == data.dtype
     except napari_dcm.DicomReadError as exc:

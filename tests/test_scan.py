@@ -29,8 +29,16 @@ CHECKS = [
     ("pixel_spacing", "PixelSpacing", lambda v: [float(x) for x in v]),
     ("rescale_slope", "RescaleSlope", lambda v: [float(v)]),
     ("rescale_intercept", "RescaleIntercept", lambda v: [float(v)]),
-    ("window_center", "WindowCenter", lambda v: [float(x) for x in (v if hasattr(v, "__len__") and not isinstance(v, str) else [v])]),
-    ("window_width", "WindowWidth", lambda v: [float(x) for x in (v if hasattr(v, "__len__") and not isinstance(v, str) else [v])]),
+    (
+        "window_center",
+        "WindowCenter",
+        lambda v: [float(x) for x in (v if hasattr(v, "__len__") and not isinstance(v, str) else [v])],
+    ),
+    (
+        "window_width",
+        "WindowWidth",
+        lambda v: [float(x) for x in (v if hasattr(v, "__len__") and not isinstance(v, str) else [v])],
+    ),
 ]
 
 
@@ -48,9 +56,15 @@ def test_scan_matches_pydicom(corpus, rel):
             assert h.values.get(name) in (None, [], ""), (name, h.values.get(name))
             continue
         assert h.values.get(name) == conv(el), (name, h.values.get(name), el)
-    assert h.sop_instance_uid == str(ds.get("SOPInstanceUID", "") or getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or "")
+    assert h.sop_instance_uid == str(
+        ds.get("SOPInstanceUID", "") or getattr(ds.file_meta, "MediaStorageSOPInstanceUID", "") or ""
+    )
     # the pixel data offset points at the value pydicom finds there
-    full = pydicom.dcmread(path, force=True, defer_size=None) if h.pixel_length >= 0 and h.pixel_length < 5_000_000 else None
+    full = (
+        pydicom.dcmread(path, force=True, defer_size=None)
+        if h.pixel_length >= 0 and h.pixel_length < 5_000_000
+        else None
+    )
     if full is not None and "PixelData" in full and h.transfer_syntax != "1.2.840.10008.1.2.1.99":
         with open(path, "rb") as fh:
             fh.seek(h.pixel_offset)
@@ -106,7 +120,15 @@ def test_functional_groups_match_pydicom(corpus, rel):
     got_shared = (h.values.get("shared_fg") or [{}])[0]
     got_pf = h.values.get("per_frame_fg") or []
     assert len(got_pf) == len(per_frame)
-    keys = ("image_position", "image_orientation", "pixel_spacing", "rescale_slope", "rescale_intercept", "window_center", "window_width")
+    keys = (
+        "image_position",
+        "image_orientation",
+        "pixel_spacing",
+        "rescale_slope",
+        "rescale_intercept",
+        "window_center",
+        "window_width",
+    )
     for k in keys:
         assert got_shared.get(k) == shared.get(k) if k in shared else True
     for got, exp in zip(got_pf, per_frame):

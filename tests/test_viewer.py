@@ -74,7 +74,9 @@ def test_monochrome1_inverted_by_colormap(make_napari_viewer, corpus):
     assert layer.colormap.name == "gray_r"
     import pydicom
 
-    assert np.array_equal(np.asarray(layer.data), pydicom.dcmread(corpus / "pixel_formats" / "dx_image.dcm").pixel_array)
+    assert np.array_equal(
+        np.asarray(layer.data), pydicom.dcmread(corpus / "pixel_formats" / "dx_image.dcm").pixel_array
+    )
 
 
 def test_broken_file_notifies_and_others_open(make_napari_viewer, corpus, tmp_path, notes):
@@ -157,7 +159,9 @@ def test_drag_and_drop_file(make_napari_viewer, corpus, qtbot):
     qt_viewer = viewer.window._qt_viewer
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(corpus / "transfer_syntax" / "CT1_RLE"))])
-    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    )
     qt_viewer.dropEvent(event)
     qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=10000)
     assert viewer.layers[0].data.shape == (512, 512)

@@ -23,6 +23,7 @@ __all__ = ["FILTER_FIELDS", "ReadReport", "parse_filters", "read", "read_stacks"
 
 log = logging.getLogger("napari_dcm")
 
+
 def read_stacks(
     paths,
     *,
@@ -62,7 +63,9 @@ def read_stacks(
                 raise DicomSizeError(path, reason)
             raise DicomReadError(path, reason)
         if report.filtered_out and not report.skipped:
-            raise NoDicomFoundError(", ".join(paths), f"no image matches the filters ({report.filtered_out} filtered out)")
+            raise NoDicomFoundError(
+                ", ".join(paths), f"no image matches the filters ({report.filtered_out} filtered out)"
+            )
         detail = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in report.skipped[:5])
         raise NoDicomFoundError(", ".join(paths), "no readable DICOM image" + (f" ({detail})" if detail else ""))
     return stacks, report

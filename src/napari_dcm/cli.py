@@ -32,20 +32,31 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"keep instances whose FIELD contains VALUE (case-insensitive; repeat to AND). Fields: {', '.join(FILTER_FIELDS)}",
     )
     p.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
-    p.add_argument("--annotations", metavar="CSV", help="import EMBED ROIs from this CSV (shapes layers; never modified)")
+    p.add_argument(
+        "--annotations", metavar="CSV", help="import EMBED ROIs from this CSV (shapes layers; never modified)"
+    )
     p.add_argument("--sample", action="store_true", help="open the bundled synthetic sample study")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the canvas once the data is shown")
     p.add_argument("--exit", action="store_true", help="quit after loading (and after --screenshot)")
     p.add_argument("--ndisplay", type=int, choices=(2, 3), default=2, help="2D or 3D view")
-    p.add_argument("--hang", nargs="?", const="auto", choices=("auto", "1x2", "1x3", "2x2", "2x4"),
-                   help="hang mammograms in a grid layout (auto: from the image count)")
+    p.add_argument(
+        "--hang",
+        nargs="?",
+        const="auto",
+        choices=("auto", "1x2", "1x3", "2x2", "2x4"),
+        help="hang mammograms in a grid layout (auto: from the image count)",
+    )
     p.add_argument("--no-dock", action="store_true", help="do not open the DICOM dock")
     g = p.add_argument_group("DICOMweb")
-    g.add_argument("--dicomweb", metavar="URL", help="DICOMweb base URL (a bare http://host:8042 means Orthanc's /dicom-web)")
+    g.add_argument(
+        "--dicomweb", metavar="URL", help="DICOMweb base URL (a bare http://host:8042 means Orthanc's /dicom-web)"
+    )
     g.add_argument("--study", metavar="UID", help="StudyInstanceUID to open from --dicomweb")
     g.add_argument("--series", metavar="UID", help="SeriesInstanceUID (optional)")
     g.add_argument("--instance", metavar="UID", help="SOPInstanceUID (optional)")
-    g.add_argument("--user", metavar="NAME", help="HTTP basic user (password from NAPARI_DCM_DICOMWEB_PASSWORD or a prompt)")
+    g.add_argument(
+        "--user", metavar="NAME", help="HTTP basic user (password from NAPARI_DCM_DICOMWEB_PASSWORD or a prompt)"
+    )
     g.add_argument("--browse", action="store_true", help="open the DICOMweb browser dock for --dicomweb")
     g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
     p.add_argument("--version", action="store_true", help="print the version and exit")

@@ -16,14 +16,21 @@ from .layers import LayerData
 log = logging.getLogger("napari_dcm")
 
 _NEEDS_DATASET_KW = (
-    "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "ModalityLUTSequence",
-    "RedPaletteColorLookupTableData", "SegmentedRedPaletteColorLookupTableData",
+    "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence",
+    "ModalityLUTSequence",
+    "RedPaletteColorLookupTableData",
+    "SegmentedRedPaletteColorLookupTableData",
 )
 
 
 def header_from_metadata(server: dw.Server, ds) -> Header | tuple[str, str]:
     """A Header for a DICOMweb instance's metadata (its frames come from the server), or (key, reason)."""
-    study, series, sop = str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")), str(ds.get("SOPInstanceUID", ""))
+    study, series, sop = (
+        str(ds.get("StudyInstanceUID", "")),
+        str(ds.get("SeriesInstanceUID", "")),
+        str(ds.get("SOPInstanceUID", "")),
+    )
     where = WebInstance(server.base, study, series, sop)
     key = where.key
     if not ds.get("Rows") or not ds.get("Columns"):
@@ -42,9 +49,20 @@ def header_from_metadata(server: dw.Server, ds) -> Header | tuple[str, str]:
     return h
 
 
-def read_dicomweb(url: str, study: str, series: str | None = None, instance: str | None = None, *,
-                  auth=None, token=None, verify=True, timeout=dw.DEFAULT_TIMEOUT, strict: bool = False,
-                  prompt: bool = False, report=None) -> list[LayerData]:
+def read_dicomweb(
+    url: str,
+    study: str,
+    series: str | None = None,
+    instance: str | None = None,
+    *,
+    auth=None,
+    token=None,
+    verify=True,
+    timeout=dw.DEFAULT_TIMEOUT,
+    strict: bool = False,
+    prompt: bool = False,
+    report=None,
+) -> list[LayerData]:
     """Layer-data tuples for a study, series or instance on a DICOMweb server.
 
     Only metadata is downloaded here; every frame is fetched (with its next
@@ -72,7 +90,12 @@ def read_dicomweb(url: str, study: str, series: str | None = None, instance: str
     report.n_layers = len(stacks)
     if not stacks:
         detail = "; ".join(r for _, r in report.skipped[:3])
-        raise dw.DicomWebError(server.base, "no displayable image in " + "/".join(x for x in (study, series, instance) if x) + (f" ({detail})" if detail else ""))
+        raise dw.DicomWebError(
+            server.base,
+            "no displayable image in "
+            + "/".join(x for x in (study, series, instance) if x)
+            + (f" ({detail})" if detail else ""),
+        )
     log.info(report.summary().replace("napari-dcm:", f"napari-dcm (DICOMweb {server.base}):"))
     return layer_tuples(stacks, strict=strict)
 

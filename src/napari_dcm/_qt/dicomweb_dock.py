@@ -22,7 +22,9 @@ from . import state
 DOCK = "dicomweb"
 
 
-def open_from_web(viewer, server: dw.Server, study: str, series: str | None = None, instance: str | None = None) -> list:
+def open_from_web(
+    viewer, server: dw.Server, study: str, series: str | None = None, instance: str | None = None
+) -> list:
     """Add the layers of a study/series/instance; errors become notifications."""
     from ..web import read_dicomweb
 
@@ -55,13 +57,26 @@ class DicomWebDock(QWidget):
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.password.setPlaceholderText("password")
         self.connect_btn = QPushButton("Connect")
-        self.fields = {k: QLineEdit() for k in ("patient_name", "patient_id", "date_from", "date_to", "modality", "accession_number", "description")}
+        self.fields = {
+            k: QLineEdit()
+            for k in (
+                "patient_name",
+                "patient_id",
+                "date_from",
+                "date_to",
+                "modality",
+                "accession_number",
+                "description",
+            )
+        }
         self.fields["patient_name"].setPlaceholderText("e.g. DOE* (wildcards * and ?)")
         self.fields["date_from"].setPlaceholderText("YYYYMMDD")
         self.fields["date_to"].setPlaceholderText("YYYYMMDD")
         self.search_btn = QPushButton("Search")
         self.results = QTreeWidget()
-        self.results.setHeaderLabels(["Patient / series", "ID / modality", "Date / number", "Description", "Series / instances / frames"])
+        self.results.setHeaderLabels(
+            ["Patient / series", "ID / modality", "Date / number", "Description", "Series / instances / frames"]
+        )
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -72,8 +87,15 @@ class DicomWebDock(QWidget):
         cred.addWidget(self.password)
         cred.addWidget(self.connect_btn)
         form.addRow("Login", cred)
-        labels = {"patient_name": "Patient name", "patient_id": "Patient ID", "date_from": "Study date from",
-                  "date_to": "to", "modality": "Modality", "accession_number": "Accession", "description": "Description"}
+        labels = {
+            "patient_name": "Patient name",
+            "patient_id": "Patient ID",
+            "date_from": "Study date from",
+            "date_to": "to",
+            "modality": "Modality",
+            "accession_number": "Accession",
+            "description": "Description",
+        }
         for k, w in self.fields.items():
             form.addRow(labels[k], w)
         lay = QVBoxLayout(self)
@@ -110,10 +132,15 @@ class DicomWebDock(QWidget):
             return []
         self.results.clear()
         for s in studies:
-            it = QTreeWidgetItem([
-                str(s["patient_name"] or ""), str(s["patient_id"] or ""), str(s["study_date"] or ""),
-                str(s["study_description"] or ""), f"{s['n_series'] or '?'} / {s['n_instances'] or '?'}",
-            ])
+            it = QTreeWidgetItem(
+                [
+                    str(s["patient_name"] or ""),
+                    str(s["patient_id"] or ""),
+                    str(s["study_date"] or ""),
+                    str(s["study_description"] or ""),
+                    f"{s['n_series'] or '?'} / {s['n_instances'] or '?'}",
+                ]
+            )
             it.setData(0, Qt.ItemDataRole.UserRole, ("study", s["study_uid"]))
             it.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
             self.results.addTopLevelItem(it)
@@ -131,10 +158,15 @@ class DicomWebDock(QWidget):
             return
         for s in series:
             frames = f", {s['n_frames']} frame(s)" if s.get("n_frames") is not None else ""
-            child = QTreeWidgetItem([
-                f"Series {s['series_number'] or ''}", str(s["modality"] or ""), str(s["series_number"] or ""),
-                str(s["series_description"] or ""), f"{s['n_instances'] or '?'} instance(s){frames}",
-            ])
+            child = QTreeWidgetItem(
+                [
+                    f"Series {s['series_number'] or ''}",
+                    str(s["modality"] or ""),
+                    str(s["series_number"] or ""),
+                    str(s["series_description"] or ""),
+                    f"{s['n_instances'] or '?'} instance(s){frames}",
+                ]
+            )
             child.setData(0, Qt.ItemDataRole.UserRole, ("series", (uid, s["series_uid"])))
             item.addChild(child)
 

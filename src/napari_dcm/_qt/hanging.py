@@ -32,7 +32,11 @@ def layout_for(viewer, layout: str | None = None, images=None) -> tuple[Layout, 
 
 def _save(layer) -> None:
     if SAVED not in layer.metadata:
-        layer.metadata[SAVED] = {"scale": list(layer.scale), "translate": list(layer.translate), "visible": layer.visible}
+        layer.metadata[SAVED] = {
+            "scale": list(layer.scale),
+            "translate": list(layer.translate),
+            "visible": layer.visible,
+        }
 
 
 def _restore(layer) -> None:

@@ -39,8 +39,14 @@ class LayoutTab(QWidget):
         v.addWidget(self.cells)
         self.move_btn = QPushButton("Apply cells")
         v.addWidget(self.move_btn)
-        v.addWidget(QLabel("All cells share one camera and one frame slider: a DBT scrolls\nwhile 2D views beside it stay on their single frame."))
-        self.layout_btn.clicked.connect(lambda: self.hang(None if self.layout_combo.currentText() == "auto" else self.layout_combo.currentText()))
+        v.addWidget(
+            QLabel(
+                "All cells share one camera and one frame slider: a DBT scrolls\nwhile 2D views beside it stay on their single frame."
+            )
+        )
+        self.layout_btn.clicked.connect(
+            lambda: self.hang(None if self.layout_combo.currentText() == "auto" else self.layout_combo.currentText())
+        )
         self.single_btn.clicked.connect(lambda: hanging.single_view(self.viewer))
         self.move_btn.clicked.connect(self._apply_cells)
         self.current_layout = None
@@ -63,7 +69,13 @@ class LayoutTab(QWidget):
         for i, p in enumerate(lay.placements):
             img = imgs.get(p.path)
             self.cells.setItem(i, 0, QTableWidgetItem(img.name if img else p.path))
-            self.cells.setItem(i, 1, QTableWidgetItem(f"{p.laterality or '?'}{p.view or '?'}" + (" (flipped)" if p.flip_h or p.flip_v else "")))
+            self.cells.setItem(
+                i,
+                1,
+                QTableWidgetItem(
+                    f"{p.laterality or '?'}{p.view or '?'}" + (" (flipped)" if p.flip_h or p.flip_v else "")
+                ),
+            )
             sb = QSpinBox()
             sb.setRange(0, 7)
             sb.setValue(p.cell)

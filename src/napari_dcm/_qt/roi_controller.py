@@ -12,6 +12,7 @@ from ..layers.rois import EDGE_COLOR, META, RoiSet, features_frame, snap_box
 
 log = logging.getLogger("napari_dcm")
 
+
 class RoiController:
     """Keeps an ROI shapes layer consistent while it is edited in napari.
 
@@ -116,7 +117,9 @@ class RoiController:
         if len(layer.features):
             for i in layer.selected_data:
                 if i < len(layer.features):
-                    sel_ids.add(int(layer.features["roi"].iloc[i]) if not np.isnan(layer.features["roi"].iloc[i]) else -1)
+                    sel_ids.add(
+                        int(layer.features["roi"].iloc[i]) if not np.isnan(layer.features["roi"].iloc[i]) else -1
+                    )
         data, feats = self.rs.shapes()
         mode = layer.mode
         self._syncing = True

@@ -171,8 +171,12 @@ def import_rois(viewer, csv_path, cwd=None) -> tuple[list, list]:
     for i, img in enumerate(imgs):
         existing = roi_layer_for(viewer, img)
         c = controller(existing) if existing is not None else None
-        if c is not None and c.dirty and not confirm(
-            None, "Replace ROIs", f"{img.name} has unexported ROI edits. Replace them with the imported ROIs?"
+        if (
+            c is not None
+            and c.dirty
+            and not confirm(
+                None, "Replace ROIs", f"{img.name} has unexported ROI edits. Replace them with the imported ROIs?"
+            )
         ):
             continue
         layers.append(ensure_roi_layer(viewer, img, matched, unmatched if i == 0 else (), table.source))
@@ -262,7 +266,9 @@ class RoiDock(QWidget):
             return []
         self.source = os.path.abspath(os.fspath(path))
         n = sum(len({*l.features["roi"]}) for l in layers if len(l.features))
-        self.status.setText(f"Imported {n} ROI(s) onto {len(layers)} image(s); {len(unmatched)} row(s) unmatched (kept).")
+        self.status.setText(
+            f"Imported {n} ROI(s) onto {len(layers)} image(s); {len(unmatched)} row(s) unmatched (kept)."
+        )
         return layers
 
     def export_csv(self, path, overwrite: bool = False) -> str | None:
@@ -272,7 +278,9 @@ class RoiDock(QWidget):
             if not confirm(self, "Overwrite?", f"{path}{src} exists. Replace it?"):
                 return None
         try:
-            out = save_embed_csv(self.viewer, path, overwrite=True, include_unmatched=not self.drop_unmatched.isChecked())
+            out = save_embed_csv(
+                self.viewer, path, overwrite=True, include_unmatched=not self.drop_unmatched.isChecked()
+            )
         except (OSError, ValueError) as exc:
             _notify.error(f"napari-dcm: export failed: {exc}")
             return None
@@ -334,7 +342,7 @@ class RoiDock(QWidget):
 
 
 def parse_frame_list(text: str) -> list[int]:
-    """"0, 3-5, 9" -> [0, 3, 4, 5, 9]."""
+    """ "0, 3-5, 9" -> [0, 3, 4, 5, 9]."""
     out: set = set()
     for part in text.replace(";", ",").split(","):
         part = part.strip()

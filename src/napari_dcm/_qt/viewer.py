@@ -60,8 +60,11 @@ def companions(viewer: Any, image: Any) -> list[Any]:
 def layer_data(layer: Any) -> LayerData:
     """A live image layer as napari-dcm layer data (for builders that take layer data)."""
     kw: dict[str, Any] = {
-        "name": layer.name, "metadata": layer.metadata, "scale": tuple(layer.scale),
-        "translate": tuple(layer.translate), "rgb": bool(getattr(layer, "rgb", False)),
+        "name": layer.name,
+        "metadata": layer.metadata,
+        "scale": tuple(layer.scale),
+        "translate": tuple(layer.translate),
+        "rgb": bool(getattr(layer, "rgb", False)),
     }
     units = tuple(str(u) for u in getattr(layer, "units", ()) or ())
     if units and any(u != "pixel" for u in units):
@@ -126,9 +129,20 @@ def add_to_viewer(viewer: Any, paths: Any, **options: Any) -> list[Any]:
     return add_layer_tuples(viewer, read_dicom(_as_list(paths), **options))
 
 
-def view(paths: Any = None, *, show: bool = True, viewer: Any = None, dicomweb: str | None = None,
-         study: str | None = None, series: str | None = None, instance: str | None = None, auth: Any = None,
-         token: str | None = None, verify: Any = True, **options: Any) -> Any:
+def view(
+    paths: Any = None,
+    *,
+    show: bool = True,
+    viewer: Any = None,
+    dicomweb: str | None = None,
+    study: str | None = None,
+    series: str | None = None,
+    instance: str | None = None,
+    auth: Any = None,
+    token: str | None = None,
+    verify: Any = True,
+    **options: Any,
+) -> Any:
     """Open ``paths`` (and/or a DICOMweb study) in a napari viewer (created if not given) and return it.
 
     ``dicomweb``, ``study``, ``series``, ``instance``, ``auth``, ``token``,

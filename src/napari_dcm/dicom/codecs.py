@@ -24,6 +24,7 @@ The module follows pydicom's plugin contract: ``is_available(uid)``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -42,7 +43,9 @@ JPEG_SPECTRAL = "1.2.840.10008.1.2.4.53"  # retired, pydicom has no decoder
 DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"
 RLE = _uid.RLELossless
 
-DECODER_DEPENDENCIES = {u: ("imagecodecs",) for u in JPEG2000_SYNTAXES | {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit}}
+DECODER_DEPENDENCIES = {
+    u: ("imagecodecs",) for u in JPEG2000_SYNTAXES | {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit}
+}
 
 try:  # pragma: no cover - exercised implicitly
     import imagecodecs as _ic
@@ -127,17 +130,13 @@ def register_plugins() -> None:
             for ts in JPEG2000_SYNTAXES:
                 dec = get_decoder(ts)
                 if J2K_PLUGIN not in dec.available_plugins:
-                    try:
+                    with contextlib.suppress(ValueError):
                         dec.add_plugin(J2K_PLUGIN, (__name__, "decode_j2k"))
-                    except ValueError:
-                        pass
             for ts in (_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit):
                 dec = get_decoder(ts)
                 if JPEG8_PLUGIN not in dec.available_plugins:
-                    try:
+                    with contextlib.suppress(ValueError):
                         dec.add_plugin(JPEG8_PLUGIN, (__name__, "decode_jpeg8"))
-                    except ValueError:
-                        pass
         _registered = True
 
 

@@ -69,10 +69,7 @@ class DatasetTransform:
     def __call__(self, arr: np.ndarray) -> np.ndarray:
         from pydicom.pixels import apply_color_lut, apply_modality_lut
 
-        if self.kind == "palette":
-            out = apply_color_lut(arr, self.ds)
-        else:
-            out = apply_modality_lut(arr, self.ds)
+        out = apply_color_lut(arr, self.ds) if self.kind == "palette" else apply_modality_lut(arr, self.ds)
         return out.astype(self.dtype, copy=False)
 
 
@@ -116,7 +113,11 @@ def decode(enc: EncodedFrame, desc: PixelDesc) -> np.ndarray:
         bits = bits[enc.bit_offset : enc.bit_offset + npix]
         if bits.size < npix:
             raise EOFError(f"1-bit frame holds {bits.size} of {npix} pixels")
-        shape = (desc.rows, desc.columns) if desc.samples_per_pixel == 1 else (desc.rows, desc.columns, desc.samples_per_pixel)
+        shape = (
+            (desc.rows, desc.columns)
+            if desc.samples_per_pixel == 1
+            else (desc.rows, desc.columns, desc.samples_per_pixel)
+        )
         return bits.reshape(shape)
     if enc.nframes == 1 and _simple(desc) and ts != EXPLICIT_BE:
         n = desc.rows * desc.columns * desc.bits_allocated // 8

@@ -17,6 +17,7 @@ is where the stored transfer syntax of a frame is announced.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -160,11 +161,15 @@ class Server:
         try:
             data = r.json()
         except ValueError:
-            raise DicomWebError(self.base, f"does not look like a DICOMweb server ({path} answered {ctype or 'no content type'}, not DICOM JSON)") from None
+            raise DicomWebError(
+                self.base,
+                f"does not look like a DICOMweb server ({path} answered {ctype or 'no content type'}, not DICOM JSON)",
+            ) from None
         if not isinstance(data, list):
-            raise DicomWebError(self.base, f"does not look like a DICOMweb server ({path} answered a JSON {type(data).__name__})")
+            raise DicomWebError(
+                self.base, f"does not look like a DICOMweb server ({path} answered a JSON {type(data).__name__})"
+            )
         return data
-
 
     @property
     def orthanc_root(self) -> str | None:
@@ -200,7 +205,9 @@ def connect(url: str, auth=None, token=None, verify=True, timeout=DEFAULT_TIMEOU
 def server_for(base: str) -> Server:
     srv = _servers.get(base)
     if srv is None:
-        raise DicomWebError(base, "no session for this server in this process (DICOMweb frames compute where they were opened)")
+        raise DicomWebError(
+            base, "no session for this server in this process (DICOMweb frames compute where they were opened)"
+        )
     return srv
 
 
@@ -233,22 +240,43 @@ def _val(item: dict, tag: str):
 
 
 STUDY_FIELDS = {
-    "patient_name": "00100010", "patient_id": "00100020", "study_date": "00080020",
-    "study_description": "00081030", "accession_number": "00080050", "modalities": "00080061",
-    "study_uid": "0020000D", "n_series": "00201206", "n_instances": "00201208",
+    "patient_name": "00100010",
+    "patient_id": "00100020",
+    "study_date": "00080020",
+    "study_description": "00081030",
+    "accession_number": "00080050",
+    "modalities": "00080061",
+    "study_uid": "0020000D",
+    "n_series": "00201206",
+    "n_instances": "00201208",
 }
 SERIES_FIELDS = {
-    "series_uid": "0020000E", "modality": "00080060", "series_description": "0008103E",
-    "series_number": "00200011", "n_instances": "00201209",
+    "series_uid": "0020000E",
+    "modality": "00080060",
+    "series_description": "0008103E",
+    "series_number": "00200011",
+    "n_instances": "00201209",
 }
 
 
-def search_studies(server: Server, patient_name=None, patient_id=None, date_from=None, date_to=None,
-                   modality=None, accession_number=None, description=None, limit: int = 200) -> list[dict]:
+def search_studies(
+    server: Server,
+    patient_name=None,
+    patient_id=None,
+    date_from=None,
+    date_to=None,
+    modality=None,
+    accession_number=None,
+    description=None,
+    limit: int = 200,
+) -> list[dict]:
     """QIDO-RS studies; wildcards (``*``, ``?``) work against Orthanc."""
     f = {
-        "PatientName": patient_name, "PatientID": patient_id, "ModalitiesInStudy": modality,
-        "AccessionNumber": accession_number, "StudyDescription": description,
+        "PatientName": patient_name,
+        "PatientID": patient_id,
+        "ModalitiesInStudy": modality,
+        "AccessionNumber": accession_number,
+        "StudyDescription": description,
     }
     if date_from or date_to:
         f["StudyDate"] = f"{date_from or ''}-{date_to or ''}"
@@ -263,10 +291,13 @@ def search_series(server: Server, study_uid: str, frames: bool = True) -> list[d
     out = [{k: _val(it, t) for k, t in SERIES_FIELDS.items()} for it in items]
     if frames:
         for s in out:
-            inst = server.json(f"studies/{study_uid}/series/{s['series_uid']}/instances", query_string({}, {"includefield": ["00280008"]}))
+            inst = server.json(
+                f"studies/{study_uid}/series/{s['series_uid']}/instances",
+                query_string({}, {"includefield": ["00280008"]}),
+            )
             s["n_frames"] = sum(int(_val(i, "00280008") or 1) for i in inst)
             s["n_instances"] = s["n_instances"] or len(inst)
-    return sorted(out, key=lambda s: (s["series_number"] or 0))
+    return sorted(out, key=lambda s: s["series_number"] or 0)
 
 
 # --------------------------------------------------------------------------
@@ -295,7 +326,12 @@ DATASETS = FrameCache(max_bytes=4096, max_items=None, size=lambda ds: 1)
 
 def _remember(server: Server, datasets: list) -> list:
     for ds in datasets:
-        key = frame_key(server.base, str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")), str(ds.get("SOPInstanceUID", "")))
+        key = frame_key(
+            server.base,
+            str(ds.get("StudyInstanceUID", "")),
+            str(ds.get("SeriesInstanceUID", "")),
+            str(ds.get("SOPInstanceUID", "")),
+        )
         DATASETS.put(key, ds)
     return datasets
 
@@ -343,7 +379,9 @@ def _orthanc_metadata(server: Server, study: str, series: str, instance: str | N
     if instance:
         uids = [instance]
     else:
-        items = server.json(f"studies/{study}/series/{series}/instances", query_string({}, {"limit": ORTHANC_MAX_INSTANCES + 1}))
+        items = server.json(
+            f"studies/{study}/series/{series}/instances", query_string({}, {"limit": ORTHANC_MAX_INSTANCES + 1})
+        )
         uids = [_val(it, "00080018") for it in items]
         if not uids or len(uids) > ORTHANC_MAX_INSTANCES:
             return None
@@ -375,10 +413,8 @@ def prefetch(server: Server, ds) -> None:
     index = (n - 1) // 2
 
     def run():
-        try:
+        with contextlib.suppress(Exception):  # the real request (when shown) reports any error
             fetch_frame(key, index, n)
-        except Exception:  # the real request (when shown) reports any error
-            pass
 
     t = threading.Thread(target=run, name="napari-dcm-prefetch", daemon=True)
     _prefetches.append(t)

@@ -48,11 +48,9 @@ def looks_like_dicom(path: str) -> bool:
 
 def folder_has_dicom(path: str, max_files: int = 200) -> bool:
     """Does a folder (recursively) hold a DICOM file among its first files?"""
-    seen = 0
-    for f in iter_files([path], recursive=True):
+    for seen, f in enumerate(iter_files([path], recursive=True), 1):
         if sniff(f) is not None:
             return True
-        seen += 1
         if seen >= max_files:
             return False
     return False
@@ -133,7 +131,12 @@ def header_from_dataset(path: str, ds) -> Header:
             if kind == "s":
                 h.values[name] = str(v)
             elif kind == "m":
-                h.values[name] = [str(x) for x in (v if isinstance(v, (list, tuple)) or hasattr(v, "__iter__") and not isinstance(v, str) else [v])]
+                h.values[name] = [
+                    str(x)
+                    for x in (
+                        v if isinstance(v, (list, tuple)) or hasattr(v, "__iter__") and not isinstance(v, str) else [v]
+                    )
+                ]
             elif kind == "i":
                 h.values[name] = int(v)
             elif kind == "f":
@@ -145,7 +148,9 @@ def header_from_dataset(path: str, ds) -> Header:
             raise ScanError(f"invalid {el.keyword or name} value {v!r}") from exc
     for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
         if kw in ds:
-            h.pixel_tag = {"PixelData": 0x7FE00010, "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009}[kw]
+            h.pixel_tag = {"PixelData": 0x7FE00010, "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009}[
+                kw
+            ]
             h.pixel_offset = 0
             break
     h.walked = False

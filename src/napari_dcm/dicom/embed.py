@@ -248,7 +248,9 @@ def match_rows(table: EmbedTable, files: list[LoadedFile], cwd: str | None = Non
         for i, roi in enumerate(row.rois):
             for fr in roi.frames or []:
                 if fr >= f.nframes:
-                    errors.append((row.line, f"ROI {i} frame {fr} is beyond {os.path.basename(f.path)} ({f.nframes} frame(s))"))
+                    errors.append(
+                        (row.line, f"ROI {i} frame {fr} is beyond {os.path.basename(f.path)} ({f.nframes} frame(s))")
+                    )
                     break
         matched[f.path] = row
     if errors:
@@ -277,7 +279,9 @@ def frames_cell(row: EmbedRow, nframes: int | None) -> str:
     for r in row.rois:
         if r.frames is None:
             if nframes is None:
-                raise ValueError(f"{row.path}: frame count unknown, cannot write an all-frames ROI beside frame-scoped ones")
+                raise ValueError(
+                    f"{row.path}: frame count unknown, cannot write an all-frames ROI beside frame-scoped ones"
+                )
             out.append(list(range(nframes)))
         else:
             out.append(sorted(set(r.frames)))
@@ -298,7 +302,9 @@ def format_embed_csv(rows: list[tuple[EmbedRow, int | None]]) -> str:
     return buf.getvalue()
 
 
-def write_embed_csv(rows: list[tuple[EmbedRow, int | None]], csv_path, *, overwrite: bool = False, protect: tuple = ()) -> str:
+def write_embed_csv(
+    rows: list[tuple[EmbedRow, int | None]], csv_path, *, overwrite: bool = False, protect: tuple = ()
+) -> str:
     """Write rows atomically.  Refuses to replace an existing file unless
     ``overwrite``; never replaces a path in ``protect`` (e.g. the imported CSV)."""
     csv_path = os.path.abspath(os.fspath(csv_path))

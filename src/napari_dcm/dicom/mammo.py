@@ -28,12 +28,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 _VIEW_CODES = {  # ViewCodeSequence CodeValue (SNOMED-RT / SCT) -> view
-    "R-10242": "CC", "399162004": "CC",
-    "R-10226": "MLO", "399368009": "MLO",
-    "R-1024A": "CC", "399196006": "CC",  # XCCL -> CC
-    "R-10224": "ML", "399260004": "ML",
-    "R-10230": "LM", "399352003": "LM",
-    "R-10228": "LMO", "399099002": "LMO",
+    "R-10242": "CC",
+    "399162004": "CC",
+    "R-10226": "MLO",
+    "399368009": "MLO",
+    "R-1024A": "CC",
+    "399196006": "CC",  # XCCL -> CC
+    "R-10224": "ML",
+    "399260004": "ML",
+    "R-10230": "LM",
+    "399352003": "LM",
+    "R-10228": "LMO",
+    "399099002": "LMO",
 }
 LAYOUTS = {"1x1": (1, 1), "1x2": (1, 2), "1x3": (1, 3), "2x2": (2, 2), "2x4": (2, 4)}
 
@@ -137,9 +143,15 @@ def _placement(path: str, values: dict) -> Placement:
     po = tuple(values.get("patient_orientation") or ())
     fh, fv = _orientation_flips(po, lat, view)
     return Placement(
-        path=path, view=view, laterality=lat, study_date=str(values.get("study_date") or ""),
-        instance_number=values.get("instance_number"), flip_h=fh, flip_v=fv,
-        align="right" if lat == "R" else "left", patient_orientation=po,
+        path=path,
+        view=view,
+        laterality=lat,
+        study_date=str(values.get("study_date") or ""),
+        instance_number=values.get("instance_number"),
+        flip_h=fh,
+        flip_v=fv,
+        align="right" if lat == "R" else "left",
+        patient_orientation=po,
     )
 
 
@@ -180,7 +192,15 @@ def arrange(placements: list[Placement], layout: str | None = None) -> Layout:
     elif layout == "1x3":
         view_rank = {"CC": 0, "MLO": 1}
         lat_rank = {"R": 0, "L": 1}  # right breasts hang on the left of the screen
-        ordered = sorted(ps, key=lambda p: (view_rank.get(p.view, 2), p.view or "~", lat_rank.get(p.laterality, 2), p.instance_number or 0))
+        ordered = sorted(
+            ps,
+            key=lambda p: (
+                view_rank.get(p.view, 2),
+                p.view or "~",
+                lat_rank.get(p.laterality, 2),
+                p.instance_number or 0,
+            ),
+        )
     elif layout == "2x4":
         dates = sorted({p.study_date for p in ps}, reverse=True)
         if len(dates) == 2 and all(sum(p.study_date == d for p in ps) == 4 for d in dates):
@@ -250,7 +270,17 @@ def _dataset_values(path: str) -> dict:
 
 def placement_for_layer_metadata(path: str, md: dict) -> Placement:
     """Placement from a napari-dcm image layer's metadata (avoids re-reading the header)."""
-    values = {k: md.get(k) for k in ("view_position", "series_description", "image_laterality", "laterality", "study_date", "patient_orientation")}
+    values = {
+        k: md.get(k)
+        for k in (
+            "view_position",
+            "series_description",
+            "image_laterality",
+            "laterality",
+            "study_date",
+            "patient_orientation",
+        )
+    }
     values["instance_number"] = md.get("instance_number")
     if not values.get("view_position") or not laterality_of(values):
         values.update(_dataset_values(path))

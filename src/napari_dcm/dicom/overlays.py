@@ -25,7 +25,7 @@ RWVM_CLASS = "1.2.840.10008.5.1.4.1.1.67"
 
 
 def kind_of(sop_class: str) -> str | None:
-    """"gsps", "sr", "cad_sr", "seg", "pm", "rwvm" or None (an image or something else)."""
+    """ "gsps", "sr", "cad_sr", "seg", "pm", "rwvm" or None (an image or something else)."""
     s = sop_class or ""
     if s.startswith(PR_PREFIX):
         return "gsps"
@@ -127,7 +127,9 @@ def graphic_from_object(go, rows=None, cols=None) -> Graphic | None:
     if gtype == "CIRCLE" and len(pts) >= 2:
         r = math.hypot(pts[1][0] - pts[0][0], pts[1][1] - pts[0][1])
         c = pts[0]
-        return Graphic("ellipse", ellipse_outline((c[0] - r, c[1]), (c[0] + r, c[1]), (c[0], c[1] - r), (c[0], c[1] + r)), filled)
+        return Graphic(
+            "ellipse", ellipse_outline((c[0] - r, c[1]), (c[0] + r, c[1]), (c[0], c[1] - r), (c[0], c[1] + r)), filled
+        )
     if gtype == "ELLIPSE" and len(pts) >= 4:
         return Graphic("ellipse", ellipse_outline(*pts[:4]), filled)
     if gtype == "MULTIPOINT":
@@ -140,7 +142,10 @@ def parse_gsps(ds, rows=None, cols=None) -> Annotations:
     graphics = []
     ps_refs = _refs_of(ds)
     for ga in ds.get("GraphicAnnotationSequence", []) or []:
-        refs = [(str(r.ReferencedSOPInstanceUID), _frames(r.get("ReferencedFrameNumber"))) for r in ga.get("ReferencedImageSequence", []) or []]
+        refs = [
+            (str(r.ReferencedSOPInstanceUID), _frames(r.get("ReferencedFrameNumber")))
+            for r in ga.get("ReferencedImageSequence", []) or []
+        ]
         refs = refs or ps_refs  # no image list: the annotation applies to every image of the state
         layer = str(ga.get("GraphicLayer", ""))
         for go in ga.get("GraphicObjectSequence", []) or []:
@@ -168,7 +173,14 @@ def parse_gsps(ds, rows=None, cols=None) -> Annotations:
             c = float(c[0] if hasattr(c, "__len__") and not isinstance(c, str) else c)
             w = float(w[0] if hasattr(w, "__len__") and not isinstance(w, str) else w)
             windows.append((c, w, f"GSPS {ds.get('ContentLabel', '')}".strip()))
-    return Annotations(str(getattr(ds, "filename", "") or ""), "gsps", graphics, windows, [u for u, _ in ps_refs], str(ds.get("ContentLabel", "")))
+    return Annotations(
+        str(getattr(ds, "filename", "") or ""),
+        "gsps",
+        graphics,
+        windows,
+        [u for u, _ in ps_refs],
+        str(ds.get("ContentLabel", "")),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -195,7 +207,11 @@ def _code(seq):
     if not seq:
         return ()
     c = seq[0]
-    return (str(c.get("CodeValue", "") or c.get("LongCodeValue", "") or c.get("URNCodeValue", "")), str(c.get("CodingSchemeDesignator", "")), str(c.get("CodeMeaning", "")))
+    return (
+        str(c.get("CodeValue", "") or c.get("LongCodeValue", "") or c.get("URNCodeValue", "")),
+        str(c.get("CodingSchemeDesignator", "")),
+        str(c.get("CodeMeaning", "")),
+    )
 
 
 def sr_node(item) -> SrNode:
@@ -256,7 +272,9 @@ def scoord_graphics(node: SrNode, text: str = "", unreferenced: bool = False) ->
         return []
     refs = [r for c in node.children if c.value_type == "IMAGE" for r in c.refs]
     gtype, pts = node.scoord
-    g = graphic_from_object({"GraphicType": gtype, "GraphicData": [v for p in pts for v in p], "GraphicAnnotationUnits": "PIXEL"})
+    g = graphic_from_object(
+        {"GraphicType": gtype, "GraphicData": [v for p in pts for v in p], "GraphicAnnotationUnits": "PIXEL"}
+    )
     if g is None:
         return []
     if not refs and unreferenced:
@@ -342,5 +360,15 @@ def parse_cad_sr(ds) -> list[CadFinding]:
             graphics += scoord_graphics(sub)
         uid = graphics[0].sop_uid if graphics else ""
         lat, view = library.get(uid, ("", ""))
-        findings.append(CadFinding(node.value or node.concept, "composite" if code == COMPOSITE_FEATURE else "single", required, certainty, graphics, lat, view))
+        findings.append(
+            CadFinding(
+                node.value or node.concept,
+                "composite" if code == COMPOSITE_FEATURE else "single",
+                required,
+                certainty,
+                graphics,
+                lat,
+                view,
+            )
+        )
     return findings

@@ -34,9 +34,40 @@ NATIVE_SYNTAXES = {IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE}
 
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 _VALID_VR = {
-    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB",
-    b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM",
-    b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
+    b"AE",
+    b"AS",
+    b"AT",
+    b"CS",
+    b"DA",
+    b"DS",
+    b"DT",
+    b"FL",
+    b"FD",
+    b"IS",
+    b"LO",
+    b"LT",
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"PN",
+    b"SH",
+    b"SL",
+    b"SQ",
+    b"SS",
+    b"ST",
+    b"SV",
+    b"TM",
+    b"UC",
+    b"UI",
+    b"UL",
+    b"UN",
+    b"UR",
+    b"US",
+    b"UT",
+    b"UV",
 }
 
 # tag -> (attribute name, kind).  kind: s=string, m=multi-string, i=int (IS),
@@ -116,8 +147,12 @@ _FG_SEQUENCES = {0x52009229: "shared_fg", 0x52009230: "per_frame_fg"}
 _NEEDS_DATASET = {
     0x00283000,  # ModalityLUTSequence
     0x00283010,  # VOILUTSequence
-    0x00281201, 0x00281202, 0x00281203,  # palette LUT data
-    0x00281221, 0x00281222, 0x00281223,  # segmented palette LUT data
+    0x00281201,
+    0x00281202,
+    0x00281203,  # palette LUT data
+    0x00281221,
+    0x00281222,
+    0x00281223,  # segmented palette LUT data
 }
 
 _PIXEL_TAGS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData", 0x7FE00009: "DoubleFloatPixelData"}
@@ -184,10 +219,27 @@ class Header:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # compact pickling: headers travel from scan workers in bulk
-        return (_make_header, (self.path, self.transfer_syntax, self.sop_class_uid, self.sop_instance_uid,
-                               self.has_meta, self.has_preamble, self.pixel_tag, self.pixel_offset,
-                               self.pixel_length, self.file_size, self.needs_dataset, self.values,
-                               self.walked, self.deflated_offset, self.source, self.dataset))
+        return (
+            _make_header,
+            (
+                self.path,
+                self.transfer_syntax,
+                self.sop_class_uid,
+                self.sop_instance_uid,
+                self.has_meta,
+                self.has_preamble,
+                self.pixel_tag,
+                self.pixel_offset,
+                self.pixel_length,
+                self.file_size,
+                self.needs_dataset,
+                self.values,
+                self.walked,
+                self.deflated_offset,
+                self.source,
+                self.dataset,
+            ),
+        )
 
     @property
     def has_pixels(self) -> bool:
@@ -280,7 +332,7 @@ def _convert_slow(kind: str, raw: bytes, vr: bytes, little: bool):
             except ValueError:
                 raise ScanError(f"invalid IS value {s!r}") from None
             if f != int(f):
-                raise ScanError(f"invalid IS value {s!r}")
+                raise ScanError(f"invalid IS value {s!r}") from None
             return int(f)
     if kind == "f":
         out = []
@@ -438,9 +490,8 @@ def _walk(buf: _Buf, pos: int, explicit: bool, little: bool, values: dict, hdr: 
     ndata = len(data)
     while True:
         if pos + 12 > ndata:
-            if not buf.need(pos + 12):
-                if not buf.need(pos + 8):
-                    return pos  # clean end of file (or truncated between elements)
+            if not buf.need(pos + 12) and not buf.need(pos + 8):
+                return pos  # clean end of file (or truncated between elements)
             data = buf.data
             ndata = len(data)
         if explicit:
@@ -580,7 +631,14 @@ def _item_values(buf: _Buf, pos: int, ilen: int, explicit: bool, little: bool, o
         is_seq = vr == b"SQ" or length == UNDEFINED or (vr is None and depth > 0)
         if is_seq and depth > 0:
             inner = explicit and vr != b"UN"
-            pos = _walk_items(buf, vpos, length, inner, little, lambda p, n: _item_values(buf, p, n, inner, little, out, depth - 1))
+            pos = _walk_items(
+                buf,
+                vpos,
+                length,
+                inner,
+                little,
+                lambda p, n, inner=inner: _item_values(buf, p, n, inner, little, out, depth - 1),
+            )
             continue
         if length == UNDEFINED:
             pos = _skip_undefined_sequence(buf, vpos, explicit and vr != b"UN", little)

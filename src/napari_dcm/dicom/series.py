@@ -215,7 +215,9 @@ def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
     if nframes < 1:
         raise StackError(f"NumberOfFrames is {nframes}")
     if h.file_size and nframes > h.file_size:
-        raise StackError(f"NumberOfFrames {nframes} is more than the file has bytes ({h.file_size}): beyond any real data")
+        raise StackError(
+            f"NumberOfFrames {nframes} is more than the file has bytes ({h.file_size}): beyond any real data"
+        )
     if h.source is not None:
         return  # remote: no local file to check against
     if h.pixel_length >= 0 and h.walked and h.deflated_offset < 0:
@@ -235,7 +237,9 @@ def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
         need = desc.native_frame_nbytes * nframes
         have = h.file_size - h.pixel_offset
         if have + 1 < need:
-            raise StackError(f"pixel data holds {have} bytes but {nframes} frame(s) need {int(need)} (truncated file or wrong header)")
+            raise StackError(
+                f"pixel data holds {have} bytes but {nframes} frame(s) need {int(need)} (truncated file or wrong header)"
+            )
     if nframes * per_frame > 2**44:
         raise StackError(f"{nframes} frames of {per_frame} bytes is beyond any memory")
 
@@ -282,7 +286,9 @@ def _modality(h: Header, ds, desc: PixelDesc, frame_rescales, first_ref: FrameRe
 
         small = Dataset()
         for el in ds if ds is not None else []:
-            if el.tag.group == 0x0028 and (0x1100 <= el.tag.element <= 0x1223 or el.tag.element in (0x0004, 0x0101, 0x0103, 0x0100, 0x0002)):
+            if el.tag.group == 0x0028 and (
+                0x1100 <= el.tag.element <= 0x1223 or el.tag.element in (0x0004, 0x0101, 0x0103, 0x0100, 0x0002)
+            ):
                 small.add(el)
         small.PhotometricInterpretation = "PALETTE COLOR"
         _set_encoding(small, desc)
@@ -294,7 +300,9 @@ def _modality(h: Header, ds, desc: PixelDesc, frame_rescales, first_ref: FrameRe
         t = DatasetTransform("palette", small, dt.str)
         return [t] * len(frame_rescales), dt
     if desc.samples_per_pixel > 1:
-        return [None] * len(frame_rescales), np.dtype("uint8" if desc.bits_allocated <= 8 else f"uint{desc.bits_allocated}")
+        return [None] * len(frame_rescales), np.dtype(
+            "uint8" if desc.bits_allocated <= 8 else f"uint{desc.bits_allocated}"
+        )
     mlut = ds.get("ModalityLUTSequence") if ds is not None else None
     if mlut and _valid_lut(mlut[0]):
         from pydicom import Dataset
@@ -343,16 +351,35 @@ def _rescale_of(values: dict) -> tuple[float, float]:
 
 
 def _windows_of(values: dict) -> list:
-    return voi.windows_from(values.get("window_center"), values.get("window_width"), values.get("window_explanation"), values.get("voi_lut_function"))
+    return voi.windows_from(
+        values.get("window_center"),
+        values.get("window_width"),
+        values.get("window_explanation"),
+        values.get("voi_lut_function"),
+    )
 
 
 def _info(h: Header) -> dict:
     v = h.values
     keys = [
-        "patient_id", "patient_name", "study_date", "study_description", "series_description",
-        "series_number", "modality", "accession_number", "image_laterality", "laterality",
-        "view_position", "patient_orientation", "image_type", "frame_of_reference_uid",
-        "study_instance_uid", "series_instance_uid", "instance_number", "sop_instance_uid",
+        "patient_id",
+        "patient_name",
+        "study_date",
+        "study_description",
+        "series_description",
+        "series_number",
+        "modality",
+        "accession_number",
+        "image_laterality",
+        "laterality",
+        "view_position",
+        "patient_orientation",
+        "image_type",
+        "frame_of_reference_uid",
+        "study_instance_uid",
+        "series_instance_uid",
+        "instance_number",
+        "sop_instance_uid",
     ]
     info = {k: v.get(k) for k in keys if v.get(k) not in (None, "", [])}
     if h.sop_instance_uid:
@@ -391,7 +418,9 @@ def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[t
                     desc.rows,
                     desc.columns,
                     _out_samples(desc),
-                    desc.photometric if desc.photometric in ("MONOCHROME1", "PALETTE COLOR") else ("RGB" if _out_samples(desc) == 3 else "MONO"),
+                    desc.photometric
+                    if desc.photometric in ("MONOCHROME1", "PALETTE COLOR")
+                    else ("RGB" if _out_samples(desc) == 3 else "MONO"),
                     geometry.orientation_key(h.values.get("image_orientation")),
                     desc.pixel_keyword,
                 )
@@ -401,7 +430,7 @@ def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[t
         except Exception as exc:  # never let one file stop the others
             log.debug("stack build failed for %s", h.path, exc_info=True)
             skipped.append((h.path, f"{type(exc).__name__}: {exc}"))
-    for key, members in singles.items():
+    for members in singles.values():
         try:
             stacks.append(_series_stack(members))
         except StackError as exc:
@@ -462,8 +491,11 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
     refs = _refs(h, desc, nframes)
     shared = (v.get("shared_fg") or [{}])[0]
     per_frame = v.get("per_frame_fg") or []
-    if ds is not None and not shared and not per_frame and (
-        "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    if (
+        ds is not None
+        and not shared
+        and not per_frame
+        and ("PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds)
     ):
         shared, per_frame = _fg_from_dataset(ds, nframes)
     enhanced = bool(shared or per_frame)
@@ -508,20 +540,32 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
         transforms, dtype = _modality(h, ds, desc, [it[4] for it in items], items[0][0])
         frames = [
             Frame(
-                ref=it[0], desc=desc, transform=t, position=it[1], orientation=it[2], pixel_spacing=it[3],
-                windows=it[5], instance_number=v.get("instance_number"), sop_instance_uid=h.sop_instance_uid, thickness=it[6],
+                ref=it[0],
+                desc=desc,
+                transform=t,
+                position=it[1],
+                orientation=it[2],
+                pixel_spacing=it[3],
+                windows=it[5],
+                instance_number=v.get("instance_number"),
+                sop_instance_uid=h.sop_instance_uid,
+                thickness=it[6],
             )
             for it, t in zip(items, transforms)
         ]
         fallback = (v.get("spacing_between_slices") or shared.get("spacing_between_slices") or [None])[0]
-        st = _finish(frames, desc, dtype, _info(h), multiframe=True, fallback_spacing=fallback, geometric=enhanced or bool(gfov))
+        st = _finish(
+            frames, desc, dtype, _info(h), multiframe=True, fallback_spacing=fallback, geometric=enhanced or bool(gfov)
+        )
         if len(groups) > 1:
             st.notes.append(f"orientation group {gi + 1} of {len(groups)}")
         out.append(st)
     return out
 
 
-def _finish(frames, desc: PixelDesc, dtype, info, multiframe: bool, fallback_spacing=None, geometric: bool = True) -> ImageStack:
+def _finish(
+    frames, desc: PixelDesc, dtype, info, multiframe: bool, fallback_spacing=None, geometric: bool = True
+) -> ImageStack:
     f0 = frames[0]
     samples = _out_samples(desc)
     rgb = samples in (3, 4)

@@ -68,7 +68,9 @@ def element_row(ds, el) -> TagRow:
     if vr in BINARY_VRS or isinstance(raw, (bytes, bytearray)):
         n = len(raw) if raw is not None else 0
         shown = f"<{n} bytes>"
-        return TagRow(tag_s, vr, kw, shown, raw.hex() if isinstance(raw, (bytes, bytearray)) and n <= 4096 else shown, element=el)
+        return TagRow(
+            tag_s, vr, kw, shown, raw.hex() if isinstance(raw, (bytes, bytearray)) and n <= 4096 else shown, element=el
+        )
     text = _text(raw)
     shown = text if len(text) <= MAX_VALUE_CHARS else f"{text[:MAX_VALUE_CHARS]}… ({len(text)} chars)"
     return TagRow(tag_s, vr, kw, shown, text, element=el)
@@ -110,4 +112,9 @@ def frame_view(ds, stored_frame: int):
 
 def matches(row: TagRow, text: str) -> bool:
     t = text.lower()
-    return t in row.tag.lower() or t in row.keyword.lower() or t in row.value.lower() or t in row.tag.replace("(", "").replace(")", "").replace(",", "").lower()
+    return (
+        t in row.tag.lower()
+        or t in row.keyword.lower()
+        or t in row.value.lower()
+        or t in row.tag.replace("(", "").replace(")", "").replace(",", "").lower()
+    )

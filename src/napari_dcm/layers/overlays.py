@@ -83,7 +83,9 @@ def _shape_kwargs(image_kw, ndim, name, kind, source, n, **extra):
     return kw
 
 
-def graphics_layers(index: ImageIndex, graphics, source: str, kind: str, title: str, color: str = "#00e5ff", visible=True):
+def graphics_layers(
+    index: ImageIndex, graphics, source: str, kind: str, title: str, color: str = "#00e5ff", visible=True
+):
     """Shapes (and text points) layers for graphics, one pair per referenced image."""
     by_image: dict = {}
     unplaced = 0
@@ -107,7 +109,9 @@ def graphics_layers(index: ImageIndex, graphics, source: str, kind: str, title: 
                 elif g.kind == "point":
                     for p in g.points:
                         r = max(2.0, rows / 150)
-                        circ = ov.ellipse_outline((p[0] - r, p[1]), (p[0] + r, p[1]), (p[0], p[1] - r), (p[0], p[1] + r), n=24)
+                        circ = ov.ellipse_outline(
+                            (p[0] - r, p[1]), (p[0] + r, p[1]), (p[0], p[1] - r), (p[0], p[1] + r), n=24
+                        )
                         shapes.append(_verts(circ, d, ndim))
                         types.append("polygon")
                         labels.append(g.text or g.layer)
@@ -121,19 +125,38 @@ def graphics_layers(index: ImageIndex, graphics, source: str, kind: str, title: 
         if shapes:
             fill = _rgba(color, 0.35)
             kw = _shape_kwargs(
-                t.kwargs, ndim, name, kind, source, len(shapes),
-                shape_type=types, edge_color=color, face_color=[fill if f else [0, 0, 0, 0] for f in faces],
+                t.kwargs,
+                ndim,
+                name,
+                kind,
+                source,
+                len(shapes),
+                shape_type=types,
+                edge_color=color,
+                face_color=[fill if f else [0, 0, 0, 0] for f in faces],
                 edge_width=max(1.0, rows / 400),
-                features={"label": labels}, visible=visible, opacity=1.0,
+                features={"label": labels},
+                visible=visible,
+                opacity=1.0,
             )
             if any(labels):
                 kw["text"] = {"string": "{label}", "color": color, "anchor": "upper_left", "size": 10}
             out.append(LayerData(shapes, kw, "shapes"))
         if pts:
             kw = _shape_kwargs(
-                t.kwargs, ndim, f"{name} · text", kind, source, len(pts),
-                size=max(2.0, rows / 200), face_color=color, border_width=0, features={"text": texts},
-                text={"string": "{text}", "color": color, "anchor": "upper_left", "size": 10}, visible=visible, opacity=1.0,
+                t.kwargs,
+                ndim,
+                f"{name} · text",
+                kind,
+                source,
+                len(pts),
+                size=max(2.0, rows / 200),
+                face_color=color,
+                border_width=0,
+                features={"text": texts},
+                text={"string": "{text}", "color": color, "anchor": "upper_left", "size": 10},
+                visible=visible,
+                opacity=1.0,
             )
             out.append(LayerData(np.array(pts), kw, "points"))
     return out, unplaced
@@ -219,20 +242,40 @@ def sr3d_layers(index: ImageIndex, root, path: str, title: str):
             if any(p is None for p in proj):
                 continue
             # world (along normal, along columns, along rows) -> data (frame, row, col)
-            data_pts = [((p[0] - translate[0]) / scale[0], (p[1] - translate[1]) / scale[1], (p[2] - translate[2]) / scale[2]) for p in proj]
+            data_pts = [
+                ((p[0] - translate[0]) / scale[0], (p[1] - translate[1]) / scale[1], (p[2] - translate[2]) / scale[2])
+                for p in proj
+            ]
             d = int(round(np.mean([q[0] for q in data_pts])))
             if not 0 <= d < t.data.shape[0]:
                 continue
             outline = [(q[2] + 0.5, q[1] + 0.5) for q in data_pts]
-            kind = "point" if gtype == "POINT" else "polygon" if gtype in ("POLYGON", "ELLIPSE", "ELLIPSOID") else "polyline"
-            graphics_by_image.setdefault(id(t), (t, []))[1].append((ov.Graphic(kind, outline, False, node.concept), [d]))
+            kind = (
+                "point"
+                if gtype == "POINT"
+                else "polygon"
+                if gtype in ("POLYGON", "ELLIPSE", "ELLIPSOID")
+                else "polyline"
+            )
+            graphics_by_image.setdefault(id(t), (t, []))[1].append(
+                (ov.Graphic(kind, outline, False, node.concept), [d])
+            )
     out = []
     for t, items in graphics_by_image.values():
         shapes = [_verts(g.points, d, 3) for g, ds_ in items for d in ds_ if g.kind != "point"]
         if shapes:
-            kw = _shape_kwargs(t.kwargs, 3, f"{t.name} · SR3D {title}", "sr", path, len(shapes),
-                               shape_type=["polygon"] * len(shapes), edge_color="#34c759", face_color="transparent",
-                               features={"label": [g.text for g, ds_ in items for d in ds_ if g.kind != "point"]})
+            kw = _shape_kwargs(
+                t.kwargs,
+                3,
+                f"{t.name} · SR3D {title}",
+                "sr",
+                path,
+                len(shapes),
+                shape_type=["polygon"] * len(shapes),
+                edge_color="#34c759",
+                face_color="transparent",
+                features={"label": [g.text for g, ds_ in items for d in ds_ if g.kind != "point"]},
+            )
             out.append(LayerData(shapes, kw, "shapes"))
     return out
 
@@ -268,8 +311,11 @@ def seg_layers(index: ImageIndex, path: str):
         out.append(LayerData(lab, kw, "labels"))
     if not out:  # references not loaded: the segmentation on its own
         own = seg.labels
-        kw = {"name": f"{seg.title} ({os.path.basename(path)})", "opacity": 0.7,
-              "metadata": {OVERLAY: {"kind": "seg", "source": path, "segments": names, "standalone": True}}}
+        kw = {
+            "name": f"{seg.title} ({os.path.basename(path)})",
+            "opacity": 0.7,
+            "metadata": {OVERLAY: {"kind": "seg", "source": path, "segments": names, "standalone": True}},
+        }
         if len(colors) > 1:
             kw["colormap"] = _label_colormap(colors)
         out.append(LayerData(own if own.shape[0] > 1 else own[0], kw, "labels"))
@@ -304,13 +350,27 @@ def pm_layers(index: ImageIndex, path: str):
                     vol[...] = f
                 else:
                     vol[d] = f
-        kw = _shape_kwargs(t.kwargs, ndim, f"{t.name} · {pm.title}", "pm", path, 0,
-                           colormap="magma", opacity=0.6, blending="translucent", contrast_limits=pm.limits)
+        kw = _shape_kwargs(
+            t.kwargs,
+            ndim,
+            f"{t.name} · {pm.title}",
+            "pm",
+            path,
+            0,
+            colormap="magma",
+            opacity=0.6,
+            blending="translucent",
+            contrast_limits=pm.limits,
+        )
         kw["metadata"][OVERLAY]["units"] = pm.units
         out.append(LayerData(vol, kw, "image"))
     if not out:
-        kw = {"name": f"{pm.title} ({os.path.basename(path)})", "colormap": "magma", "contrast_limits": pm.limits,
-              "metadata": {OVERLAY: {"kind": "pm", "source": path, "units": pm.units, "standalone": True}}}
+        kw = {
+            "name": f"{pm.title} ({os.path.basename(path)})",
+            "colormap": "magma",
+            "contrast_limits": pm.limits,
+            "metadata": {OVERLAY: {"kind": "pm", "source": path, "units": pm.units, "standalone": True}},
+        }
         out.append(LayerData(pm.values if pm.values.shape[0] > 1 else pm.values[0], kw, "image"))
     return out, bool(placed)
 
@@ -358,4 +418,14 @@ def _sr_document(path: str, index: ImageIndex, kind: str, root=None):
     if root is None:
         root = ov.parse_sr(read_object(path))
     name = f"SR: {root.concept or os.path.basename(path)}"
-    return [LayerData([], {"name": name, "ndim": 2, "metadata": {SR_KEY: path, OVERLAY: {"kind": kind, "source": path, "document": True}}}, "shapes")]
+    return [
+        LayerData(
+            [],
+            {
+                "name": name,
+                "ndim": 2,
+                "metadata": {SR_KEY: path, OVERLAY: {"kind": kind, "source": path, "document": True}},
+            },
+            "shapes",
+        )
+    ]

@@ -64,7 +64,7 @@ def save_embed_csv(layers_or_viewer, csv_path, *, overwrite: bool = False, inclu
     """
     rows = collect_rows(layers_or_viewer, include_unmatched)
     path = write_embed_csv(rows, csv_path, overwrite=overwrite)
-    for data, feats, meta in _roi_sources(layers_or_viewer):
+    for _data, _feats, meta in _roi_sources(layers_or_viewer):
         meta["exported_at"] = time.time()
         clear_recovery(meta)
     return path

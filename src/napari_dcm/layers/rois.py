@@ -110,10 +110,7 @@ class RoiSet:
         """(data, features) for the shapes layer."""
         data, feats = [], {"roi": [], "path": [], "frames": []}
         for r in self.rois:
-            if self.ndim == 2:
-                places = [None]
-            else:
-                places = self.display_frames(r["path"], r["frames"])
+            places = [None] if self.ndim == 2 else self.display_frames(r["path"], r["frames"])
             for t in places:
                 data.append(box_vertices(r["box"], t))
                 feats["roi"].append(r["id"])
@@ -169,7 +166,9 @@ class RoiSet:
         nframes = self.meta.get("nframes_by_path", {})
         by_path: dict[str, list[Roi]] = {}
         for r in self.rois:
-            by_path.setdefault(r["path"], []).append(Roi(tuple(r["box"]), None if r["frames"] is None else list(r["frames"])))
+            by_path.setdefault(r["path"], []).append(
+                Roi(tuple(r["box"]), None if r["frames"] is None else list(r["frames"]))
+            )
         out = []
         order = list(info.keys()) + [p for p in by_path if p not in info]
         for p in order:
@@ -178,7 +177,9 @@ class RoiSet:
             if ri is None and not rois:
                 continue
             if ri is not None:
-                row = EmbedRow(path=ri["csv_path"], rois=rois, line=ri["line"], frames_cell=ri["frames_cell"], edited=ri["edited"])
+                row = EmbedRow(
+                    path=ri["csv_path"], rois=rois, line=ri["line"], frames_cell=ri["frames_cell"], edited=ri["edited"]
+                )
             else:
                 row = EmbedRow(path=p, rois=rois, edited=True)
             out.append((row, nframes.get(p)))
@@ -202,7 +203,10 @@ def roi_meta(image_kwargs: dict, image_ndim: int, shape) -> dict:
     return {
         "image": image_kwargs["name"],
         "ndim": 2 if image_ndim - int(image_kwargs.get("rgb", False)) == 2 else 3,
-        "shape": [int(shape[-2 - int(image_kwargs.get("rgb", False))]), int(shape[-1 - int(image_kwargs.get("rgb", False))])],
+        "shape": [
+            int(shape[-2 - int(image_kwargs.get("rgb", False))]),
+            int(shape[-1 - int(image_kwargs.get("rgb", False))]),
+        ],
         "frame_paths": list(fp),
         "display_to_stored": list(md["display_to_stored"]),
         "paths": list(md["paths"]),
@@ -278,7 +282,12 @@ def row_to_json(row: EmbedRow) -> dict:
 
 
 def row_from_json(d: dict) -> EmbedRow:
-    return EmbedRow(path=d["path"], rois=[Roi(tuple(b), f) for b, f in d["rois"]], line=d.get("line", 0), frames_cell=d.get("frames_cell", ""))
+    return EmbedRow(
+        path=d["path"],
+        rois=[Roi(tuple(b), f) for b, f in d["rois"]],
+        line=d.get("line", 0),
+        frames_cell=d.get("frames_cell", ""),
+    )
 
 
 def attach_annotations(layer_tuples: list, csv_path, cwd: str | None = None, report: list | None = None) -> list:

@@ -275,7 +275,9 @@ class DatasetFrame:
             raise ValueError("no pixel data")
         ts = self.transfer_syntax
         if ts in NATIVE_SYNTAXES:
-            return EncodedFrame(bytearray(elem.value), EXPLICIT_LE if ts == DEFLATED_LE else ts, self.index, self.nframes)
+            return EncodedFrame(
+                bytearray(elem.value), EXPLICIT_LE if ts == DEFLATED_LE else ts, self.index, self.nframes
+            )
         from pydicom.encaps import get_frame
 
         return EncodedFrame(get_frame(elem.value, self.index, number_of_frames=self.nframes), ts)
