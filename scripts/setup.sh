@@ -13,8 +13,9 @@ APT_PKGS=(xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglib2.0-0 libdbus-1-3 lib
   libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0
   libxcb-xfixes0 libxcb-xkb1 libxcb-xinerama0)
 if [ "$EXTRA" = "test" ]; then
-  # a real DICOMweb server for the DICOMweb tests (started privately by the tests)
-  APT_PKGS+=(orthanc orthanc-dicomweb)
+  # real servers started privately by the tests (tests/servers.py): Orthanc (DICOMweb + DIMSE),
+  # sshd; dciodvfy (dicom3tools) validates the DICOM objects the project writes
+  APT_PKGS+=(orthanc orthanc-dicomweb openssh-server dicom3tools)
 fi
 if [ -n "${NAPARI_DCM_EXTRA_APT:-}" ]; then
   read -r -a more <<<"$NAPARI_DCM_EXTRA_APT"

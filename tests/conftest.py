@@ -135,3 +135,9 @@ def bytes_read(monkeypatch):
 
     monkeypatch.setattr(builtins, "open", lambda *a, **k: Spy(real_open(*a, **k)))
     return sizes
+
+
+# --------------------------------------------------------------------------
+# real servers on loopback (Orthanc DIMSE, namespaced dask worker, sshd) and dciodvfy: see servers.py
+
+from servers import dask_remote, dask_remote_session, dciodvfy, orthanc_dimse, sshd_server  # noqa: E402,F401

@@ -2,6 +2,9 @@
 
 Recipe from ../shared/notes/orthanc-dicomweb.md: own config, temporary
 storage, a free port, authentication on, started and stopped by us.
+``Orthanc(dimse=True)`` also runs Orthanc's DICOM server on a private
+loopback port (AET ``ORTHANC``, find/get/move/store allowed from any AET),
+with ``modalities`` as C-MOVE destinations.
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ def free_port() -> int:
 
 
 class Orthanc:
-    def __init__(self):
+    def __init__(self, dimse: bool = False, modalities: dict | None = None, aet: str = "ORTHANC"):
+        """``modalities``: {name: (AET, host, port)}, C-MOVE destinations (needs ``dimse``)."""
         import requests
 
         self.dir = Path(tempfile.mkdtemp(prefix="orthanc-"))
         self.port = free_port()
+        self.aet = aet if dimse else None
+        self.dicom_port = free_port() if dimse else None
+        self.modalities = dict(modalities or {})
         cfg = {
             "Name": "napari-dcm-test",
             "StorageDirectory": str(self.dir / "db"),
@@ -53,6 +60,21 @@ class Orthanc:
             "Plugins": [PLUGIN],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Host": f"127.0.0.1:{self.port}", "Ssl": False},
         }
+        if dimse:
+            cfg.update({
+                "DicomServerEnabled": True,
+                "DicomAet": aet,
+                "DicomPort": self.dicom_port,
+                "DicomCheckCalledAet": False,
+                "DicomAlwaysAllowEcho": True,
+                "DicomAlwaysAllowFind": True,
+                "DicomAlwaysAllowGet": True,
+                "DicomAlwaysAllowMove": True,
+                "DicomAlwaysAllowStore": True,
+                # close Orthanc's outgoing (C-MOVE) associations at once rather than after 5 s
+                "DicomAssociationCloseDelay": 0,
+                "DicomModalities": {k: list(v) for k, v in self.modalities.items()},
+            })
         (self.dir / "orthanc.json").write_text(json.dumps(cfg))
         self.log = open(self.dir / "orthanc.log", "w")  # noqa: SIM115 (open while the server runs)
         self.proc = subprocess.Popen(
@@ -81,7 +103,10 @@ class Orthanc:
                 )
             try:
                 if self.http.get(f"{self.root}/system", timeout=1).status_code == 200:
-                    return
+                    if self.dicom_port is None:
+                        return
+                    with socket.create_connection(("127.0.0.1", self.dicom_port), timeout=1):
+                        return
             except Exception:
                 time.sleep(0.1)
         self.stop()
