@@ -61,20 +61,22 @@ class Orthanc:
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Host": f"127.0.0.1:{self.port}", "Ssl": False},
         }
         if dimse:
-            cfg.update({
-                "DicomServerEnabled": True,
-                "DicomAet": aet,
-                "DicomPort": self.dicom_port,
-                "DicomCheckCalledAet": False,
-                "DicomAlwaysAllowEcho": True,
-                "DicomAlwaysAllowFind": True,
-                "DicomAlwaysAllowGet": True,
-                "DicomAlwaysAllowMove": True,
-                "DicomAlwaysAllowStore": True,
-                # close Orthanc's outgoing (C-MOVE) associations at once rather than after 5 s
-                "DicomAssociationCloseDelay": 0,
-                "DicomModalities": {k: list(v) for k, v in self.modalities.items()},
-            })
+            cfg.update(
+                {
+                    "DicomServerEnabled": True,
+                    "DicomAet": aet,
+                    "DicomPort": self.dicom_port,
+                    "DicomCheckCalledAet": False,
+                    "DicomAlwaysAllowEcho": True,
+                    "DicomAlwaysAllowFind": True,
+                    "DicomAlwaysAllowGet": True,
+                    "DicomAlwaysAllowMove": True,
+                    "DicomAlwaysAllowStore": True,
+                    # close Orthanc's outgoing (C-MOVE) associations at once rather than after 5 s
+                    "DicomAssociationCloseDelay": 0,
+                    "DicomModalities": {k: list(v) for k, v in self.modalities.items()},
+                }
+            )
         (self.dir / "orthanc.json").write_text(json.dumps(cfg))
         self.log = open(self.dir / "orthanc.log", "w")  # noqa: SIM115 (open while the server runs)
         self.proc = subprocess.Popen(

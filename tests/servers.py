@@ -22,6 +22,7 @@ Start-up is bounded (timeouts below); teardown kills what was started.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -137,6 +138,7 @@ def orthanc_dimse(corpus):
     Tests that C-STORE should use their own patient and delete what they stored.
     """
     import pydicom
+
     from orthanc import Orthanc, available
 
     require(available(), "Orthanc (apt: orthanc orthanc-dicomweb) is not installed")
@@ -260,10 +262,23 @@ class NamespacedDaskCluster:
         sfile = self.dir / "scheduler.json"
         with open(self.dir / "scheduler.log", "w") as log:
             self.scheduler = subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", LOOPBACK, "--port", "0",
-                 "--no-dashboard", "--scheduler-file", str(sfile)],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_scheduler",
+                    "--host",
+                    LOOPBACK,
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(sfile),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + self.SCHEDULER_TIMEOUT
         while time.monotonic() < deadline:
@@ -288,11 +303,28 @@ class NamespacedDaskCluster:
         for dst, src in self.sources.items():
             lines.append(f"mkdir -p {q(str(dst.parent))} && cp -- {q(str(src))} {q(str(dst))}")
         lines.append(
-            "exec " + " ".join(q(a) for a in [
-                sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--host", LOOPBACK,
-                "--nthreads", str(self.nthreads), "--no-nanny", "--no-dashboard", "--name", "napari-dcm-ns-worker",
-                "--local-directory", str(self.mountpoint / "worker-space"), "--death-timeout", "60",
-            ])
+            "exec "
+            + " ".join(
+                q(a)
+                for a in [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    self.address,
+                    "--host",
+                    LOOPBACK,
+                    "--nthreads",
+                    str(self.nthreads),
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--name",
+                    "napari-dcm-ns-worker",
+                    "--local-directory",
+                    str(self.mountpoint / "worker-space"),
+                    "--death-timeout",
+                    "60",
+                ]
+            )
         )
         return "\n".join(lines)
 
@@ -316,8 +348,11 @@ class NamespacedDaskCluster:
                 # unshare execs sh, which execs the worker: one process, its own group
                 self.worker = subprocess.Popen(
                     [*self.unshare, "--", "sh", "-c", self._worker_script()],
-                    stdout=fh, stderr=subprocess.STDOUT, env=self.env,
-                    start_new_session=True, preexec_fn=_die_with_parent,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             while time.monotonic() < deadline:
                 if self.worker.poll() is not None:
@@ -339,10 +374,8 @@ class NamespacedDaskCluster:
 
         if self.worker is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.worker.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.worker.wait(timeout)
         with Client(self.address, timeout="10s", set_as_default=False) as c:
             deadline = time.monotonic() + timeout
@@ -363,8 +396,10 @@ class NamespacedDaskCluster:
 
 @pytest.fixture(scope="session")
 def dask_remote_session(corpus):
-    require(unshare_argv() is not None,
-            "the namespaced dask worker needs `unshare` (util-linux) and root or unprivileged user namespaces")
+    require(
+        unshare_argv() is not None,
+        "the namespaced dask worker needs `unshare` (util-linux) and root or unprivileged user namespaces",
+    )
     cluster = NamespacedDaskCluster(corpus)
     try:
         yield cluster
@@ -411,8 +446,17 @@ class SshServer:
     startup_s: float = 0.0
 
     def argv(self, *remote_cmd: str, extra: tuple = ()) -> list[str]:
-        return ["ssh", "-i", str(self.identity), "-p", str(self.port), *self.options, *extra,
-                f"{self.user}@{self.host}", *remote_cmd]
+        return [
+            "ssh",
+            "-i",
+            str(self.identity),
+            "-p",
+            str(self.port),
+            *self.options,
+            *extra,
+            f"{self.user}@{self.host}",
+            *remote_cmd,
+        ]
 
     def stop(self):
         _stop(self.proc)
@@ -426,34 +470,42 @@ def start_sshd(timeout: float = 20) -> SshServer:
     port = free_port()
     try:
         for key, comment in (("host_ed25519", "napari-dcm-test-host"), ("id_ed25519", "napari-dcm-test-user")):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(d / key)],
-                           check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(d / key)],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
         shutil.copy(d / "id_ed25519.pub", d / "authorized_keys")
         os.chmod(d / "authorized_keys", 0o600)
         host_pub = (d / "host_ed25519.pub").read_text().split()
         (d / "known_hosts").write_text(f"[{LOOPBACK}]:{port} {host_pub[0]} {host_pub[1]}\n")
         cfg = d / "sshd_config"
-        cfg.write_text("\n".join([
-            f"Port {port}",
-            f"ListenAddress {LOOPBACK}",
-            f"HostKey {d / 'host_ed25519'}",
-            f"PidFile {d / 'sshd.pid'}",
-            f"AuthorizedKeysFile {d / 'authorized_keys'}",
-            f"AllowUsers {user}",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password",
-            "UsePAM no",
-            # the key files live in a temp dir under world-writable /tmp
-            "StrictModes no",
-            "AllowTcpForwarding yes",
-            "X11Forwarding no",
-            "PrintMotd no",
-            "MaxStartups 100",
-            "LogLevel VERBOSE",
-            "",
-        ]))
+        cfg.write_text(
+            "\n".join(
+                [
+                    f"Port {port}",
+                    f"ListenAddress {LOOPBACK}",
+                    f"HostKey {d / 'host_ed25519'}",
+                    f"PidFile {d / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {d / 'authorized_keys'}",
+                    f"AllowUsers {user}",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PermitRootLogin prohibit-password",
+                    "UsePAM no",
+                    # the key files live in a temp dir under world-writable /tmp
+                    "StrictModes no",
+                    "AllowTcpForwarding yes",
+                    "X11Forwarding no",
+                    "PrintMotd no",
+                    "MaxStartups 100",
+                    "LogLevel VERBOSE",
+                    "",
+                ]
+            )
+        )
         if os.geteuid() == 0:
             # sshd run as root needs its privilege-separation directory (the ssh
             # service creates it at boot; containers often lack it)
@@ -462,20 +514,40 @@ def start_sshd(timeout: float = 20) -> SshServer:
         if check.returncode:
             raise RuntimeError(f"sshd -t rejected {cfg}: {check.stderr.strip()}")
         options = [
-            "-F", "none",
-            "-o", "BatchMode=yes",
-            "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={d / 'known_hosts'}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=10",
-            "-o", "LogLevel=ERROR",
+            "-F",
+            "none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={d / 'known_hosts'}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
         ]
-        server = SshServer(user=user, host=LOOPBACK, port=port, identity=d / "id_ed25519",
-                           known_hosts=d / "known_hosts", options=options, dir=d)
+        server = SshServer(
+            user=user,
+            host=LOOPBACK,
+            port=port,
+            identity=d / "id_ed25519",
+            known_hosts=d / "known_hosts",
+            options=options,
+            dir=d,
+        )
         with open(d / "sshd.log", "w") as log:
-            server.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True, preexec_fn=_die_with_parent)
+            server.proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(cfg)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
     except BaseException:
         shutil.rmtree(d, ignore_errors=True)
         raise
@@ -501,8 +573,10 @@ def start_sshd(timeout: float = 20) -> SshServer:
 @pytest.fixture(scope="session")
 def sshd_server():
     """``SshServer`` (user, host, port, identity, known_hosts, options, argv(), remote_python)."""
-    require(os.access(SSHD, os.X_OK) and shutil.which("ssh") and shutil.which("ssh-keygen"),
-            "OpenSSH server/client (apt: openssh-server) is not installed")
+    require(
+        os.access(SSHD, os.X_OK) and shutil.which("ssh") and shutil.which("ssh-keygen"),
+        "OpenSSH server/client (apt: openssh-server) is not installed",
+    )
     server = start_sshd()
     try:
         yield server

@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
+
 from servers import LOOPBACK, NamespacedDaskCluster, free_port, require, unshare_argv
 
 # --------------------------------------------------------------------------
@@ -86,8 +87,9 @@ def c_get(server, entry, dest: Path, level="SERIES", instance: str | None = None
         q.SeriesInstanceUID = entry.series
     if level == "IMAGE":
         q.SOPInstanceUID = instance
-    assoc = ae.associate(server.host, server.dicom_port, ae_title=server.aet, ext_neg=roles,
-                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = ae.associate(
+        server.host, server.dicom_port, ae_title=server.aet, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
     assert assoc.is_established
     try:
         statuses = [s for s, _ in assoc.send_c_get(q, StudyRootQueryRetrieveInformationModelGet)]
@@ -142,12 +144,22 @@ def test_dimse_find_wildcards(orthanc_dimse):
     assert len(c_find(orthanc_dimse, "STUDY", PatientName="*", StudyInstanceUID="")) == len(files)
     assert c_find(orthanc_dimse, "STUDY", PatientName="NOBODY*", StudyInstanceUID="") == []
 
-    series = c_find(orthanc_dimse, "SERIES", StudyInstanceUID=knee.study, SeriesDescription="T1W*",
-                    SeriesInstanceUID="", Modality="", NumberOfSeriesRelatedInstances="")
+    series = c_find(
+        orthanc_dimse,
+        "SERIES",
+        StudyInstanceUID=knee.study,
+        SeriesDescription="T1W*",
+        SeriesInstanceUID="",
+        Modality="",
+        NumberOfSeriesRelatedInstances="",
+    )
     assert len(series) == 1
     assert series[0].SeriesInstanceUID == knee.series and series[0].Modality == "MR"
     assert int(series[0].NumberOfSeriesRelatedInstances) == 24
-    assert c_find(orthanc_dimse, "SERIES", StudyInstanceUID=knee.study, SeriesDescription="T2*", SeriesInstanceUID="") == []
+    assert (
+        c_find(orthanc_dimse, "SERIES", StudyInstanceUID=knee.study, SeriesDescription="T2*", SeriesInstanceUID="")
+        == []
+    )
 
 
 def test_dimse_get_series(orthanc_dimse, tmp_path):
@@ -183,8 +195,9 @@ def test_dimse_move_to_storage_scp(orthanc_dimse, tmp_path):
     scp = AE(ae_title=orthanc_dimse.move_aet)
     for cx in storage_contexts([knee.sop_class], [knee.transfer_syntax]):
         scp.add_supported_context(cx.abstract_syntax, cx.transfer_syntax)
-    server = scp.start_server((LOOPBACK, orthanc_dimse.move_port), block=False,
-                              evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server = scp.start_server(
+        (LOOPBACK, orthanc_dimse.move_port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
     try:
         scu = AE(ae_title=SCU_AET)
         scu.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
@@ -195,9 +208,16 @@ def test_dimse_move_to_storage_scp(orthanc_dimse, tmp_path):
         assoc = scu.associate(orthanc_dimse.host, orthanc_dimse.dicom_port, ae_title=orthanc_dimse.aet)
         assert assoc.is_established
         try:
-            ok = [s for s, _ in assoc.send_c_move(q, orthanc_dimse.move_aet, StudyRootQueryRetrieveInformationModelMove)]
+            ok = [
+                s for s, _ in assoc.send_c_move(q, orthanc_dimse.move_aet, StudyRootQueryRetrieveInformationModelMove)
+            ]
             # a registered destination nobody listens on: the move fails, with a status
-            bad = [s for s, _ in assoc.send_c_move(q, orthanc_dimse.unreachable_aet, StudyRootQueryRetrieveInformationModelMove)]
+            bad = [
+                s
+                for s, _ in assoc.send_c_move(
+                    q, orthanc_dimse.unreachable_aet, StudyRootQueryRetrieveInformationModelMove
+                )
+            ]
             # an AET Orthanc does not know: refused
             unknown = [s for s, _ in assoc.send_c_move(q, "NOT_REGISTERED", StudyRootQueryRetrieveInformationModelMove)]
         finally:
@@ -237,9 +257,16 @@ def test_dimse_store(orthanc_dimse, corpus, tmp_path):
         assert [f.StudyInstanceUID for f in found] == [ds.StudyInstanceUID]
         from servers import DimseEntry
 
-        entry = DimseEntry(paths=[src], study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, sops=[ds.SOPInstanceUID],
-                           sop_class=ds.SOPClassUID, transfer_syntax=ds.file_meta.TransferSyntaxUID,
-                           patient_name="STORE^Test", by_sop={ds.SOPInstanceUID: src})
+        entry = DimseEntry(
+            paths=[src],
+            study=ds.StudyInstanceUID,
+            series=ds.SeriesInstanceUID,
+            sops=[ds.SOPInstanceUID],
+            sop_class=ds.SOPClassUID,
+            transfer_syntax=ds.file_meta.TransferSyntaxUID,
+            patient_name="STORE^Test",
+            by_sop={ds.SOPInstanceUID: src},
+        )
         (tmp_path / "got").mkdir()
         assert_same_instances(c_get(orthanc_dimse, entry, tmp_path / "got"), entry)
     finally:
@@ -300,7 +327,9 @@ def test_dask_worker_reads_files_the_test_process_cannot(dask_remote, manifest):
     for remote in dask_remote.sources:
         with pytest.raises(FileNotFoundError):
             remote.read_bytes()
-    assert np.array_equal(frame, pydicom.dcmread(dask_remote.sources[dask_remote.remote["j2k_multiframe"]]).pixel_array[7])
+    assert np.array_equal(
+        frame, pydicom.dcmread(dask_remote.sources[dask_remote.remote["j2k_multiframe"]]).pixel_array[7]
+    )
     assert cine.shape == (600, 800, 3)
     assert np.array_equal(cine, pydicom.dcmread(dask_remote.sources[dask_remote.remote["rgb_cine"]]).pixel_array[15])
 
@@ -360,14 +389,24 @@ def test_dask_cluster_teardown_leaves_nothing(corpus):
 
 def test_ssh_runs_remote_commands(sshd_server):
     code = "import os, sys; print(os.getuid(), sys.argv[1])"
-    r = subprocess.run(sshd_server.argv("python3", "-c", shlex.quote(code), "hello"),
-                       check=False, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        sshd_server.argv("python3", "-c", shlex.quote(code), "hello"),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [str(os.getuid()), "hello"]
     # the project's own Python is usable on the "remote" side
     code = "import distributed; print(distributed.__version__)"
-    r = subprocess.run(sshd_server.argv(sshd_server.remote_python, "-c", shlex.quote(code)),
-                       check=False, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        sshd_server.argv(sshd_server.remote_python, "-c", shlex.quote(code)),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     import distributed
 
     assert r.stdout.strip() == distributed.__version__, r.stderr
@@ -405,13 +444,24 @@ while True:
 
 
 def test_ssh_local_port_forward(sshd_server):
-    remote = subprocess.Popen(sshd_server.argv("python3", "-c", shlex.quote(ECHO_SERVER)), stdout=subprocess.PIPE, text=True)
+    remote = subprocess.Popen(
+        sshd_server.argv("python3", "-c", shlex.quote(ECHO_SERVER)), stdout=subprocess.PIPE, text=True
+    )
     tunnel = None
     try:
         remote_port = int(remote.stdout.readline())
         local_port = free_port()
-        tunnel = subprocess.Popen(sshd_server.argv(extra=("-N", "-o", "ExitOnForwardFailure=yes",
-                                                          "-L", f"{LOOPBACK}:{local_port}:{LOOPBACK}:{remote_port}")))
+        tunnel = subprocess.Popen(
+            sshd_server.argv(
+                extra=(
+                    "-N",
+                    "-o",
+                    "ExitOnForwardFailure=yes",
+                    "-L",
+                    f"{LOOPBACK}:{local_port}:{LOOPBACK}:{remote_port}",
+                )
+            )
+        )
         deadline = time.monotonic() + 20
         reply = b""
         while not reply.startswith(b"PONG:"):

@@ -43,7 +43,7 @@ def dciodvfy(path, timeout: float = 120) -> tuple[list[str], list[str]]:
         if not m:
             continue  # the IOD name, blank lines
         prefix = line[: m.start()].rstrip(" -")
-        msg = line[m.end():].strip()
+        msg = line[m.end() :].strip()
         if prefix and not prefix.isalnum():  # an element tag, not a glued IOD name
             msg = f"{prefix} - {msg}"
         (errors if m.group(1) == "Error" else warnings).append(msg)
