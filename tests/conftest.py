@@ -41,6 +41,32 @@ def corpus_files(*categories: str, exclude: tuple = ()) -> list[str]:
     return out or ["<corpus missing>"]
 
 
+# --------------------------------------------------------------------------
+# markers and per-test state
+
+VIEWER_FIXTURES = {"make_napari_viewer", "make_napari_viewer_proxy", "qtbot"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses a Qt/napari viewer fixture is a ``viewer`` test, whether or not
+    it says so, so ``-m "not viewer"`` is truly headless (tests that start a GUI in a
+    subprocess carry the mark themselves)."""
+    for item in items:
+        if VIEWER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.viewer)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_decoder_state():
+    """Each test starts with napari-dcm's decoded-frame cache, counters and the
+    once-per-file decode reports forgotten (module singletons are reset here, never
+    poked by tests)."""
+    from napari_dcm.dicom import decode
+
+    decode.reset()
+    yield
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """The shared corpus; missing corpus fails in CI and skips elsewhere."""

@@ -103,8 +103,6 @@ def test_1x2_and_2x4(corpus, tmp_path, four_view):
 
 # ---------------------------------------------------------------- in the viewer
 
-pytestmark_viewer = pytest.mark.viewer
-
 
 @pytest.mark.viewer
 def test_hang_2x2_alignment_and_order(make_napari_viewer, four_view):

@@ -99,32 +99,68 @@ def test_files_pydicom_cannot_decode(corpus):
     assert np.array_equal(a, b) and a.sum() > 0
 
 
+# What every broken corpus file must give: a typed error (class and part of the reason), frames
+# shown blank with one DicomDecodeWarning naming the file, or an image that opens (its shape).
+BROKEN_EXPECTED = {
+    "broken/1.2.840.10008.1.2.dcm": ("opens", (256, 256)),
+    "broken/2026-05-26-oob-monochrome-65535.dcm": ("error", napari_dcm.DicomSizeError, "too large"),
+    "broken/966.dcm": ("blank", (2128, 2000)),
+    "broken/CR-MONO1-10-chest": ("opens", (440, 440)),
+    "broken/ExplVR_BigEndNoMeta.dcm": ("error", napari_dcm.DicomReadError, "no pixel data"),
+    "broken/GH1376.dcm": ("error", napari_dcm.DicomReadError, "truncated"),
+    "broken/GH626.dcm": ("error", napari_dcm.DicomReadError, "no pixel data"),
+    "broken/JPEG2000-embedded-sequence-delimiter.dcm": ("blank", (1024, 256)),
+    "broken/JPEGLossless_1s_1f_i_16_16_bad.dcm": ("opens", (512, 512)),
+    "broken/MR_truncated.dcm": ("error", napari_dcm.DicomReadError, "truncated"),
+    "broken/MultiframeWindowing.dcm": ("error", napari_dcm.DicomReadError, "PixelRepresentation"),
+    "broken/OT-PAL-8-face.dcm": ("opens", (480, 640, 3)),
+    "broken/Png16RBGATest.png": ("error", napari_dcm.NotDicomError, "not a DICOM file"),
+    "broken/badVR.dcm": ("error", napari_dcm.DicomReadError, "invalid IS value"),
+    "broken/emri_small_jpeg_2k_lossless_too_short.dcm": ("opens", (10, 64, 64)),
+    "broken/genFile.dcm": ("blank", (512, 512)),
+    "broken/meta_missing_tsyntax.dcm": ("error", napari_dcm.DicomReadError, "Rows/Columns"),
+    "broken/multiframe.dcm": ("blank-some", (140, 240, 240, 3)),
+    "broken/no_meta.dcm": ("error", napari_dcm.NotDicomError, "not a DICOM file"),
+    "broken/rtplan_truncated.dcm": ("error", napari_dcm.DicomReadError, "no pixel data"),
+    "broken/zipMR.gz": ("error", napari_dcm.NotDicomError, "not a DICOM file"),
+}
 BROKEN = corpus_files("broken")
+
+
+def test_every_broken_file_has_an_expectation(corpus):
+    assert sorted(BROKEN) == sorted(BROKEN_EXPECTED)
 
 
 @pytest.mark.parametrize("rel", BROKEN)
 def test_broken_file_typed_error_or_blank(corpus, rel):
-    """A broken file gives a typed error (naming it) or blank frames, never a crash."""
+    """A broken file gives its documented outcome: a typed error naming it, or frames shown
+    blank with exactly one warning naming it, or an image that opens; never a crash."""
     path = str(corpus / rel)
-    decode.reset()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            layers = napari_dcm.read(path)
-            for data, _, _ in layers:
-                # touch first, middle and last frames only (some broken files are huge on paper)
-                n = data.shape[0] if data.ndim > 2 else 1
-                idx = (
-                    sorted({0, n // 2, n - 1}) if data.ndim > 2 and not layers[0][1]["rgb"] or data.ndim == 4 else None
-                )
-                arr = data[idx].compute() if idx is not None else data.compute()
-                assert arr.dtype == data.dtype
-    except napari_dcm.DicomReadError as exc:
-        assert exc.path == path and exc.reason
-        assert rel.split("/")[-1] in str(exc)
+    kind, *want = BROKEN_EXPECTED[rel]
+    if kind == "error":
+        cls, reason = want
+        with pytest.raises(cls) as info:
+            napari_dcm.read(path)
+        assert info.value.path == path and reason in info.value.reason, info.value
+        assert rel.split("/")[-1] in str(info.value)
         return
-    # opened: any frame that failed must have been reported once, naming the file
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layers = napari_dcm.read(path)
+        (layer,) = layers
+        data = layer.data
+        assert data.shape == want[0]
+        rgb = layer.kwargs["rgb"]
+        n = data.shape[0] if data.ndim - int(rgb) == 3 else 1
+        # first, middle and last frames only (some broken files are huge on paper)
+        arr = data[sorted({0, n // 2, n - 1})].compute() if n > 1 else data.compute()[None]
+        assert arr.dtype == data.dtype
     failed = [w for w in caught if issubclass(w.category, decode.DicomDecodeWarning)]
-    assert len(failed) <= 1
-    for w in failed:
-        assert path in str(w.message)
+    blank = [not arr[i].any() for i in range(arr.shape[0])]
+    if kind == "opens":
+        assert not failed and not any(blank), (failed, blank)
+    elif kind == "blank":
+        assert len(failed) == 1 and all(blank), (failed, blank)
+        assert path in str(failed[0].message)
+    else:  # blank-some: some frames decode, the others are blank, one warning names the file
+        assert len(failed) == 1 and path in str(failed[0].message)

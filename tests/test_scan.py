@@ -7,7 +7,7 @@ import warnings
 import pydicom
 import pytest
 
-from conftest import corpus_files
+from conftest import CORPUS, corpus_files
 from napari_dcm.dicom.discovery import scan_one, sniff
 from napari_dcm.dicom.scan import Header, ScanError, scan_header
 
@@ -104,7 +104,29 @@ def test_not_dicom(tmp_path):
         scan_header(str(png))
 
 
-@pytest.mark.parametrize("rel", [r for r in corpus_files("multiframe")])
+def _with_per_frame_groups() -> list[str]:
+    """Multi-frame corpus files that have a Per-frame Functional Groups Sequence (Enhanced objects)."""
+    out = []
+    for rel in corpus_files("multiframe", "mammography", "seg_pm", "transfer_syntax", "pixel_formats"):
+        path = CORPUS / rel
+        if not path.is_file():
+            return ["<corpus missing>"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=[0x52009230])
+        if "PerFrameFunctionalGroupsSequence" in ds:
+            out.append(rel)
+    return out
+
+
+FG_FILES = _with_per_frame_groups()
+
+
+def test_functional_group_files_found(corpus):
+    assert len(FG_FILES) >= 5, FG_FILES
+
+
+@pytest.mark.parametrize("rel", FG_FILES)
 def test_functional_groups_match_pydicom(corpus, rel):
     """Per-frame and shared functional group values walked by the scan equal pydicom's."""
     from napari_dcm.dicom.series import _fg_from_dataset
@@ -113,8 +135,6 @@ def test_functional_groups_match_pydicom(corpus, rel):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
-    if "PerFrameFunctionalGroupsSequence" not in ds:
-        return
     h = scan_header(path)
     shared, per_frame = _fg_from_dataset(ds, int(ds.get("NumberOfFrames", 1) or 1))
     got_shared = (h.values.get("shared_fg") or [{}])[0]
@@ -130,7 +150,8 @@ def test_functional_groups_match_pydicom(corpus, rel):
         "window_width",
     )
     for k in keys:
-        assert got_shared.get(k) == shared.get(k) if k in shared else True
+        if k in shared:
+            assert got_shared.get(k) == shared[k], (k, got_shared.get(k), shared[k])
     for got, exp in zip(got_pf, per_frame):
         for k in keys:
             if k in exp:

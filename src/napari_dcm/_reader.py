@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 
-from . import _notify
-from .errors import DicomError
-
 
 def _as_list(path) -> list[str]:
     if isinstance(path, (list, tuple)):
@@ -33,47 +30,8 @@ def get_reader(path):
     return read_dicom
 
 
-class _Progress:
-    """A napari progress bar created once the number of files is known."""
-
-    def __init__(self):
-        self.pbar = None
-        self.done = 0
-
-    def __call__(self, done: int, total: int):
-        try:
-            from napari.utils import progress
-        except Exception:
-            return
-        if self.pbar is None:
-            self.pbar = progress(total=total, desc="napari-dcm: reading headers")
-        self.pbar.update(done - self.done)
-        self.done = done
-
-    def close(self):
-        if self.pbar is not None:
-            self.pbar.close()
-
-
 def read_dicom(path, **options):
     """npe2 reader function: layer data for DICOM ``path`` (file, folder or list)."""
-    from .api import ReadReport, read
-    from .dicom.embed import unmatched_message
+    from ._qt.viewer import read_with_notifications
 
-    _notify.install_decode_notifier()
-    report = ReadReport()
-    prog = _Progress()
-    try:
-        layers = read(_as_list(path), progress=prog, report=report, **options)
-    except DicomError as exc:  # includes EmbedCSVError (line and reason)
-        _notify.error(f"napari-dcm: {exc}")
-        return [(None,)]
-    finally:
-        prog.close()
-    if report.skipped:
-        _notify.warning(report.summary())
-    else:
-        _notify.info(report.summary())
-    if report.unmatched_rows:
-        _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
-    return layers
+    return read_with_notifications(_as_list(path), **options)

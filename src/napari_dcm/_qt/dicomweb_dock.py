@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
 from .. import _notify
 from ..dicom import dicomweb as dw
 from . import state
+from .search_form import SearchForm
 
 DOCK = "dicomweb"
 
@@ -57,21 +58,8 @@ class DicomWebDock(QWidget):
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.password.setPlaceholderText("password")
         self.connect_btn = QPushButton("Connect")
-        self.fields = {
-            k: QLineEdit()
-            for k in (
-                "patient_name",
-                "patient_id",
-                "date_from",
-                "date_to",
-                "modality",
-                "accession_number",
-                "description",
-            )
-        }
-        self.fields["patient_name"].setPlaceholderText("e.g. DOE* (wildcards * and ?)")
-        self.fields["date_from"].setPlaceholderText("YYYYMMDD")
-        self.fields["date_to"].setPlaceholderText("YYYYMMDD")
+        self.form = SearchForm()
+        self.fields = self.form.native_fields()
         self.search_btn = QPushButton("Search")
         self.results = QTreeWidget()
         self.results.setHeaderLabels(
@@ -87,19 +75,9 @@ class DicomWebDock(QWidget):
         cred.addWidget(self.password)
         cred.addWidget(self.connect_btn)
         form.addRow("Login", cred)
-        labels = {
-            "patient_name": "Patient name",
-            "patient_id": "Patient ID",
-            "date_from": "Study date from",
-            "date_to": "to",
-            "modality": "Modality",
-            "accession_number": "Accession",
-            "description": "Description",
-        }
-        for k, w in self.fields.items():
-            form.addRow(labels[k], w)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
+        lay.addWidget(self.form.native)
         lay.addWidget(self.search_btn)
         lay.addWidget(self.results)
         lay.addWidget(self.status)
@@ -123,7 +101,7 @@ class DicomWebDock(QWidget):
     def search(self) -> list[dict]:
         if self.server is None and self.connect_server() is None:
             return []
-        q = {k: w.text().strip() or None for k, w in self.fields.items()}
+        q = self.form.values()
         try:
             studies = dw.search_studies(self.server, **q)
         except dw.DicomWebError as exc:

@@ -9,7 +9,6 @@ from napari.layers import Image, Labels, Points, Shapes
 
 from .. import _notify
 from ..layers import LayerData, keys
-from . import state
 
 LAYER_TYPES = {"image": Image, "labels": Labels, "points": Points, "shapes": Shapes}
 
@@ -122,11 +121,57 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
     return added
 
 
+class _Progress:
+    """A napari progress bar created once the number of files is known."""
+
+    def __init__(self) -> None:
+        self.pbar: Any = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        from napari.utils import progress
+
+        if self.pbar is None:
+            self.pbar = progress(total=total, desc="napari-dcm: reading headers")
+        self.pbar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.pbar is not None:
+            self.pbar.close()
+
+
+def read_with_notifications(paths: list[str], **options: Any) -> list[Any]:
+    """``napari_dcm.read`` with a progress bar, and errors and skipped files as notifications."""
+    from ..api import read
+    from ..dicom.embed import unmatched_message
+    from ..dicom.report import ReadReport
+    from ..errors import DicomError
+
+    _notify.install_decode_notifier()
+    report = ReadReport()
+    prog = _Progress()
+    try:
+        layers = read(paths, progress=prog, report=report, **options)
+    except DicomError as exc:  # includes EmbedCSVError (line and reason)
+        _notify.error(f"napari-dcm: {exc}")
+        return [(None,)]
+    finally:
+        prog.close()
+    if report.skipped:
+        _notify.warning(report.summary())
+    else:
+        _notify.info(report.summary())
+    if report.unmatched_rows:
+        _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
+    return layers
+
+
 def add_to_viewer(viewer: Any, paths: Any, **options: Any) -> list[Any]:
     """Read ``paths`` and add the layers to ``viewer``; errors become notifications."""
-    from .._reader import _as_list, read_dicom
-
-    return add_layer_tuples(viewer, read_dicom(_as_list(paths), **options))
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return add_layer_tuples(viewer, read_with_notifications([os.fspath(p) for p in paths], **options))
 
 
 def view(
@@ -168,8 +213,3 @@ def view(
         else:
             dicomweb_dock(viewer, srv)
     return viewer
-
-
-def dock_of(viewer: Any, kind: str) -> Any | None:
-    """The napari-dcm dock of ``kind`` added to ``viewer`` (None if not open)."""
-    return state.dock(viewer, kind)

@@ -163,17 +163,17 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
 
     src = encapsulate([codestream])
     errors = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for plugin in codecs.plugin_order(ts):
-            if plugin and plugin not in decoder.available_plugins:
-                continue
-            try:
-                arr, _ = decoder.as_array(src, index=0, decoding_plugin=plugin, **desc.options(1))
-                return arr
-            except Exception as exc:  # try the next codec
-                first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
-                errors.append(f"{plugin or 'pydicom'}: {first[:160]}")
+    # no warnings.catch_warnings() here: this runs on dask's threads, and a process-wide
+    # "ignore" filter set from one thread would swallow another thread's DicomDecodeWarning
+    for plugin in codecs.plugin_order(ts):
+        if plugin and plugin not in decoder.available_plugins:
+            continue
+        try:
+            arr, _ = decoder.as_array(src, index=0, decoding_plugin=plugin, **desc.options(1))
+            return arr
+        except Exception as exc:  # try the next codec
+            first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+            errors.append(f"{plugin or 'pydicom'}: {first[:160]}")
     raise RuntimeError("no decoder could decode the frame (" + "; ".join(errors[:2]) + ")")
 
 
@@ -235,9 +235,7 @@ def _decode_native_buffer(buf: bytearray, desc: PixelDesc, index: int, nframes: 
     from pydicom.pixels import get_decoder
 
     decoder = get_decoder(desc.transfer_syntax)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        arr, _ = decoder.as_array(buf, index=index, validate=False, **desc.options(nframes))
+    arr, _ = decoder.as_array(buf, index=index, validate=False, **desc.options(nframes))
     return arr
 
 

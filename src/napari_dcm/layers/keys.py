@@ -53,11 +53,3 @@ class ImageMetadata(TypedDict, total=False):
 def is_image(metadata: dict[str, Any]) -> bool:
     """Metadata of an image layer read by napari-dcm."""
     return IMAGE in metadata and DISPLAY_TO_STORED in metadata
-
-
-def is_roi(metadata: dict[str, Any]) -> bool:
-    return ROI in metadata
-
-
-def is_overlay(metadata: dict[str, Any]) -> bool:
-    return OVERLAY in metadata

@@ -204,8 +204,8 @@ def cad_layers(index: ImageIndex, path: str):
         (req if f.required else opt).extend(f.graphics)
     name = str(ds.get("SeriesDescription", "") or "CAD")
     title = name if "CAD" in name.upper() else f"CAD {name}"
-    a, u1 = graphics_layers(index, req, path, "cad_sr", title, "#ff3b30")
-    b, u2 = graphics_layers(index, opt, path, "cad_sr_optional", f"{title} (optional)", "#ff9f0a", visible=False)
+    a, _ = graphics_layers(index, req, path, "cad_sr", title, "#ff3b30")
+    b, _ = graphics_layers(index, opt, path, "cad_sr_optional", f"{title} (optional)", "#ff9f0a", visible=False)
     for t in b:
         t.metadata[OVERLAY]["optional"] = True
     return a + b, bool(a or b)

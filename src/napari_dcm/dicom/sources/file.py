@@ -263,13 +263,10 @@ class DatasetFrame:
     transfer_syntax: str
 
     def read(self) -> EncodedFrame:
-        import warnings
-
         import pydicom
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(self.path, force=True)
+        # runs on dask's threads: no warnings.catch_warnings() (process-wide state, see decode)
+        ds = pydicom.dcmread(self.path, force=True)
         elem = next((ds[k] for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
         if elem is None or elem.value is None:
             raise ValueError("no pixel data")
