@@ -34,7 +34,8 @@ class EncodedFrame(NamedTuple):
 
     data: bytes | bytearray | memoryview | np.ndarray
     transfer_syntax: str
-    index: int = 0
+    # a field named like tuple.index is valid Python; mypy reports it as overriding the method
+    index: int = 0  # type: ignore[assignment]
     nframes: int = 1
     bit_offset: int = 0
 
