@@ -203,3 +203,14 @@ def test_npe2_writer(tmp_path, study):
     out = tmp_path / "w.csv"
     assert write_embed_rois(str(out), [l for l in layers if l[2] == "shapes"]) == [str(out)]
     assert out.read_bytes() == CANONICAL.encode()
+
+
+def test_overlong_integer_is_a_csv_error(tmp_path):
+    """json.loads raises a plain ValueError (no .msg) for integers of more than 4300 digits."""
+    from napari_dcm.dicom.embed import parse_embed_csv
+    from napari_dcm.errors import EmbedCSVError
+
+    text = 'anon_dicom_path,ROI_coords\na.dcm,"[[' + "9" * 5000 + ',0,1,1]]"\n'
+    with pytest.raises(EmbedCSVError) as info:
+        parse_embed_csv(text, "x.csv")
+    assert info.value.line == 2 and "not valid JSON" in info.value.reason

@@ -27,8 +27,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from typing import TYPE_CHECKING, Any, cast
 
 from pydicom import uid as _uid
+
+if TYPE_CHECKING:
+    import numpy as np
+    from pydicom.pixels.decoders.base import DecodeRunner
 
 JPEG2000_SYNTAXES = {
     _uid.JPEG2000Lossless,
@@ -52,13 +57,13 @@ try:  # pragma: no cover - exercised implicitly
 
     HAVE_IMAGECODECS = True
 except ImportError:  # pragma: no cover
-    _ic = None
+    _ic = cast(Any, None)  # typed as the module: only used when HAVE_IMAGECODECS
     HAVE_IMAGECODECS = False
 
 THREADS = max(1, min(4, os.cpu_count() or 1))
 
 try:
-    from rle.utils import decode_frame as _rle_decode_frame
+    from rle.utils import decode_frame as _rle_decode_frame  # type: ignore[attr-defined]  # re-exported from rle.rle without __all__
 
     HAVE_RLE = True
 except ImportError:  # pragma: no cover
@@ -67,7 +72,7 @@ except ImportError:  # pragma: no cover
 
 def rle_decode_frame(src: bytes, nr_pixels: int, bits_allocated: int) -> bytes:
     """One RLE frame (one sample) through pylibjpeg-rle, little-endian output."""
-    return _rle_decode_frame(src, nr_pixels, bits_allocated, "<")
+    return cast(bytes, _rle_decode_frame(src, nr_pixels, bits_allocated, "<"))  # rle.rle has no annotations
 
 
 def is_available(uid: str) -> bool:
@@ -80,7 +85,7 @@ def is_available(uid: str) -> bool:
     return False
 
 
-def decode_j2k(src: bytes, runner) -> bytes:
+def decode_j2k(src: bytes, runner: DecodeRunner) -> bytes:
     """pydicom plugin: JPEG 2000 / HTJ2K through OpenJPEG with several threads."""
     from pydicom.pixels.common import PhotometricInterpretation as PI
 
@@ -100,7 +105,7 @@ def decode_j2k(src: bytes, runner) -> bytes:
     return arr.tobytes()
 
 
-def decode_jpeg8(src: bytes, runner) -> bytes:
+def decode_jpeg8(src: bytes, runner: DecodeRunner) -> bytes:
     """pydicom plugin: JPEG through libjpeg-turbo (8 and 12 bit)."""
     arr = _ic.jpeg8_decode(src)
     if arr.dtype.itemsize == 1 and runner.bits_allocated > 8:
@@ -124,7 +129,7 @@ def register_plugins() -> None:
     with _lock:
         if _registered:
             return
-        from pydicom.pixels import get_decoder
+        from pydicom.pixels import get_decoder  # type: ignore[attr-defined]  # pydicom.pixels re-exports without __all__
 
         if HAVE_IMAGECODECS:
             for ts in JPEG2000_SYNTAXES:
@@ -155,14 +160,14 @@ def plugin_order(ts: str) -> list[str]:
     return [""]
 
 
-def j2k_parameters(head: bytes) -> dict:
+def j2k_parameters(head: bytes) -> dict[str, Any]:
     """Codestream parameters (precision, signedness, ...) from a J2K header (pydicom's parser)."""
     from pydicom.pixels.utils import get_j2k_parameters
 
     return dict(get_j2k_parameters(head))
 
 
-def jpeg_parameters(head: bytes) -> dict:
+def jpeg_parameters(head: bytes) -> dict[str, Any]:
     """SOF parameters (precision, rows, columns, components) of a JPEG / JPEG-LS codestream.
 
     pydicom parses these in a private helper; it is wrapped here, in one place, because
@@ -174,7 +179,7 @@ def jpeg_parameters(head: bytes) -> dict:
     return dict(_get_jpg_parameters(head))
 
 
-def decode_retired_jpeg(src: bytes):
+def decode_retired_jpeg(src: bytes) -> np.ndarray:
     """Decode the retired JPEG syntaxes (e.g. 4.53 spectral selection)."""
     if not HAVE_IMAGECODECS:
         raise RuntimeError("decoding retired JPEG syntaxes needs imagecodecs")

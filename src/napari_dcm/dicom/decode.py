@@ -13,6 +13,7 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,13 @@ from .cache import CACHE
 from .imagepixel import PixelDesc
 from .scan import EXPLICIT_BE, EXPLICIT_LE, NATIVE_SYNTAXES
 from .sources import EncodedFrame, FrameRef
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pydicom import Dataset
+
+    from ..errors import DicomDecodeError
 
 __all__ = ["PixelDesc", "Rescale", "DatasetTransform", "decode", "decode_codestream", "load_frame", "STATS"]
 
@@ -63,11 +71,14 @@ class DatasetTransform:
     """
 
     kind: str
-    ds: object
+    ds: Dataset
     dtype: str
 
     def __call__(self, arr: np.ndarray) -> np.ndarray:
-        from pydicom.pixels import apply_color_lut, apply_modality_lut
+        from pydicom.pixels import (  # type: ignore[attr-defined]  # pydicom.pixels re-exports without __all__
+            apply_color_lut,
+            apply_modality_lut,
+        )
 
         out = apply_color_lut(arr, self.ds) if self.kind == "palette" else apply_modality_lut(arr, self.ds)
         return out.astype(self.dtype, copy=False)
@@ -80,12 +91,12 @@ class DatasetTransform:
 class _Stats:
     """Counters the tests and benchmarks read (decodes are real work)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.decodes = 0
         self.cache_hits = 0
         self.lock = threading.Lock()
 
-    def reset(self):
+    def reset(self) -> None:
         with self.lock:
             self.decodes = 0
             self.cache_hits = 0
@@ -130,7 +141,7 @@ def decode(enc: EncodedFrame, desc: PixelDesc) -> np.ndarray:
 
 def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
     """Decode one frame's encapsulated codestream in ``desc.transfer_syntax``."""
-    from pydicom.pixels import get_decoder
+    from pydicom.pixels import get_decoder  # type: ignore[attr-defined]  # pydicom.pixels re-exports without __all__
 
     ts = desc.transfer_syntax
     if ts == codecs.RLE and desc.bits_allocated == 1 and desc.samples_per_pixel == 1 and codecs.HAVE_RLE:
@@ -180,7 +191,7 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
 def _rle_1bit(codestream: bytes, desc: PixelDesc) -> np.ndarray:
     import struct
 
-    from rle.utils import decode_segment
+    from rle.utils import decode_segment  # type: ignore[attr-defined]  # rle.utils re-exports it from rle.rle without __all__
 
     nseg = struct.unpack_from("<L", codestream, 0)[0]
     offsets = list(struct.unpack_from("<15L", codestream, 4))
@@ -231,11 +242,14 @@ def _fix_dtype(arr: np.ndarray, desc: PixelDesc) -> np.ndarray:
     return arr
 
 
-def _decode_native_buffer(buf: bytearray, desc: PixelDesc, index: int, nframes: int) -> np.ndarray:
-    from pydicom.pixels import get_decoder
+def _decode_native_buffer(
+    buf: bytes | bytearray | memoryview | np.ndarray, desc: PixelDesc, index: int, nframes: int
+) -> np.ndarray:
+    from pydicom.pixels import get_decoder  # type: ignore[attr-defined]  # pydicom.pixels re-exports without __all__
 
     decoder = get_decoder(desc.transfer_syntax)
-    arr, _ = decoder.as_array(buf, index=index, validate=False, **desc.options(nframes))
+    # pydicom's Buffer alias omits ndarray, which it accepts (any buffer-protocol object)
+    arr, _ = decoder.as_array(buf, index=index, validate=False, **desc.options(nframes))  # type: ignore[arg-type]
     return arr
 
 
@@ -247,23 +261,23 @@ class DicomDecodeWarning(UserWarning):
     """A frame could not be decoded and is shown blank."""
 
 
-_error_handlers: list = []
-_reported: set = set()
+_error_handlers: list[Callable[[DicomDecodeError], object]] = []
+_reported: set[str] = set()
 _reported_lock = threading.Lock()
 
 
-def add_error_handler(func) -> None:
+def add_error_handler(func: Callable[[DicomDecodeError], object]) -> None:
     """Call ``func(error)`` once per file whose frames fail to decode."""
     if func not in _error_handlers:
         _error_handlers.append(func)
 
 
-def remove_error_handler(func) -> None:
+def remove_error_handler(func: Callable[[DicomDecodeError], object]) -> None:
     if func in _error_handlers:
         _error_handlers.remove(func)
 
 
-def _report(err) -> None:
+def _report(err: DicomDecodeError) -> None:
     with _reported_lock:
         if err.path in _reported:
             return
@@ -277,7 +291,14 @@ def _report(err) -> None:
             log.exception("napari-dcm error handler failed")
 
 
-def load_frame(ref: FrameRef, desc: PixelDesc, transform, shape: tuple, dtype: str, strict: bool = False) -> np.ndarray:
+def load_frame(
+    ref: FrameRef,
+    desc: PixelDesc,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    shape: tuple[int, ...],
+    dtype: str,
+    strict: bool = False,
+) -> np.ndarray:
     """Decode one stored frame and apply its modality transform.
 
     The dask task of every chunk.  Returns an array of ``shape`` (a leading
@@ -286,7 +307,7 @@ def load_frame(ref: FrameRef, desc: PixelDesc, transform, shape: tuple, dtype: s
     ``strict``.
     """
     key = (ref, transform)
-    hit = CACHE.get(key)
+    hit: np.ndarray | None = CACHE.get(key)
     if hit is not None:
         with STATS.lock:
             STATS.cache_hits += 1

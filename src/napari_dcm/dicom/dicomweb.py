@@ -23,9 +23,14 @@ import os
 import threading
 import urllib.parse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import DicomWebError
 from .cache import FrameCache
+
+if TYPE_CHECKING:
+    import requests
+    from pydicom import Dataset
 
 log = logging.getLogger("napari_dcm")
 
@@ -63,7 +68,13 @@ class Auth:
     token: str | None = None
 
     @classmethod
-    def resolve(cls, url: str = "", auth=None, token=None, prompt: bool = False) -> Auth:
+    def resolve(
+        cls,
+        url: str = "",
+        auth: Auth | tuple[str, str] | list[str] | str | None = None,
+        token: str | None = None,
+        prompt: bool = False,
+    ) -> Auth:
         """Credentials from options, the URL, the environment, or (``prompt``) the terminal."""
         if isinstance(auth, Auth):
             return auth
@@ -99,7 +110,13 @@ class Auth:
 class Server:
     """One DICOMweb server: a requests session with auth, TLS and timeouts."""
 
-    def __init__(self, base: str, auth: Auth | None = None, verify=True, timeout=DEFAULT_TIMEOUT):
+    def __init__(
+        self,
+        base: str,
+        auth: Auth | None = None,
+        verify: bool | str = True,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
         import requests
         from requests.adapters import HTTPAdapter
 
@@ -116,13 +133,21 @@ class Server:
         elif auth.user:
             s.auth = (auth.user, auth.password or "")
         self.session = s
-        self._orthanc: str | None | bool = False  # False: not probed yet
-        self.orthanc_ids: dict = {}  # SOPInstanceUID -> (Orthanc id, stored transfer syntax)
+        self._orthanc: str | None | Literal[False] = False  # False: not probed yet
+        self.orthanc_ids: dict[str, tuple[str, str]] = {}  # SOPInstanceUID -> (Orthanc id, stored transfer syntax)
         self.requests = 0
         self.bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, path: str, accept: str, params: str = "", root: str | None = None, method: str = "GET", data=None):
+    def get(
+        self,
+        path: str,
+        accept: str,
+        params: str = "",
+        root: str | None = None,
+        method: str = "GET",
+        data: str | bytes | None = None,
+    ) -> requests.Response:
         import requests
 
         url = f"{root or self.base}/{path.lstrip('/')}" + (f"?{params}" if params else "")
@@ -153,7 +178,7 @@ class Server:
             raise DicomWebError(self.base, f"HTTP {r.status_code} for {path}", r.status_code)
         return r
 
-    def json(self, path: str, params: str = ""):
+    def json(self, path: str, params: str = "") -> list[dict[str, Any]]:
         r = self.get(path, "application/dicom+json", params)
         if not r.content:
             return []
@@ -187,11 +212,18 @@ class Server:
         return self._orthanc
 
 
-_servers: dict = {}
+_servers: dict[str, Server] = {}
 _servers_lock = threading.Lock()
 
 
-def connect(url: str, auth=None, token=None, verify=True, timeout=DEFAULT_TIMEOUT, prompt: bool = False) -> Server:
+def connect(
+    url: str,
+    auth: Auth | tuple[str, str] | list[str] | str | None = None,
+    token: str | None = None,
+    verify: bool | str = True,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    prompt: bool = False,
+) -> Server:
     """The session for a server (created, or replaced when credentials are given)."""
     base = normalize_base(url)
     with _servers_lock:
@@ -219,7 +251,7 @@ def _q(v: str) -> str:
     return urllib.parse.quote(str(v), safe="*^,-.:?")
 
 
-def query_string(filters: dict, extra: dict | None = None) -> str:
+def query_string(filters: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
     parts = [f"{k}={_q(v)}" for k, v in filters.items() if v not in (None, "")]
     for k, v in (extra or {}).items():
         if isinstance(v, (list, tuple)):
@@ -229,7 +261,7 @@ def query_string(filters: dict, extra: dict | None = None) -> str:
     return "&".join(parts)
 
 
-def _val(item: dict, tag: str):
+def _val(item: dict[str, Any], tag: str) -> Any:
     e = item.get(tag)
     if not e or "Value" not in e or not e["Value"]:
         return None
@@ -261,15 +293,15 @@ SERIES_FIELDS = {
 
 def search_studies(
     server: Server,
-    patient_name=None,
-    patient_id=None,
-    date_from=None,
-    date_to=None,
-    modality=None,
-    accession_number=None,
-    description=None,
+    patient_name: str | None = None,
+    patient_id: str | None = None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    modality: str | None = None,
+    accession_number: str | None = None,
+    description: str | None = None,
     limit: int = 200,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """QIDO-RS studies; wildcards (``*``, ``?``) work against Orthanc."""
     f = {
         "PatientName": patient_name,
@@ -285,7 +317,7 @@ def search_studies(
     return [{k: _val(it, t) for k, t in STUDY_FIELDS.items()} for it in items]
 
 
-def search_series(server: Server, study_uid: str, frames: bool = True) -> list[dict]:
+def search_series(server: Server, study_uid: str, frames: bool = True) -> list[dict[str, Any]]:
     """Series of a study with their instance counts and (``frames``) frame counts."""
     items = server.json(f"studies/{study_uid}/series", query_string({}, {"includefield": ["00201209", "0008103E"]}))
     out = [{k: _val(it, t) for k, t in SERIES_FIELDS.items()} for it in items]
@@ -311,7 +343,7 @@ def _bulk(uri: str) -> bytes:
 ORTHANC_MAX_INSTANCES = 16
 
 
-def metadata(server: Server, study: str, series: str | None = None, instance: str | None = None) -> list:
+def metadata(server: Server, study: str, series: str | None = None, instance: str | None = None) -> list[Dataset]:
     """pydicom Datasets of the instances (no pixel data)."""
     if server.orthanc_root and series:
         fast = _orthanc_metadata(server, study, series, instance)
@@ -324,7 +356,7 @@ def metadata(server: Server, study: str, series: str | None = None, instance: st
 DATASETS = FrameCache(max_bytes=4096, max_items=None, size=lambda ds: 1)
 
 
-def _remember(server: Server, datasets: list) -> list:
+def _remember(server: Server, datasets: list[Dataset]) -> list[Dataset]:
     for ds in datasets:
         key = frame_key(
             server.base,
@@ -336,11 +368,11 @@ def _remember(server: Server, datasets: list) -> list:
     return datasets
 
 
-def instance_dataset(key: str):
+def instance_dataset(key: str) -> Dataset:
     """The header of a DICOMweb instance (its frame key): remembered from ``metadata``, else fetched."""
     from pydicom import Dataset
 
-    ds = DATASETS.get(key)
+    ds: Dataset | None = DATASETS.get(key)
     if ds is not None:
         return ds
     base, study, series, instance = split_key(key)
@@ -352,7 +384,7 @@ def instance_dataset(key: str):
     return ds
 
 
-def _wado_metadata(server: Server, study: str, series: str | None = None, instance: str | None = None) -> list:
+def _wado_metadata(server: Server, study: str, series: str | None = None, instance: str | None = None) -> list[Dataset]:
     from pydicom import Dataset
 
     path = f"studies/{study}"
@@ -372,7 +404,7 @@ def _wado_metadata(server: Server, study: str, series: str | None = None, instan
     return out
 
 
-def _orthanc_metadata(server: Server, study: str, series: str, instance: str | None):
+def _orthanc_metadata(server: Server, study: str, series: str, instance: str | None) -> list[Dataset] | None:
     """Orthanc's own REST API for series of a few (typically large, multi-frame)
     instances: its tag route reads only the header, where the DICOMweb plugin
     parses the whole file (about 1 s for a 200 MB tomosynthesis object)."""
@@ -405,14 +437,14 @@ def _orthanc_metadata(server: Server, study: str, series: str, instance: str | N
     return out
 
 
-def prefetch(server: Server, ds) -> None:
+def prefetch(server: Server, ds: Dataset) -> None:
     """Start fetching the frame napari will show first (the middle one) while the
     layers are being built: the server's time to extract it overlaps our work."""
     n = int(ds.get("NumberOfFrames", 1) or 1)
     key = frame_key(server.base, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
     index = (n - 1) // 2
 
-    def run():
+    def run() -> None:
         with contextlib.suppress(Exception):  # the real request (when shown) reports any error
             fetch_frame(key, index, n)
 
@@ -421,7 +453,7 @@ def prefetch(server: Server, ds) -> None:
     t.start()
 
 
-_prefetches: list = []
+_prefetches: list[threading.Thread] = []
 
 
 def wait_prefetch(timeout: float = 30) -> None:
@@ -430,7 +462,7 @@ def wait_prefetch(timeout: float = 30) -> None:
         _prefetches.pop().join(timeout)
 
 
-def orthanc_tags_to_dataset(tags: dict):
+def orthanc_tags_to_dataset(tags: dict[str, Any]) -> Dataset:
     """An Orthanc ``/instances/{id}/tags`` answer as a pydicom Dataset (binary values left out)."""
     from pydicom import Dataset
     from pydicom.datadict import dictionary_VR
@@ -452,6 +484,7 @@ def orthanc_tags_to_dataset(tags: dict):
         except KeyError:
             vr = "LO" if len(value) <= 64 else "LT"
         choices = vr.split(" or ")
+        nums: list[int] | list[float]
         vr = choices[0]
         try:
             if vr in ("US", "UL", "SS", "SL", "UV", "SV"):
@@ -489,7 +522,7 @@ def split_key(key: str) -> tuple[str, str, str, str]:
     return base, study, series, instance
 
 
-def parse_multipart(body: bytes, content_type: str) -> list[tuple[dict, bytes]]:
+def parse_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
     """Parts of a multipart/related body: [(headers, payload), ...]."""
     import email.parser
 
@@ -524,8 +557,8 @@ def transfer_syntax_of(content_type: str) -> str:
 
 # encoded frames fetched from servers: (bytes, transfer syntax), 256 MiB per process
 CACHE = FrameCache(256 * 2**20, max_items=None, size=lambda v: len(v[0]))
-_fetch_locks: dict = {}
-_seen: set = set()
+_fetch_locks: dict[str, threading.Lock] = {}
+_seen: set[str] = set()
 
 
 def fetch_frame(key: str, index: int, nframes: int) -> tuple[bytes, str]:
@@ -534,7 +567,7 @@ def fetch_frame(key: str, index: int, nframes: int) -> tuple[bytes, str]:
     The frame and its next neighbours (``BATCH`` in all) come in one request
     (servers such as Orthanc re-read the instance for every request).
     """
-    hit = CACHE.get((key, index))
+    hit: tuple[bytes, str] | None = CACHE.get((key, index))
     if hit is not None:
         return hit
     lock = _fetch_locks.setdefault(key, threading.Lock())

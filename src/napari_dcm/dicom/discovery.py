@@ -13,10 +13,14 @@ import logging
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .scan import Header, NotDicom, ScanError, scan_header, sniff
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 log = logging.getLogger("napari_dcm")
 
@@ -32,7 +36,7 @@ class ScanResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     n_files: int = 0
 
-    def extend(self, other: ScanResult):
+    def extend(self, other: ScanResult) -> None:
         self.headers += other.headers
         self.skipped += other.skipped
         self.n_files += other.n_files
@@ -56,7 +60,7 @@ def folder_has_dicom(path: str, max_files: int = 200) -> bool:
     return False
 
 
-def iter_files(paths: Iterable[str], recursive: bool = True):
+def iter_files(paths: Iterable[str], recursive: bool = True) -> Iterator[str]:
     """Yield files under ``paths`` in a stable (sorted) order."""
     for p in paths:
         p = os.fspath(p)
@@ -66,7 +70,7 @@ def iter_files(paths: Iterable[str], recursive: bool = True):
             yield p
 
 
-def _walk_dir(root: str, recursive: bool):
+def _walk_dir(root: str, recursive: bool) -> Iterator[str]:
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
@@ -110,7 +114,7 @@ def _is_dicomdir_name(f: str) -> bool:
     return os.path.basename(f).upper().startswith("DICOMDIR")
 
 
-def header_from_dataset(path: str, ds) -> Header:
+def header_from_dataset(path: str, ds: Dataset) -> Header:
     """A Header built with pydicom (fallback when the fast walk fails)."""
     from .scan import _WANTED
 
@@ -189,12 +193,12 @@ def scan_one(path: str) -> Header | tuple[str, str]:
         return (path, reason)
 
 
-def _scan_chunk(paths: list[str]) -> list:
+def _scan_chunk(paths: list[str]) -> list[Header | tuple[str, str]]:
     """Scan files in a worker.  Equal values of different files become one
     object, so the pickled answer stores a series' shared UIDs, names and
     orientations once per chunk instead of once per file."""
     out = [scan_one(p) for p in paths]
-    shared: dict = {}
+    shared: dict[Hashable, Any] = {}
     for h in out:
         if isinstance(h, Header):
             vals = h.values
@@ -229,7 +233,7 @@ def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
     return _pool
 
 
-def shutdown_pool():
+def shutdown_pool() -> None:
     global _pool
     if _pool is not None:
         _pool.shutdown(cancel_futures=True)
@@ -257,13 +261,12 @@ def scan_paths(
         else:
             files += [f for f in iter_files([p], recursive) if not _is_dicomdir_name(f)]
     # keep order, drop duplicates
-    seen = set()
-    files = [f for f in files if not (f in seen or seen.add(f))]
+    files = list(dict.fromkeys(files))
     result = ScanResult(n_files=len(files))
     total = len(files)
     workers = workers or min(os.cpu_count() or 1, 8)
 
-    def take(items):
+    def take(items: Iterable[Header | tuple[str, str]]) -> None:
         for it in items:
             if isinstance(it, Header):
                 result.headers.append(it)

@@ -20,6 +20,7 @@ import io
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from ..errors import EmbedCSVError
 
@@ -82,18 +83,19 @@ def match_keys(path: str, cwd: str | None = None) -> set[str]:
 # parsing
 
 
-def _is_int(v) -> bool:
+def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _parse_coords(cell: str):
+def _parse_coords(cell: str) -> list[tuple[int, int, int, int]]:
     try:
         v = json.loads(cell)
     except (json.JSONDecodeError, ValueError) as exc:
-        raise ValueError(f"ROI_coords is not valid JSON ({exc.msg})") from None
+        # a plain ValueError (e.g. an integer of more than 4300 digits) has no .msg
+        raise ValueError(f"ROI_coords is not valid JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(v, list):
         raise ValueError("ROI_coords is not a JSON list of [ymin, xmin, ymax, xmax] boxes")
-    boxes = []
+    boxes: list[tuple[int, int, int, int]] = []
     for i, b in enumerate(v):
         if not isinstance(b, list) or len(b) != 4:
             raise ValueError(f"ROI_coords box {i} is not a list of 4 integers")
@@ -110,14 +112,15 @@ def _parse_coords(cell: str):
     return boxes
 
 
-def _parse_frames(cell: str, n_rois: int):
+def _parse_frames(cell: str, n_rois: int) -> list[list[int]] | None:
     s = cell.strip()
     if s == "" or s == "[]":
         return None
     try:
         v = json.loads(s)
     except (json.JSONDecodeError, ValueError) as exc:
-        raise ValueError(f"ROI_frames is not valid JSON ({exc.msg})") from None
+        # a plain ValueError (e.g. an integer of more than 4300 digits) has no .msg
+        raise ValueError(f"ROI_frames is not valid JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(v, list) or not all(isinstance(f, list) for f in v):
         raise ValueError("ROI_frames is not a JSON list of lists of frame indices")
     for i, f in enumerate(v):
@@ -126,7 +129,7 @@ def _parse_frames(cell: str, n_rois: int):
                 raise ValueError(f"ROI_frames list {i} has {x!r}; frame indices are non-negative integers")
     if len(v) != n_rois:
         raise ValueError(f"ROI_frames has {len(v)} list(s) for {n_rois} ROI(s)")
-    return v
+    return cast("list[list[int]]", v)  # validated above
 
 
 def parse_embed_csv(text: str, source: str = "<csv>") -> EmbedTable:
@@ -197,7 +200,7 @@ def parse_embed_csv(text: str, source: str = "<csv>") -> EmbedTable:
     return EmbedTable(rows, source=source)
 
 
-def read_embed_csv(csv_path) -> EmbedTable:
+def read_embed_csv(csv_path: str | os.PathLike[str]) -> EmbedTable:
     """Read (never modify) an EMBED CSV."""
     csv_path = os.fspath(csv_path)
     try:
@@ -222,7 +225,9 @@ class LoadedFile:
     nframes: int = 1
 
 
-def match_rows(table: EmbedTable, files: list[LoadedFile], cwd: str | None = None):
+def match_rows(
+    table: EmbedTable, files: list[LoadedFile], cwd: str | None = None
+) -> tuple[dict[str, EmbedRow], list[EmbedRow]]:
     """Match rows to loaded files.
 
     Returns ``(matched, unmatched)``: ``matched`` maps the loaded path to its
@@ -230,12 +235,13 @@ def match_rows(table: EmbedTable, files: list[LoadedFile], cwd: str | None = Non
     Raises EmbedCSVError when a row's frame index is beyond its file.
     """
     index: dict[str, LoadedFile] = {}
+    f: LoadedFile | None
     for f in files:
         for k in match_keys(f.path, cwd):
             index.setdefault(k, f)
     matched: dict[str, EmbedRow] = {}
     unmatched: list[EmbedRow] = []
-    errors = []
+    errors: list[tuple[int, str]] = []
     for row in table.rows:
         f = None
         for k in match_keys(row.path, cwd):
@@ -262,7 +268,7 @@ def match_rows(table: EmbedTable, files: list[LoadedFile], cwd: str | None = Non
 # writing
 
 
-def _json(v) -> str:
+def _json(v: Any) -> str:
     return json.dumps(v, separators=(",", ":"))
 
 
@@ -303,7 +309,11 @@ def format_embed_csv(rows: list[tuple[EmbedRow, int | None]]) -> str:
 
 
 def write_embed_csv(
-    rows: list[tuple[EmbedRow, int | None]], csv_path, *, overwrite: bool = False, protect: tuple = ()
+    rows: list[tuple[EmbedRow, int | None]],
+    csv_path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    protect: tuple[str | os.PathLike[str] | None, ...] = (),
 ) -> str:
     """Write rows atomically.  Refuses to replace an existing file unless
     ``overwrite``; never replaces a path in ``protect`` (e.g. the imported CSV)."""

@@ -10,15 +10,15 @@ frame of reference and an orientation line up in napari.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
-def _unit(v):
+def _unit(v: Sequence[float]) -> tuple[float, ...] | None:
     n = math.sqrt(sum(x * x for x in v))
     return tuple(x / n for x in v) if n > 0 else None
 
 
-def normal(orientation: Sequence[float] | None):
+def normal(orientation: Sequence[float] | None) -> tuple[float, ...] | None:
     """Slice normal (row cosines x column cosines), or None."""
     if not orientation or len(orientation) != 6:
         return None
@@ -27,22 +27,22 @@ def normal(orientation: Sequence[float] | None):
     return _unit(n)
 
 
-def orientation_key(orientation: Sequence[float] | None, tol: float = 1e-3):
+def orientation_key(orientation: Sequence[float] | None, tol: float = 1e-3) -> tuple[float, ...] | None:
     """A hashable key that equal orientations (within ``tol``) share."""
     if not orientation or len(orientation) != 6:
         return None
     return tuple(round(x / tol) * tol for x in orientation)
 
 
-def project(position, orientation) -> tuple[float, float, float] | None:
+def project(position: Sequence[float] | None, orientation: Sequence[float] | None) -> tuple[float, float, float] | None:
     """(along normal, along column direction, along row direction) of a position."""
     if position is None or len(position) != 3:
         return None
     n = normal(orientation)
-    if n is None:
+    if n is None or orientation is None:  # (normal() is None when orientation is)
         return None
     r, c = orientation[:3], orientation[3:]
-    dot = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731
+    dot: Callable[[Sequence[float], Sequence[float]], float] = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731
     return dot(position, n), dot(position, c), dot(position, r)
 
 
@@ -63,7 +63,9 @@ def slice_spacing(distances: Sequence[float], fallback: float | None = None) -> 
     return med, uniform
 
 
-def in_plane_spacing(pixel_spacing, imager_pixel_spacing=None) -> tuple[float, float] | None:
+def in_plane_spacing(
+    pixel_spacing: Sequence[float] | None, imager_pixel_spacing: Sequence[float] | None = None
+) -> tuple[float, float] | None:
     """(row spacing, column spacing) in mm from PixelSpacing, else ImagerPixelSpacing."""
     for ps in (pixel_spacing, imager_pixel_spacing):
         if ps and len(ps) >= 2 and ps[0] > 0 and ps[1] > 0:

@@ -25,7 +25,14 @@ Rules
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import os
+
+    from .scan import Header
 
 _VIEW_CODES = {  # ViewCodeSequence CodeValue (SNOMED-RT / SCT) -> view
     "R-10242": "CC",
@@ -44,7 +51,7 @@ _VIEW_CODES = {  # ViewCodeSequence CodeValue (SNOMED-RT / SCT) -> view
 LAYOUTS = {"1x1": (1, 1), "1x2": (1, 2), "1x3": (1, 3), "2x2": (2, 2), "2x4": (2, 4)}
 
 
-def view_of(values: dict) -> str | None:
+def view_of(values: dict[str, Any]) -> str | None:
     """CC, MLO (or ML, LM, LMO), from ViewPosition, ViewCodeSequence, SeriesDescription."""
     vp = (values.get("view_position") or "").strip().upper()
     if vp:
@@ -82,7 +89,7 @@ def _norm_view(v: str) -> str | None:
     return None
 
 
-def laterality_of(values: dict) -> str | None:
+def laterality_of(values: dict[str, Any]) -> str | None:
     for k in ("image_laterality", "laterality", "frame_laterality", "anatomy_laterality"):
         v = (values.get(k) or "").strip().upper()
         if v in ("R", "L"):
@@ -101,7 +108,7 @@ class Placement:
     flip_h: bool = False
     flip_v: bool = False
     align: str = "left"  # "right" for right breasts (chest wall at the cell's right edge)
-    patient_orientation: tuple = ()
+    patient_orientation: tuple[str, ...] = ()
 
 
 @dataclass
@@ -117,7 +124,7 @@ class Layout:
         raise KeyError(path)
 
 
-def _orientation_flips(po, laterality, view) -> tuple[bool, bool]:
+def _orientation_flips(po: Sequence[str], laterality: str | None, view: str | None) -> tuple[bool, bool]:
     """Flips that make an image face the hanging convention.
 
     Row direction (PatientOrientation[0]) must point to the chest wall for a
@@ -137,7 +144,7 @@ def _orientation_flips(po, laterality, view) -> tuple[bool, bool]:
     return flip_h, flip_v
 
 
-def _placement(path: str, values: dict) -> Placement:
+def _placement(path: str, values: dict[str, Any]) -> Placement:
     view = view_of(values)
     lat = laterality_of(values)
     po = tuple(values.get("patient_orientation") or ())
@@ -155,7 +162,7 @@ def _placement(path: str, values: dict) -> Placement:
     )
 
 
-_ORDER4 = [("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")]
+_ORDER4: list[tuple[str | None, str | None]] = [("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")]
 
 
 def _rank4(p: Placement) -> int:
@@ -190,8 +197,8 @@ def arrange(placements: list[Placement], layout: str | None = None) -> Layout:
     elif layout == "1x2":
         ordered = sorted(ps, key=lambda p: (0 if p.laterality == "R" else 1, p.instance_number or 0))
     elif layout == "1x3":
-        view_rank = {"CC": 0, "MLO": 1}
-        lat_rank = {"R": 0, "L": 1}  # right breasts hang on the left of the screen
+        view_rank: dict[str | None, int] = {"CC": 0, "MLO": 1}
+        lat_rank: dict[str | None, int] = {"R": 0, "L": 1}  # right breasts hang on the left of the screen
         ordered = sorted(
             ps,
             key=lambda p: (
@@ -217,7 +224,7 @@ def arrange(placements: list[Placement], layout: str | None = None) -> Layout:
     return Layout(layout, grid, ordered)
 
 
-def mammo_layout(items, layout: str | None = None) -> Layout:
+def mammo_layout(items: Iterable[str | os.PathLike[str] | Header], layout: str | None = None) -> Layout:
     """The hanging layout for mammograms given as paths or Header objects."""
     from .discovery import scan_one
     from .scan import Header
@@ -231,20 +238,20 @@ def mammo_layout(items, layout: str | None = None) -> Layout:
     return arrange(placements, layout)
 
 
-def _mammo_values(h) -> dict:
+def _mammo_values(h: Header) -> dict[str, Any]:
     v = dict(h.values)
     if not v.get("view_position") or not (v.get("image_laterality") or v.get("laterality")):
         v.update(_dataset_values(h.path))  # ViewCodeSequence / FrameLaterality come before the description
     return v
 
 
-def _dataset_values(path: str) -> dict:
+def _dataset_values(path: str) -> dict[str, Any]:
     """ViewCodeSequence and frame laterality need a real parse (rare: read with pydicom;
     a DICOMweb instance's header comes from the server, never by opening its URL as a file)."""
     from .tags import read_header
 
     ds = read_header(path)
-    out: dict = {}
+    out: dict[str, Any] = {}
     vcs = ds.get("ViewCodeSequence")
     if vcs:
         out["view_code"] = {"value": str(vcs[0].get("CodeValue", "")), "meaning": str(vcs[0].get("CodeMeaning", ""))}
@@ -268,7 +275,7 @@ def _dataset_values(path: str) -> dict:
     return out
 
 
-def placement_for_layer_metadata(path: str, md: dict) -> Placement:
+def placement_for_layer_metadata(path: str, md: dict[str, Any]) -> Placement:
     """Placement from a napari-dcm image layer's metadata (avoids re-reading the header)."""
     values = {
         k: md.get(k)

@@ -14,7 +14,15 @@ fractions of the displayed area (the whole image).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+    Point = tuple[float, float]
+    ImageRef = tuple[str, list[int] | None]  # (SOP Instance UID, 1-based frames or None)
 
 PR_PREFIX = "1.2.840.10008.5.1.4.1.1.11."
 SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
@@ -47,22 +55,22 @@ class Graphic:
     """One graphic in image pixel coordinates (x = column, y = row; pixel edges)."""
 
     kind: str  # point, polyline, polygon, ellipse
-    points: list  # [(x, y), ...]; ellipse/polygon: the outline
+    points: list[Point]  # [(x, y), ...]; ellipse/polygon: the outline
     filled: bool = False
     text: str = ""
     sop_uid: str = ""
-    frames: list | None = None  # 1-based ReferencedFrameNumber (None: every frame)
+    frames: list[int] | None = None  # 1-based ReferencedFrameNumber (None: every frame)
     layer: str = ""  # GSPS graphic layer / CAD category
-    style: dict = field(default_factory=dict)
+    style: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Annotations:
     source: str
     kind: str
-    graphics: list
-    windows: list = field(default_factory=list)  # (center, width, explanation)
-    references: list = field(default_factory=list)  # SOP Instance UIDs referenced
+    graphics: list[Graphic]
+    windows: list[tuple[float, float, str]] = field(default_factory=list)  # (center, width, explanation)
+    references: list[str] = field(default_factory=list)  # SOP Instance UIDs referenced
     label: str = ""
 
 
@@ -70,7 +78,7 @@ class Annotations:
 # GSPS
 
 
-def _refs_of(ds) -> list[tuple[str, list | None]]:
+def _refs_of(ds: Dataset) -> list[ImageRef]:
     out = []
     for s in ds.get("ReferencedSeriesSequence", []) or []:
         for r in s.get("ReferencedImageSequence", []) or []:
@@ -79,7 +87,7 @@ def _refs_of(ds) -> list[tuple[str, list | None]]:
     return out
 
 
-def _frames(v):
+def _frames(v: Any) -> list[int] | None:
     if v is None or v == "":
         return None
     if isinstance(v, (list, tuple)) or hasattr(v, "__iter__") and not isinstance(v, str):
@@ -87,7 +95,9 @@ def _frames(v):
     return [int(v)]
 
 
-def ellipse_outline(p0, p1, q0, q1, n: int = 72) -> list:
+def ellipse_outline(
+    p0: Sequence[float], p1: Sequence[float], q0: Sequence[float], q1: Sequence[float], n: int = 72
+) -> list[Point]:
     """Outline of an ellipse given its major (p0-p1) and minor (q0-q1) axis endpoints."""
     cx, cy = (p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2
     a = math.hypot(p1[0] - p0[0], p1[1] - p0[1]) / 2
@@ -102,18 +112,20 @@ def ellipse_outline(p0, p1, q0, q1, n: int = 72) -> list:
     return pts
 
 
-def _points(data) -> list:
+def _points(data: Iterable[float]) -> list[Point]:
     d = [float(v) for v in data]
     return [(d[i], d[i + 1]) for i in range(0, len(d) - 1, 2)]
 
 
-def _to_pixels(pts, units: str, rows: int | None, cols: int | None):
+def _to_pixels(pts: list[Point], units: str, rows: int | None, cols: int | None) -> list[Point]:
     if str(units).upper() == "DISPLAY" and rows and cols:
         return [(x * cols, y * rows) for x, y in pts]
     return pts
 
 
-def graphic_from_object(go, rows=None, cols=None) -> Graphic | None:
+def graphic_from_object(
+    go: Dataset | dict[str, Any], rows: int | None = None, cols: int | None = None
+) -> Graphic | None:
     gtype = str(go.get("GraphicType", "")).upper()
     pts = _to_pixels(_points(go.get("GraphicData", [])), go.get("GraphicAnnotationUnits", "PIXEL"), rows, cols)
     filled = str(go.get("GraphicFilled", "N")).upper() == "Y"
@@ -131,13 +143,13 @@ def graphic_from_object(go, rows=None, cols=None) -> Graphic | None:
             "ellipse", ellipse_outline((c[0] - r, c[1]), (c[0] + r, c[1]), (c[0], c[1] - r), (c[0], c[1] + r)), filled
         )
     if gtype == "ELLIPSE" and len(pts) >= 4:
-        return Graphic("ellipse", ellipse_outline(*pts[:4]), filled)
+        return Graphic("ellipse", ellipse_outline(pts[0], pts[1], pts[2], pts[3]), filled)
     if gtype == "MULTIPOINT":
         return Graphic("point", pts, filled)
     return None
 
 
-def parse_gsps(ds, rows=None, cols=None) -> Annotations:
+def parse_gsps(ds: Dataset, rows: int | None = None, cols: int | None = None) -> Annotations:
     """Graphic and text objects of every graphic layer, with their image references."""
     graphics = []
     ps_refs = _refs_of(ds)
@@ -193,17 +205,19 @@ class SrNode:
     concept: str
     value: str = ""
     relationship: str = ""
-    children: list = field(default_factory=list)
-    code: tuple = ()  # (value, scheme, meaning) of the concept name
-    value_code: tuple = ()  # CODE items: (value, scheme, meaning)
-    refs: list = field(default_factory=list)  # IMAGE/COMPOSITE: [(sop uid, frames)]
-    scoord: tuple | None = None  # (graphic type, points)
-    scoord3d: tuple | None = None  # (graphic type, points xyz, frame of reference uid)
+    children: list[SrNode] = field(default_factory=list)
+    code: tuple[str, ...] = ()  # (value, scheme, meaning) of the concept name
+    value_code: tuple[str, ...] = ()  # CODE items: (value, scheme, meaning)
+    refs: list[ImageRef] = field(default_factory=list)  # IMAGE/COMPOSITE: [(sop uid, frames)]
+    scoord: tuple[str, list[Point]] | None = None  # (graphic type, points)
+    scoord3d: tuple[str, list[tuple[float, float, float]], str] | None = (
+        None  # (graphic type, points xyz, frame of reference uid)
+    )
     number: float | None = None
     units: str = ""
 
 
-def _code(seq):
+def _code(seq: Sequence[Dataset] | None) -> tuple[str, ...]:
     if not seq:
         return ()
     c = seq[0]
@@ -214,7 +228,7 @@ def _code(seq):
     )
 
 
-def sr_node(item) -> SrNode:
+def sr_node(item: Dataset) -> SrNode:
     vt = str(item.get("ValueType", ""))
     code = _code(item.get("ConceptNameCodeSequence"))
     n = SrNode(vt, code[2] if code else "", relationship=str(item.get("RelationshipType", "")), code=code)
@@ -254,19 +268,19 @@ def sr_node(item) -> SrNode:
     return n
 
 
-def parse_sr(ds) -> SrNode:
+def parse_sr(ds: Dataset) -> SrNode:
     root = sr_node(ds)
     root.value_type = root.value_type or "CONTAINER"
     return root
 
 
-def walk(node: SrNode, parents=()):
+def walk(node: SrNode, parents: tuple[SrNode, ...] = ()) -> Iterator[tuple[SrNode, tuple[SrNode, ...]]]:
     yield node, parents
     for c in node.children:
         yield from walk(c, parents + (node,))
 
 
-def scoord_graphics(node: SrNode, text: str = "", unreferenced: bool = False) -> list:
+def scoord_graphics(node: SrNode, text: str = "", unreferenced: bool = False) -> list[Graphic]:
     """Graphics of a SCOORD node, one per image it is SELECTED FROM."""
     if node.scoord is None:
         return []
@@ -282,7 +296,7 @@ def scoord_graphics(node: SrNode, text: str = "", unreferenced: bool = False) ->
     return [Graphic(g.kind, g.points, g.filled, text, uid, frames, node.concept) for uid, frames in refs]
 
 
-def sr_regions(root: SrNode) -> list:
+def sr_regions(root: SrNode) -> list[tuple[Graphic, tuple[SrNode, ...]]]:
     """SCOORD regions with the image they are on: [(graphic, parents)]."""
     return [(g, parents + (node,)) for node, parents in walk(root) for g in scoord_graphics(node, node.concept, True)]
 
@@ -304,7 +318,7 @@ class CadFinding:
     kind: str  # "single" or "composite"
     required: bool
     certainty: float | None
-    graphics: list  # Graphic (pixel coordinates) with sop_uid/frames
+    graphics: list[Graphic]  # Graphic (pixel coordinates) with sop_uid/frames
     laterality: str = ""
     view: str = ""
 
@@ -318,9 +332,9 @@ class CadFinding:
         return " · ".join(parts)
 
 
-def _image_library(root: SrNode) -> dict:
+def _image_library(root: SrNode) -> dict[str, tuple[str, str]]:
     """SOP UID -> (laterality, view) from the Image Library entries."""
-    out = {}
+    out: dict[str, tuple[str, str]] = {}
     for node, _ in walk(root):
         if node.value_type != "IMAGE" or not node.refs:
             continue
@@ -338,7 +352,7 @@ def _image_library(root: SrNode) -> dict:
     return out
 
 
-def parse_cad_sr(ds) -> list[CadFinding]:
+def parse_cad_sr(ds: Dataset) -> list[CadFinding]:
     """Single Image Findings and Composite Features with SCOORD geometry."""
     root = parse_sr(ds)
     library = _image_library(root)

@@ -23,7 +23,15 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pydicom import Dataset
+
+    # what the value converters return (``Header.values`` entries)
+    Value = str | int | list[float] | list[str] | bytes | None
 
 # Transfer syntaxes
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -211,7 +219,7 @@ class Header:
     walked: bool = True
     deflated_offset: int = -1
     source: Any = None
-    dataset: Any = None
+    dataset: Dataset | None = None
 
     def get(self, name: str, default: Any = None) -> Any:
         v = self.values.get(name)
@@ -259,7 +267,7 @@ class _Buf:
 
     __slots__ = ("fh", "data", "eof", "size")
 
-    def __init__(self, fh, first: bytes, size: int):
+    def __init__(self, fh: int | None, first: bytes, size: int) -> None:
         self.fh = fh
         self.data = first
         self.size = size
@@ -272,7 +280,8 @@ class _Buf:
         if self.eof:
             return False
         want = max(end - len(self.data), len(self.data))  # at least double
-        more = os.pread(self.fh, want, len(self.data))
+        # fh is None only for an in-memory buffer, which starts at eof
+        more = os.pread(cast(int, self.fh), want, len(self.data))
         if not more:
             self.eof = True
             return False
@@ -290,7 +299,7 @@ def _text(raw: bytes) -> str:
     return s.strip(" \x00")
 
 
-def _convert(kind: str, raw: bytes, vr: bytes, little: bool):
+def _convert(kind: str, raw: bytes, vr: bytes, little: bool) -> Value:
     # fast paths first (well-formed values), the careful parse on any doubt
     if kind == "s":
         try:
@@ -312,7 +321,7 @@ def _convert(kind: str, raw: bytes, vr: bytes, little: bool):
     return _convert_slow(kind, raw, vr, little)
 
 
-def _convert_slow(kind: str, raw: bytes, vr: bytes, little: bool):
+def _convert_slow(kind: str, raw: bytes, vr: bytes, little: bool) -> Value:
     if kind == "s":
         return _text(raw) or None
     if kind == "m":
@@ -353,7 +362,7 @@ def _convert_slow(kind: str, raw: bytes, vr: bytes, little: bool):
             fmt = fmt.lower()
         if vr in (b"UL", b"SL") and len(raw) >= 4:
             fmt = ("<" if little else ">") + ("L" if vr == b"UL" else "l")
-        return struct.unpack_from(fmt, raw)[0]
+        return cast(int, struct.unpack_from(fmt, raw)[0])
     return raw
 
 
@@ -401,11 +410,11 @@ def scan_header(path: str) -> Header:
         os.close(fd)
 
 
-def _meta_fast(data: bytes, values: dict) -> int:
+def _meta_fast(data: bytes, values: dict[str, Any]) -> int:
     """Read the file meta through its group length; -1 when it is not the usual shape."""
     if data[132:140] != b"\x02\x00\x00\x00UL\x04\x00" or len(data) < 144:
         return -1
-    end = 144 + struct.unpack_from("<L", data, 140)[0]
+    end: int = 144 + struct.unpack_from("<L", data, 140)[0]
     if end > len(data):
         return -1
     for elem, key in ((b"\x10", "_ts"), (b"\x02", "_msc"), (b"\x03", "_msi")):
@@ -418,7 +427,7 @@ def _meta_fast(data: bytes, values: dict) -> int:
     return end
 
 
-def _scan(path, fh, buf, first, size) -> Header:
+def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
     hdr = Header(path=path, file_size=size)
     kind = "dicom" if first[128:132] == b"DICM" else sniff(path, first[:132])
     if kind is None:
@@ -477,7 +486,9 @@ def _guess_syntax(data: bytes, pos: int) -> str:
     return IMPLICIT_LE
 
 
-def _walk(buf: _Buf, pos: int, explicit: bool, little: bool, values: dict, hdr: Header, meta_only: bool) -> int:
+def _walk(
+    buf: _Buf, pos: int, explicit: bool, little: bool, values: dict[str, Any], hdr: Header, meta_only: bool
+) -> int:
     """Walk top-level elements from ``pos``; fill ``values``; return the end position."""
     if meta_only:
         return _walk_meta(buf, pos, values)
@@ -557,7 +568,7 @@ def _walk(buf: _Buf, pos: int, explicit: bool, little: bool, values: dict, hdr: 
             raise ScanError(f"element ({group:04X},{elem:04X}) runs past the end of the file")
 
 
-def _walk_meta(buf: _Buf, pos: int, values: dict) -> int:
+def _walk_meta(buf: _Buf, pos: int, values: dict[str, Any]) -> int:
     """Walk the file meta group (always explicit VR little endian)."""
     while True:
         if not buf.need(pos + 8):
@@ -587,7 +598,7 @@ def _walk_meta(buf: _Buf, pos: int, values: dict) -> int:
         pos = vpos + length
 
 
-def _element_at(buf: _Buf, pos: int, explicit: bool, little: bool):
+def _element_at(buf: _Buf, pos: int, explicit: bool, little: bool) -> tuple[int, bytes | None, int, int]:
     """(tag, vr, length, value position) of the element at ``pos``."""
     head_explicit, head_implicit, unpack_u32 = _STRUCTS[little]
     if not buf.need(pos + 12) and not buf.need(pos + 8):
@@ -606,7 +617,9 @@ def _element_at(buf: _Buf, pos: int, explicit: bool, little: bool):
     return (group << 16) | elem, None, length, pos + 8
 
 
-def _walk_items(buf: _Buf, pos: int, length: int, explicit: bool, little: bool, visit) -> int:
+def _walk_items(
+    buf: _Buf, pos: int, length: int, explicit: bool, little: bool, visit: Callable[[int, int], int]
+) -> int:
     """Call ``visit(value_pos, item_length) -> position after the item`` for every
     item of a sequence; return the position after the sequence."""
     end = None if length == UNDEFINED else pos + length
@@ -620,7 +633,7 @@ def _walk_items(buf: _Buf, pos: int, length: int, explicit: bool, little: bool, 
     return end
 
 
-def _item_values(buf: _Buf, pos: int, ilen: int, explicit: bool, little: bool, out: dict, depth: int) -> int:
+def _item_values(buf: _Buf, pos: int, ilen: int, explicit: bool, little: bool, out: dict[str, Any], depth: int) -> int:
     """Collect _FG_WANTED values of an item (descending ``depth`` sequence levels);
     return the position after the item (walked once, whatever its length encoding)."""
     end = None if ilen == UNDEFINED else pos + ilen
@@ -631,14 +644,12 @@ def _item_values(buf: _Buf, pos: int, ilen: int, explicit: bool, little: bool, o
         is_seq = vr == b"SQ" or length == UNDEFINED or (vr is None and depth > 0)
         if is_seq and depth > 0:
             inner = explicit and vr != b"UN"
-            pos = _walk_items(
-                buf,
-                vpos,
-                length,
-                inner,
-                little,
-                lambda p, n, inner=inner: _item_values(buf, p, n, inner, little, out, depth - 1),
-            )
+
+            # a def, not a lambda, so that mypy can type the default argument
+            def visit(p: int, n: int, inner: bool = inner) -> int:
+                return _item_values(buf, p, n, inner, little, out, depth - 1)
+
+            pos = _walk_items(buf, vpos, length, inner, little, visit)
             continue
         if length == UNDEFINED:
             pos = _skip_undefined_sequence(buf, vpos, explicit and vr != b"UN", little)
@@ -654,12 +665,14 @@ def _item_values(buf: _Buf, pos: int, ilen: int, explicit: bool, little: bool, o
     return end
 
 
-def _functional_groups(buf: _Buf, pos: int, length: int, explicit: bool, little: bool):
+def _functional_groups(
+    buf: _Buf, pos: int, length: int, explicit: bool, little: bool
+) -> tuple[list[dict[str, Any]], int]:
     """Parse a Shared/Per-frame Functional Groups Sequence into flat dicts, one per item."""
-    out: list = []
+    out: list[dict[str, Any]] = []
 
-    def visit(p, n):
-        d: dict = {}
+    def visit(p: int, n: int) -> int:
+        d: dict[str, Any] = {}
         out.append(d)
         return _item_values(buf, p, n, explicit, little, d, depth=1)
 

@@ -42,7 +42,7 @@ def stored_frames(path: str) -> np.ndarray:
     if not stacks:
         raise ValueError(skipped[0][1] if skipped else "no frames")
     st = stacks[0]
-    arr = np.asarray(stack_array(st, force_3d=True).compute())
+    arr = np.asarray(stack_array(st, force_3d=True).compute())  # type: ignore[no-untyped-call]  # dask's compute() has no annotations
     order = np.argsort([f.ref.index for f in st.frames])
     return arr[order]
 

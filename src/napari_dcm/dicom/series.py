@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -26,6 +28,20 @@ from .imagepixel import PixelDesc
 from .scan import DEFLATED_LE, EXPLICIT_LE, NATIVE_SYNTAXES, Header
 from .sources import FrameRef
 from .sources.file import file_frame_refs
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+    # one stored frame of an instance: (ref, position, orientation, pixel spacing, rescale, windows, thickness)
+    _PerFrame = tuple[
+        FrameRef,
+        tuple[float, ...] | None,
+        tuple[float, ...] | None,
+        tuple[float, float] | None,
+        tuple[float, float],
+        list[voi.Window],
+        float | None,
+    ]
 
 log = logging.getLogger("napari_dcm")
 
@@ -47,11 +63,11 @@ class Frame:
 
     ref: FrameRef
     desc: PixelDesc
-    transform: object  # Rescale | DatasetTransform | None
-    position: tuple | None = None
-    orientation: tuple | None = None
-    pixel_spacing: tuple | None = None
-    windows: list = field(default_factory=list)
+    transform: Rescale | DatasetTransform | None
+    position: tuple[float, ...] | None = None
+    orientation: tuple[float, ...] | None = None
+    pixel_spacing: tuple[float, float] | None = None
+    windows: list[voi.Window] = field(default_factory=list)
     instance_number: int | None = None
     sop_instance_uid: str = ""
     thickness: float | None = None
@@ -62,18 +78,18 @@ class ImageStack:
     """What becomes one napari image layer."""
 
     frames: list[Frame]
-    shape: tuple  # per-frame output shape (rows, cols[, 3])
+    shape: tuple[int, ...]  # per-frame output shape (rows, cols[, 3])
     dtype: np.dtype
     rgb: bool
     monochrome1: bool
-    scale: tuple
-    translate: tuple
-    windows: list  # windows of the first display frame (header order)
-    info: dict  # patient/study/series attributes
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    windows: list[voi.Window]  # windows of the first display frame (header order)
+    info: dict[str, Any]  # patient/study/series attributes
     multiframe: bool  # a multi-frame instance (vs stacked single frames)
     spacing_uniform: bool = True
     slice_spacing: float | None = None
-    notes: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def nframes(self) -> int:
@@ -91,7 +107,7 @@ class ImageStack:
     def display_to_stored(self) -> list[int]:
         return [f.ref.index for f in self.frames]
 
-    def stored_to_display(self) -> dict:
+    def stored_to_display(self) -> dict[tuple[str, int], int]:
         """{(path, stored index): display index}."""
         return {(f.ref.path, f.ref.index): i for i, f in enumerate(self.frames)}
 
@@ -100,7 +116,7 @@ class ImageStack:
 # pydicom datasets for the files the fast scan cannot describe alone
 
 
-def load_dataset(h: Header):
+def load_dataset(h: Header) -> Dataset:
     """The pydicom Dataset of a header: the one it carries (DICOMweb metadata), else the file's."""
     if h.dataset is not None:
         return h.dataset
@@ -111,12 +127,12 @@ def load_dataset(h: Header):
         return pydicom.dcmread(h.path, stop_before_pixels=True, force=True)
 
 
-def _fg_from_dataset(ds, nframes: int):
+def _fg_from_dataset(ds: Dataset, nframes: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Functional group values read with pydicom (fallback when the scan had none)."""
     from .scan import _FG_WANTED
 
-    def flat(item):
-        out = {}
+    def flat(item: Dataset | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         if item is None:
             return out
         for macro in item:
@@ -140,7 +156,7 @@ def _fg_from_dataset(ds, nframes: int):
     return flat(sh[0] if sh else None), [flat(pf[i]) if i < len(pf) else {} for i in range(nframes)]
 
 
-def _floats(v):
+def _floats(v: Any) -> tuple[float, ...] | None:
     if v is None or v == "":
         return None
     if isinstance(v, (list, tuple)) or (hasattr(v, "__iter__") and not isinstance(v, (str, bytes))):
@@ -154,7 +170,7 @@ def _floats(v):
         return None
 
 
-def _tuple(v):
+def _tuple(v: Sequence[float] | None) -> tuple[float, ...] | None:
     return tuple(v) if v else None
 
 
@@ -277,7 +293,9 @@ def _stored_bits(h: Header, desc: PixelDesc, ref: FrameRef) -> tuple[int, bool]:
     return bits, signed
 
 
-def _modality(h: Header, ds, desc: PixelDesc, frame_rescales, first_ref: FrameRef):
+def _modality(
+    h: Header, ds: Dataset | None, desc: PixelDesc, frame_rescales: Sequence[tuple[float, float]], first_ref: FrameRef
+) -> tuple[list[Rescale | DatasetTransform | None], np.dtype]:
     """Per-frame transforms and the stack's output dtype."""
     if desc.pixel_keyword != "PixelData":
         return [None] * len(frame_rescales), np.dtype("float32" if desc.bits_allocated == 32 else "float64")
@@ -309,7 +327,7 @@ def _modality(h: Header, ds, desc: PixelDesc, frame_rescales, first_ref: FrameRe
 
         item = mlut[0]
         small = Dataset()
-        small.ModalityLUTSequence = ds.ModalityLUTSequence
+        small.ModalityLUTSequence = cast("Dataset", ds).ModalityLUTSequence  # (mlut implies ds)
         small.PixelRepresentation = desc.pixel_representation
         small.BitsStored = desc.bits_stored
         _set_encoding(small, desc)
@@ -326,23 +344,24 @@ def _modality(h: Header, ds, desc: PixelDesc, frame_rescales, first_ref: FrameRe
     return [Rescale(float(s), float(b), dt.str) for s, b in pairs], dt
 
 
-def _valid_lut(item) -> bool:
+def _valid_lut(item: Dataset) -> bool:
     d = item.get("LUTDescriptor")
     return d is not None and len(d) == 3 and item.get("LUTData") not in (None, b"", [])
 
 
-def _set_encoding(small, desc: PixelDesc) -> None:
+def _set_encoding(small: Dataset, desc: PixelDesc) -> None:
     """Give a LUT-only dataset the byte order its OW LUT data was read with."""
     from pydicom.dataset import FileMetaDataset
 
     from .scan import EXPLICIT_BE
 
     meta = FileMetaDataset()
-    meta.TransferSyntaxUID = EXPLICIT_BE if desc.transfer_syntax == EXPLICIT_BE else EXPLICIT_LE
+    # pydicom annotates the attribute with its read type (UID); a str is converted when set
+    meta.TransferSyntaxUID = EXPLICIT_BE if desc.transfer_syntax == EXPLICIT_BE else EXPLICIT_LE  # type: ignore[assignment]
     small.file_meta = meta
 
 
-def _rescale_of(values: dict) -> tuple[float, float]:
+def _rescale_of(values: dict[str, Any]) -> tuple[float, float]:
     s = values.get("rescale_slope")
     b = values.get("rescale_intercept")
     s = s[0] if s else 1.0
@@ -350,7 +369,7 @@ def _rescale_of(values: dict) -> tuple[float, float]:
     return (s if s != 0 else 1.0), b
 
 
-def _windows_of(values: dict) -> list:
+def _windows_of(values: dict[str, Any]) -> list[voi.Window]:
     return voi.windows_from(
         values.get("window_center"),
         values.get("window_width"),
@@ -359,7 +378,7 @@ def _windows_of(values: dict) -> list:
     )
 
 
-def _info(h: Header) -> dict:
+def _info(h: Header) -> dict[str, Any]:
     v = h.values
     keys = [
         "patient_id",
@@ -396,7 +415,7 @@ def _info(h: Header) -> dict:
 def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[tuple[str, str]]]:
     """Group headers into ImageStacks; returns (stacks, skipped [(path, reason)])."""
     skipped: list[tuple[str, str]] = []
-    singles: dict = {}
+    singles: dict[tuple[Any, ...], list[tuple[Header, PixelDesc]]] = {}
     stacks: list[ImageStack] = []
     for h in headers:
         if h.sop_class_uid in NON_IMAGE_SOP_CLASSES:
@@ -441,7 +460,7 @@ def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[t
 def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
     """Stack single-frame instances of one series."""
 
-    def sort_key(item):
+    def sort_key(item: tuple[Header, PixelDesc]) -> tuple[int, float, int, str, str]:
         h, _ = item
         proj = geometry.project(h.values.get("image_position"), h.values.get("image_orientation"))
         inst = h.values.get("instance_number")
@@ -499,7 +518,7 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
     ):
         shared, per_frame = _fg_from_dataset(ds, nframes)
     enhanced = bool(shared or per_frame)
-    per = []
+    per: list[_PerFrame] = []
     base_pos = _tuple(v.get("image_position"))
     base_ori = _tuple(v.get("image_orientation"))
     base_ps = geometry.in_plane_spacing(v.get("pixel_spacing"), v.get("imager_pixel_spacing"))
@@ -525,14 +544,14 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
             pos = tuple(p + gfov[i] * c for p, c in zip(base_pos, n))
         per.append((refs[i], pos, ori, ps, rs, wins, thick))
     # split by orientation (Enhanced objects may hold several stacks)
-    groups: dict = {}
+    groups: dict[tuple[float, ...] | None, list[_PerFrame]] = {}
     for item in per:
         groups.setdefault(geometry.orientation_key(item[2]), []).append(item)
     out = []
     for gi, items in enumerate(groups.values()):
         if enhanced:
             # order by position along the normal, stable on stored order
-            def key(it):
+            def key(it: _PerFrame) -> tuple[int, float, int]:
                 proj = geometry.project(it[1], it[2])
                 return (0 if proj is not None else 1, proj[0] if proj is not None else 0.0, it[0].index)
 
@@ -564,7 +583,13 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
 
 
 def _finish(
-    frames, desc: PixelDesc, dtype, info, multiframe: bool, fallback_spacing=None, geometric: bool = True
+    frames: list[Frame],
+    desc: PixelDesc,
+    dtype: np.dtype,
+    info: dict[str, Any],
+    multiframe: bool,
+    fallback_spacing: float | None = None,
+    geometric: bool = True,
 ) -> ImageStack:
     f0 = frames[0]
     samples = _out_samples(desc)
@@ -572,13 +597,16 @@ def _finish(
     shape = (desc.rows, desc.columns, samples) if rgb else (desc.rows, desc.columns)
     ps = f0.pixel_spacing or (1.0, 1.0)
     proj0 = geometry.project(f0.position, f0.orientation)
+    spacing: float | None
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
     spacing, uniform = None, True
     if len(frames) > 1:
         dists = None
         if geometric or not multiframe:
             projs = [geometry.project(f.position, f.orientation) for f in frames]
             if all(p is not None for p in projs):
-                dists = [p[0] for p in projs]
+                dists = [p[0] for p in cast("list[tuple[float, float, float]]", projs)]  # none is None
         if dists is not None:
             spacing, uniform = geometry.slice_spacing(dists, fallback_spacing)
         else:

@@ -9,6 +9,12 @@ private tags show their creator.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+    from pydicom.dataelem import DataElement
+    from pydicom.tag import BaseTag
 
 MAX_VALUE_CHARS = 120
 BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
@@ -26,7 +32,7 @@ class TagRow:
     element: object = None  # the pydicom DataElement (for lazy expansion)
 
 
-def read_header(path: str):
+def read_header(path: str) -> Dataset:
     """The header of a file (no pixel data), or of a DICOMweb instance given by its frame key."""
     import warnings
 
@@ -42,7 +48,7 @@ def read_header(path: str):
         return pydicom.dcmread(path, stop_before_pixels=True, force=True)
 
 
-def _private_creator(ds, tag) -> str:
+def _private_creator(ds: Dataset, tag: BaseTag) -> str:
     if not tag.is_private or tag.is_private_creator:
         return ""
     try:
@@ -51,7 +57,7 @@ def _private_creator(ds, tag) -> str:
         return ""
 
 
-def element_row(ds, el) -> TagRow:
+def element_row(ds: Dataset, el: DataElement) -> TagRow:
     tag = el.tag
     tag_s = f"({tag.group:04X},{tag.element:04X})"
     vr = str(el.VR)
@@ -76,7 +82,7 @@ def element_row(ds, el) -> TagRow:
     return TagRow(tag_s, vr, kw, shown, text, element=el)
 
 
-def _text(v) -> str:
+def _text(v: Any) -> str:
     if v is None:
         return ""
     from pydicom.multival import MultiValue
@@ -86,7 +92,7 @@ def _text(v) -> str:
     return str(v)
 
 
-def dataset_rows(ds) -> list[TagRow]:
+def dataset_rows(ds: Dataset) -> list[TagRow]:
     """Rows of a dataset's top-level elements (file meta first)."""
     rows = []
     meta = getattr(ds, "file_meta", None)
@@ -96,7 +102,7 @@ def dataset_rows(ds) -> list[TagRow]:
     return rows
 
 
-def frame_view(ds, stored_frame: int):
+def frame_view(ds: Dataset, stored_frame: int) -> Dataset:
     """For Enhanced objects: the dataset with only ``stored_frame``'s per-frame group item."""
     pf = ds.get("PerFrameFunctionalGroupsSequence")
     if not pf or stored_frame >= len(pf):

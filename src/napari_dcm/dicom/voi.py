@@ -7,7 +7,9 @@ napari-dcm shows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +35,9 @@ class Window:
         return c - w / 2, c + w / 2
 
 
-def windows_from(centers, widths, explanations=None, function: str | None = None) -> list[Window]:
+def windows_from(
+    centers: Any, widths: Any, explanations: Iterable[str] | None = None, function: str | None = None
+) -> list[Window]:
     """Pair up WindowCenter/WindowWidth values (multi-valued) into Windows."""
     if not centers or not widths:
         return []
@@ -70,7 +74,7 @@ def percentile_limits(frame: np.ndarray, low: float = 1.0, high: float = 99.0) -
     return lo, hi
 
 
-_INT_TYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64]
+_INT_TYPES: list[type[np.integer[Any]]] = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64]
 
 
 def smallest_int_dtype(lo: float, hi: float) -> np.dtype:
@@ -88,7 +92,7 @@ def stored_range(bits: int, signed: bool) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
-def rescaled_dtype(bits: int, signed: bool, rescales) -> np.dtype:
+def rescaled_dtype(bits: int, signed: bool, rescales: Iterable[tuple[float, float]]) -> np.dtype:
     """Smallest dtype holding ``slope*stored+intercept`` for every (slope, intercept)."""
     lo, hi = stored_range(bits, signed)
     rescales = list(rescales) or [(1.0, 0.0)]

@@ -8,22 +8,38 @@ descriptors, never open files, so the array pickles and computes on
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .decode import load_frame
 from .series import ImageStack
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def _load_chunk(ref, desc, transform, shape, dtype, strict):
+    import dask.array
+    from dask.typing import Key
+
+    from .imagepixel import PixelDesc
+    from .sources import FrameRef
+
+    Transform = Callable[[np.ndarray], np.ndarray] | None
+
+
+def _load_chunk(
+    ref: FrameRef, desc: PixelDesc, transform: Transform, shape: tuple[int, ...], dtype: str, strict: bool
+) -> np.ndarray:
     return load_frame(ref, desc, transform, shape, dtype, strict)[None]
 
 
-def _load_chunk_2d(ref, desc, transform, shape, dtype, strict):
+def _load_chunk_2d(
+    ref: FrameRef, desc: PixelDesc, transform: Transform, shape: tuple[int, ...], dtype: str, strict: bool
+) -> np.ndarray:
     return load_frame(ref, desc, transform, shape, dtype, strict)
 
 
-def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False):
+def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False) -> dask.array.Array:
     """A dask array (frames, rows, cols[, 3]) for ``stack``; 2D for one frame
     unless ``force_3d``."""
     import dask.array as da
@@ -43,8 +59,8 @@ def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False)
     zeros = (0,) * len(shape)
     if n == 1 and not force_3d:
         f = stack.frames[0]
-        dsk = {(name, *zeros): (_load_chunk_2d, f.ref, f.desc, f.transform, shape, dtype.str, strict)}
-        chunks = tuple((s,) for s in shape)
+        dsk: dict[Key, Any] = {(name, *zeros): (_load_chunk_2d, f.ref, f.desc, f.transform, shape, dtype.str, strict)}
+        chunks: tuple[tuple[int, ...], ...] = tuple((s,) for s in shape)
     else:
         dsk = {
             (name, i, *zeros): (_load_chunk, f.ref, f.desc, f.transform, shape, dtype.str, strict)
@@ -52,4 +68,4 @@ def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False)
         }
         chunks = ((1,) * n,) + tuple((s,) for s in shape)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
-    return da.Array(graph, name, chunks, dtype=dtype)
+    return da.Array(graph, name, chunks, dtype=dtype)  # type: ignore[no-untyped-call]  # dask.array.Array has no annotations

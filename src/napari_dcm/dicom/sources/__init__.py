@@ -16,13 +16,15 @@ Sources:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class EncodedFrame(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
     """The stored bytes of a frame and what they are.
 
     ``data`` holds ``nframes`` frames in ``transfer_syntax`` and the frame to

@@ -56,7 +56,7 @@ def pread_into(path: str, offset: int, n: int) -> np.ndarray:
     buf = np.empty(n, np.uint8)
     fd = os.open(path, os.O_RDONLY)
     try:
-        view = memoryview(buf)
+        view = memoryview(buf)  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ only for Python >= 3.12
         got = 0
         while got < n:
             k = os.preadv(fd, [view[got : got + MAX_PREAD]], offset + got)
