@@ -44,7 +44,6 @@ JPEG2000_SYNTAXES = {
 }
 JPEGLS_SYNTAXES = {_uid.JPEGLSLossless, _uid.JPEGLSNearLossless}
 JPEG_SYNTAXES = {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit, _uid.JPEGLossless, _uid.JPEGLosslessSV1}
-JPEG_SPECTRAL = "1.2.840.10008.1.2.4.53"  # retired, pydicom has no decoder
 DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"
 RLE = _uid.RLELossless
 

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("napari_dcm")
 
-DICOM_SUFFIXES = {".dcm", ".dicom", ".ima", ".dic"}
 _SKIP_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 PARALLEL_MIN_FILES = 400
 CHUNK = 500

@@ -56,9 +56,6 @@ class EmbedTable:
     rows: list[EmbedRow]
     source: str | None = None  # the CSV it came from
 
-    def by_key(self) -> dict[str, EmbedRow]:
-        return {r.key: r for r in self.rows}
-
 
 # --------------------------------------------------------------------------
 # paths

@@ -61,7 +61,6 @@ class Graphic:
     sop_uid: str = ""
     frames: list[int] | None = None  # 1-based ReferencedFrameNumber (None: every frame)
     layer: str = ""  # GSPS graphic layer / CAD category
-    style: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -307,7 +306,6 @@ def sr_regions(root: SrNode) -> list[tuple[Graphic, tuple[SrNode, ...]]]:
 SINGLE_IMAGE_FINDING = "111059"
 COMPOSITE_FEATURE = "111015"
 RENDERING_INTENT = "111056"
-PRESENTATION_REQUIRED = "111150"
 PRESENTATION_OPTIONAL = "111151"
 CERTAINTY = "111012"
 

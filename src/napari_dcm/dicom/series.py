@@ -107,10 +107,6 @@ class ImageStack:
     def display_to_stored(self) -> list[int]:
         return [f.ref.index for f in self.frames]
 
-    def stored_to_display(self) -> dict[tuple[str, int], int]:
-        """{(path, stored index): display index}."""
-        return {(f.ref.path, f.ref.index): i for i, f in enumerate(self.frames)}
-
 
 # --------------------------------------------------------------------------
 # pydicom datasets for the files the fast scan cannot describe alone

@@ -72,7 +72,7 @@ def metadata(stack: ImageStack) -> dict[str, Any]:
     f0 = frames[0]
     shown = frames[initial_frame(stack)]
     multiframe = stack.multiframe
-    d2s = [f.ref.index for f in frames]
+    d2s = stack.display_to_stored()
     md: dict[str, Any] = {
         keys.IMAGE: 1,
         keys.PATHS: stack.paths,
