@@ -16,6 +16,11 @@ def qt_main_window(viewer: Any) -> Any | None:
     Why: the close guard ("unexported ROI edits, close anyway?") must see the
     window's close request before napari tears the viewer down, and napari
     has no public "closing" event that can be refused.  Nothing else uses it.
+
+    How: napari's public ``viewer.window.main_menu`` is the main window's menu
+    bar, and Qt's ``QWidget.window()`` is the top-level window holding it (no
+    private napari attribute).
     """
     window = getattr(viewer, "window", None)
-    return getattr(window, "_qt_window", None) if window is not None else None
+    menu = getattr(window, "main_menu", None) if window is not None else None
+    return menu.window() if menu is not None else None

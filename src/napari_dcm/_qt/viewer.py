@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
+import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
 
 from .. import _notify
 from ..layers import LayerData, keys
+from . import state
+from .status import Image as DicomImage
 
-LAYER_TYPES = {"image": Image, "labels": Labels, "points": Points, "shapes": Shapes}
+LAYER_TYPES = {"image": DicomImage, "labels": Labels, "points": Points, "shapes": Shapes}
 
 
 # --------------------------------------------------------------------------
@@ -80,6 +84,53 @@ def center_sliders(viewer: Any) -> None:
     viewer.dims.current_step = tuple(int((n - 1) / 2) for n in viewer.dims.nsteps)
 
 
+def is_sr_document(item: Any) -> bool:
+    """Layer data that stands for a structured report (shown in the SR dock, never as a layer)."""
+    return keys.SR_DOCUMENT in LayerData.of(item).metadata
+
+
+def standalone_overlays(layers: list[Any]) -> list[Any]:
+    """Segmentations and parametric maps shown on their own (their source images are not loaded)."""
+    return [
+        l
+        for l in layers
+        if isinstance(l.metadata.get(keys.OVERLAY), dict) and l.metadata[keys.OVERLAY].get("standalone")
+    ]
+
+
+def make_layers(items: list[Any]) -> tuple[list[Any], list[bool], list[str]]:
+    """napari layers (hidden) for napari-dcm layer data: (layers, wanted visibility, SR document paths).
+
+    Images become :class:`napari_dcm._qt.status.Image` (a napari Image whose
+    status text has the pixel row/column, frame and value unit).
+    """
+    layers, shown, reports = [], [], []
+    for item in items:
+        if not item or item[0] is None:
+            continue
+        if is_sr_document(item):
+            reports.append(LayerData.of(item).metadata[keys.SR_DOCUMENT])
+            continue
+        t = LayerData.of(item)
+        kwargs = dict(t.kwargs)
+        visible = kwargs.pop("visible", True)
+        cls = LAYER_TYPES.get(t.layer_type)
+        if cls is None:
+            raise ValueError(f"unknown layer type {t.layer_type!r}")
+        layers.append(cls(t.data, visible=False, **kwargs))
+        shown.append(visible)
+    alone = standalone_overlays(layers)
+    if len(alone) > 1:  # unrelated objects would be piled into one canvas: show one, say so
+        for l in alone[:-1]:
+            shown[layers.index(l)] = False
+        _notify.warning(
+            f"napari-dcm: {len(alone)} segmentations / parametric maps whose images are not loaded "
+            f"were opened on their own; showing {alone[-1].name!r}, the others are hidden "
+            f"(tick them in the layer list): {', '.join(l.name for l in alone[:-1])}"
+        )
+    return layers, shown, reports
+
+
 def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
     """Add napari-dcm layer data to ``viewer`` (ROI controllers, key bindings, SR dock).
 
@@ -89,36 +140,121 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
     """
     from . import keys as keymod
 
-    added = []
-    shown = []
-    for item in layers:
-        if not item or item[0] is None:
-            continue
-        t = LayerData.of(item)
-        kwargs = dict(t.kwargs)
-        visible = kwargs.pop("visible", True)
-        cls = LAYER_TYPES.get(t.layer_type)
-        if cls is None:
-            raise ValueError(f"unknown layer type {t.layer_type!r}")
-        layer = cls(t.data, visible=False, **kwargs)
+    first = len(viewer.layers) == 0
+    added, shown, reports = make_layers(layers)
+    for layer in added:
         viewer.layers.append(layer)
-        added.append(layer)
-        shown.append(visible)
-        if t.layer_type == "shapes" and keys.ROI in layer.metadata:
+        if isinstance(layer, Shapes) and keys.ROI in layer.metadata:
             from .roi_dock import attach_controller
 
             attach_controller(viewer, layer)
-    if added and len(viewer.layers) == len(added):
+    if added and first:
         center_sliders(viewer)
     for layer, visible in zip(added, shown):
         layer.visible = visible
     if added:
         keymod.install(viewer)
-        if any(keys.SR_DOCUMENT in layer.metadata for layer in added):
-            from .sr_dock import sr_dock
-
-            sr_dock(viewer)
+        if first:
+            keep_whole_view(viewer)
+    if reports:
+        open_reports(viewer, reports)
     return added
+
+
+def open_reports(viewer: Any, paths: list[str]) -> None:
+    """Show structured reports in the SR dock (opened if needed)."""
+    st = state.of(viewer)
+    for p in paths:
+        if p not in st.sr_documents:
+            st.sr_documents.append(p)
+    from .sr_dock import sr_dock
+
+    sr_dock(viewer).refresh()
+
+
+def reader_layers(items: list[Any]) -> list[Any]:
+    """The npe2 reader's result: napari layers (not tuples), so images get napari-dcm's status text.
+
+    When napari adds them as the first layers of a viewer it slices frame 0
+    before centring the sliders; they are therefore made hidden and shown once
+    the last one is in (napari's own insert handler, which centres, runs first).
+    Structured reports go to the SR dock of the current viewer.
+    """
+    import napari
+
+    layers, shown, reports = make_layers(items)
+    viewer = napari.current_viewer()
+    if viewer is None or len(viewer.layers):
+        for layer, visible in zip(layers, shown):
+            layer.visible = visible
+    elif layers:
+        pending = {id(l): (l, v) for l, v in zip(layers, shown)}
+
+        def reveal(event: Any) -> None:
+            pending.pop(id(event.value), None)
+            if pending:
+                return
+            viewer.layers.events.inserted.disconnect(reveal)
+            for layer, visible in zip(layers, shown):
+                layer.visible = visible
+            keep_whole_view(viewer)
+
+        viewer.layers.events.inserted.connect(reveal)
+    if viewer is not None and reports:
+        open_reports(viewer, reports)
+    if not layers:
+        return [(None,)]
+    return layers
+
+
+# --------------------------------------------------------------------------
+# keeping the whole image in view
+
+
+def _camera_key(viewer: Any) -> tuple:
+    cam = viewer.scene.camera
+    return (tuple(round(float(v), 9) for v in cam.center), round(float(cam.zoom), 9), tuple(cam.angles))
+
+
+def whole_view(viewer: Any) -> bool:
+    """Whether the canvas shows every layer whole (as after napari's fit), in 2D."""
+    if viewer.canvas.grid.enabled or viewer.dims.ndisplay == 3 or not len(viewer.layers):
+        return True
+    ext = viewer.layers.extent.world[:, list(viewer.dims.displayed)]
+    # pixels are drawn from -0.5 to +0.5 around their centres
+    step = viewer.layers.extent.step[list(viewer.dims.displayed)]
+    lo, hi = ext[0] - step / 2, ext[1] + step / 2
+    cam = viewer.scene.camera
+    half = np.asarray(viewer.canvas.size, dtype=float) / float(cam.zoom) / 2
+    center = np.asarray(cam.center[-2:], dtype=float)
+    slack = 1.0 / float(cam.zoom)  # one screen pixel
+    return bool(np.all(lo >= center - half - slack) and np.all(hi <= center + half + slack))
+
+
+def keep_whole_view(viewer: Any) -> None:
+    """Keep the image whole when the canvas resizes: a dock taking its share of the
+    window, the window's first layout, a hanging.
+
+    When the canvas shows every layer whole now, the camera is refitted
+    (``viewer.fit_to_view``) on every canvas resize until someone moves the
+    camera (zoom, pan, a reset elsewhere).
+    """
+    st = state.of(viewer)
+    if not st.fit_watch:
+        ref = weakref.ref(viewer)
+
+        def on_resize(event: Any = None) -> None:
+            v = ref()
+            if v is None:
+                return
+            vs = state.of(v)
+            if vs.fit_camera is not None and vs.fit_camera == _camera_key(v):
+                v.fit_to_view()
+                vs.fit_camera = _camera_key(v)
+
+        viewer.canvas.events.size.connect(on_resize)
+        st.fit_watch = True
+    st.fit_camera = _camera_key(viewer) if whole_view(viewer) else None
 
 
 class _Progress:

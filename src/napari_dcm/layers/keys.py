@@ -27,6 +27,8 @@ SOP_INSTANCE_UIDS = "sop_instance_uids"  # of every display frame
 NUMBER_OF_FRAMES = "number_of_frames"  # multi-frame only
 WINDOWS = "windows"  # header windows of the first shown frame: [{"center","width","explanation","function"}]
 FRAME_WINDOWS = "frame_windows"  # per display frame, when frames differ (Enhanced objects)
+VALUE_UNIT = "value_unit"  # unit of the values after the modality LUT: "HU" for CT, else RescaleType (or "")
+PADDING = "padding"  # [low, high] modality values that are pixel padding (PixelPaddingValue / RangeLimit)
 
 
 class ImageMetadata(TypedDict, total=False):
@@ -48,6 +50,8 @@ class ImageMetadata(TypedDict, total=False):
     transfer_syntax: str
     notes: list[str]
     image_orientation: list[float]
+    value_unit: str
+    padding: list[float]
 
 
 def is_image(metadata: dict[str, Any]) -> bool:
