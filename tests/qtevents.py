@@ -63,8 +63,12 @@ def mouse_drag(viewer, p0, p1, steps: int = 5, qtbot=None) -> None:
 
 
 def mouse_move(viewer, p) -> None:
-    """Move the cursor (no button) to canvas pixel ``p``."""
+    """The cursor enters the canvas and moves (no button) to canvas pixel ``p``."""
+    from qtpy.QtGui import QEnterEvent
+
     w = canvas_widget(viewer)
+    local = QPointF(float(p[0]), float(p[1]))
+    QApplication.sendEvent(w, QEnterEvent(local, local, QPointF(w.mapToGlobal(local.toPoint()))))
     _mouse(w, QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)
 
 

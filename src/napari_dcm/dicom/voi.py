@@ -61,8 +61,8 @@ def without_padding(a: np.ndarray, padding: tuple[float, float] | None) -> np.nd
 
     ``padding`` is the inclusive [low, high] range of padding values in the units
     of ``a`` (from PixelPaddingValue / PixelPaddingRangeLimit).  Lossy compression
-    smears padding (-3024 HU comes back as -3340..-2700), so when the padding lies
-    below (above) the frame's median, values within a tenth of the way from the
+    smears padding (-3024 HU comes back as -3340..-2600), so when the padding lies
+    below (above) the frame's median, values within a fifth of the way from the
     padding to the median are taken as padding too.
     """
     if padding is None or a.size == 0:
@@ -71,9 +71,9 @@ def without_padding(a: np.ndarray, padding: tuple[float, float] | None) -> np.nd
     flat = np.asarray(a).ravel()
     med = float(np.median(flat))
     if hi < med:
-        return flat[flat > hi + 0.1 * (med - hi)]
+        return flat[flat > hi + 0.2 * (med - hi)]
     if lo > med:
-        return flat[flat < lo - 0.1 * (lo - med)]
+        return flat[flat < lo - 0.2 * (lo - med)]
     return flat[(flat < lo) | (flat > hi)]
 
 

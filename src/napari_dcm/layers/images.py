@@ -160,30 +160,45 @@ def _steps(n: int, s: float, t: float) -> int:
     return int((stop - start) / s) + 1
 
 
+def _exact_axis(n: int, s: float, t: float) -> tuple[float, float]:
+    """(scale, translate) within about 1e-12 mm of ``(s, t)`` whose extent napari divides
+    back into exactly ``n - 1`` steps.
+
+    The extent ``((n - 1) * s + t) - t`` loses low bits to the grid of the larger
+    operand (its unit in the last place ``g``, a power of two) and may come out a hair
+    short.  With scale and translate whole multiples of ``g`` every step is exact: the
+    sum and the difference are multiples of ``g`` that fit in 53 bits, the difference
+    gives ``(n - 1) * s`` back and the quotient is ``n - 1``.
+    """
+    cs = s
+    for _ in range(8):  # usually one or two ulps of the scale do, and change less
+        cs = float(np.nextafter(cs, np.inf if s > 0 else -np.inf))
+        if _steps(n, cs, t) == n:
+            return cs, t
+    span = (n - 1) * s
+    g = max(float(np.spacing(abs(t))), float(np.spacing(abs(span + t))), float(np.spacing(abs(span))))
+    for _ in range(4):  # a coarser grid if the sum lands in the next binade
+        cs, ct = round(s / g) * g, round(t / g) * g
+        if cs != 0 and _steps(n, cs, ct) == n:
+            return cs, ct
+        g *= 2
+    return s, t  # not found (never seen in tests): napari keeps its own count
+
+
 def exact_steps(shape: tuple[int, ...], scale: tuple[float, ...], translate: tuple[float, ...]) -> tuple:
-    """(scale, translate) nudged by a few ulps so napari makes exactly one slider step per sample.
+    """(scale, translate) adjusted in their last bits so napari makes exactly one slider step per sample.
 
     napari derives an axis' step count from its world extent divided by the
     scale and truncates: with a 24-slice stack at 3.7999995 mm the quotient is
-    22.9999999 and the last slice cannot be reached.  A change of a few units in
-    the last place (1e-15 mm) makes the division exact; the geometry is unchanged
-    for any practical purpose.
+    22.9999999 and the last slice cannot be reached.  Changes of at most 1e-9 of
+    the scale (usually one unit in the last place) and 1e-11 mm of the translate
+    make the division exact; the geometry is unchanged for any practical purpose.
     """
     out_s, out_t = list(scale), list(translate)
     for ax, (n, s, t) in enumerate(zip(shape, scale, translate)):
         if n < 2 or s == 0 or _steps(n, s, t) == n:
             continue
-        cs = ct = None
-        up = np.inf if s > 0 else -np.inf
-        for _ in range(256):  # first the scale, then the translate, one ulp further each round
-            cs = float(np.nextafter(s if cs is None else cs, up))
-            if _steps(n, cs, t) == n:
-                out_s[ax] = cs
-                break
-            ct = float(np.nextafter(t if ct is None else ct, np.inf))
-            if _steps(n, s, ct) == n:
-                out_t[ax] = ct
-                break
+        out_s[ax], out_t[ax] = _exact_axis(n, s, t)
     return tuple(out_s), tuple(out_t)
 
 
