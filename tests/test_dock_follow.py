@@ -10,7 +10,6 @@ import pytest
 
 import napari_dcm
 from napari_dcm._qt import dicom_dock as dd
-from napari_dcm._qt import roi_dock
 from napari_dcm._qt import sr_dock as srd
 from napari_dcm._qt.roi_controller import SCREEN_EDGE_PX
 from napari_dcm._qt.window import WindowLevelMode, current_frame, frame_windows, value_range
