@@ -62,7 +62,6 @@ def test_corpus_untouched(fuzz_report):
     assert fuzz_report["corpus_modified"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="placeholder, set after the first run")
 def test_no_crashes(fuzz_report):
     assert fuzz_report["summary"]["classes"]["crash"] == 0, _listing(fuzz_report, "crash")
 

@@ -387,7 +387,7 @@ def _fault_stacks(log: str) -> list[str]:
                     frames.append(f"{_short(nxt.split(chr(34))[1])}:{nxt.split(' in ')[-1]}:{nxt.split('line ')[1].split()[0]}")
                 except IndexError:
                     frames.append(nxt)
-            out.append(" <- ".join(frames[:6]))
+            out.append(" <- ".join(frames))
     return out
 
 
@@ -426,6 +426,26 @@ def probe(path: str, timeout: float = 30.0, mem_limit: int = 4 << 30) -> dict:
                 "time": time.monotonic() - start}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+_IDLE = ("threading.py", "queue.py", "concurrent/futures", "dask/local.py", "dask/threaded.py", "dask/base.py")
+
+
+def hang_signature(stacks: list[str]) -> str:
+    """Where a hung child was busy: the innermost frame of the first thread that is not
+    waiting on a queue, and the innermost napari_dcm frame of that thread."""
+    busy = [s for s in stacks if s and not s.split(" <- ")[0].startswith(_IDLE)]
+    busy.sort(key=lambda s: "napari_dcm/" not in s)
+    if not busy:
+        return "hang"
+    frames = busy[0].split(" <- ")
+    i = next((k for k, f in enumerate(frames) if f.startswith("napari_dcm/")), None)
+    if i is None:
+        return f"hang in {frames[0]}"
+    if i == 0:
+        return f"hang in {frames[0]}"
+    entry = frames[i - 1].rsplit(":", 1)[0]  # the library call napari_dcm made (no line: it varies)
+    return f"hang in {entry} (called from {frames[i]})"
 
 
 def classify(m, res: dict | None, status: str, ref: dict | None) -> tuple[str, str]:
@@ -636,6 +656,7 @@ def _record(job: Job, res, status, elapsed, log, refs, manifest, slow) -> dict:
         rec["log_tail"] = log[-1500:]
     if cls == "hang":
         rec["stacks"] = _fault_stacks(log)
+        rec["signature"] = hang_signature(rec["stacks"])
     if cls in ("crash", "foreign_exception", "memory_error") and log:
         rec.setdefault("log_tail", log[-800:])
     return rec
