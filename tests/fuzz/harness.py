@@ -343,7 +343,7 @@ def _spawn(target: str, workdir: str, tag: str, mem_limit: int) -> tuple[int, st
     return pid, result_file, log_file
 
 
-def _log_tail(log_file: str, n: int = 4000) -> str:
+def _log_tail(log_file: str, n: int = 200_000) -> str:
     try:
         with open(log_file, "rb") as fh:
             fh.seek(0, 2)
