@@ -45,25 +45,25 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-import zlib  # noqa: E402
-from collections import Counter, defaultdict  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import hashlib
+import json
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make "tests.fuzz" importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.fuzz"
 
-from . import mutate  # noqa: E402
+from . import mutate
 
 # the checkout's own napari_dcm, whatever is installed
 _SRC = mutate.REPO / "src"
@@ -133,17 +133,17 @@ def corpus_digest(root: Path) -> dict:
 
 def _preload() -> None:
     """Import everything a read may need, once, before forking."""
-    import dask  # noqa: F401
+    import dask
     import dask.array  # noqa: F401
     import numpy  # noqa: F401
-    import pydicom  # noqa: F401
-    import pydicom.fileset  # noqa: F401
+    import pydicom
+    import pydicom.fileset
     import pydicom.pixels  # noqa: F401
 
     import napari_dcm
-    import napari_dcm._layers  # noqa: F401
-    import napari_dcm._overlays  # noqa: F401
-    import napari_dcm.api  # noqa: F401
+    import napari_dcm._layers
+    import napari_dcm._overlays
+    import napari_dcm.api
     from napari_dcm.dicom import codecs, decode, discovery, frames, overlays, series  # noqa: F401
 
     for mod in ("imagecodecs", "pylibjpeg", "openjpeg", "libjpeg", "jpeg_ls", "rle", "rle.utils", "highdicom"):

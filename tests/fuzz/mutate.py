@@ -493,7 +493,7 @@ def _frame_ranges(info: Info) -> list[tuple[int, int]]:
 
 def op_header_flip(m, src, mdir, rng):
     data, info = _load(src)
-    lo = info.meta_start if info.meta_start >= 0 else 0
+    lo = max(info.meta_start, 0)
     hi = info.header_end
     if hi - lo < 16:
         raise NotApplicable("no header")
