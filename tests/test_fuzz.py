@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import REPO
 from fuzz import harness, mutate
 
@@ -31,8 +32,24 @@ CI_MEM_GIB = 4  # RLIMIT_AS of each child
 def fuzz_report(corpus, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("fuzz") / "report.json"
     env = dict(os.environ, NAPARI_DCM_CORPUS=str(corpus), PYTHONPATH=str(REPO / "src"))
-    cmd = [sys.executable, "-m", "tests.fuzz.harness", "--n", str(CI_N), "--seed", str(CI_SEED), "--jobs", "2",
-           "--timeout", str(CI_TIMEOUT), "--mem", str(CI_MEM_GIB), "--quiet", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.fuzz.harness",
+        "--n",
+        str(CI_N),
+        "--seed",
+        str(CI_SEED),
+        "--jobs",
+        "2",
+        "--timeout",
+        str(CI_TIMEOUT),
+        "--mem",
+        str(CI_MEM_GIB),
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     print(proc.stdout)  # the summary table, shown with -s or on failure
@@ -65,11 +82,15 @@ def test_no_crashes(fuzz_report):
     assert fuzz_report["summary"]["classes"]["crash"] == 0, _listing(fuzz_report, "crash")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known hangs (tests/fuzz/FINDINGS.md H1-H4): DICOMDIR record-offset loops make pydicom's FileSet "
-    "loop for ever (discovery.dicomdir_files); deflated datasets / Deflated Image Frames inflate "
-    "without a bound (scan._scan, frames.inflate_dataset, decode.decode_codestream); 2 GiB frames/"
-    "fragments are accepted (series.check_size, frames.pread)"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known hangs (tests/fuzz/FINDINGS.md H1-H4): DICOMDIR record-offset loops make pydicom's FileSet "
+        "loop for ever (discovery.dicomdir_files); deflated datasets / Deflated Image Frames inflate "
+        "without a bound (scan._scan, frames.inflate_dataset, decode.decode_codestream); 2 GiB frames/"
+        "fragments are accepted (series.check_size, frames.pread)"
+    ),
+)
 def test_no_hangs(fuzz_report):
     assert fuzz_report["summary"]["classes"]["hang"] == 0, _listing(fuzz_report, "hang")
 

@@ -63,6 +63,8 @@ if __package__ in (None, ""):  # run as a script: make "tests.fuzz" importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.fuzz"
 
+import contextlib
+
 from . import mutate
 
 # the checkout's own napari_dcm, whatever is installed
@@ -70,8 +72,18 @@ _SRC = mutate.REPO / "src"
 if (_SRC / "napari_dcm").is_dir() and str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
 
-CLASSES = ["crash", "hang", "memory_error", "foreign_exception", "lost_warning", "silent_garbage",
-           "silent_blank", "blank_warned", "typed_error", "ok"]
+CLASSES = [
+    "crash",
+    "hang",
+    "memory_error",
+    "foreign_exception",
+    "lost_warning",
+    "silent_garbage",
+    "silent_blank",
+    "blank_warned",
+    "typed_error",
+    "ok",
+]
 FAILURES = ["crash", "hang", "memory_error", "foreign_exception", "lost_warning", "silent_garbage", "silent_blank"]
 SILENT_BLANK_OPS = {"truncate", "fragment", "pixel_flip"}
 
@@ -124,7 +136,11 @@ def tree_digest(root: str) -> dict:
 
 
 def corpus_digest(root: Path) -> dict:
-    return {r["path"]: file_digest(str(root / r["path"])) for r in mutate.manifest_rows(root) if (root / r["path"]).is_file()}
+    return {
+        r["path"]: file_digest(str(root / r["path"]))
+        for r in mutate.manifest_rows(root)
+        if (root / r["path"]).is_file()
+    }
 
 
 # --------------------------------------------------------------------------
@@ -141,23 +157,20 @@ def _preload() -> None:
     import pydicom.pixels  # noqa: F401
 
     import napari_dcm
-    import napari_dcm._layers
-    import napari_dcm._overlays
     import napari_dcm.api
-    from napari_dcm.dicom import codecs, decode, discovery, frames, overlays, series  # noqa: F401
+    import napari_dcm.layers.images
+    import napari_dcm.layers.overlays  # noqa: F401
+    from napari_dcm.dicom import codecs, decode, discovery, overlays, series  # noqa: F401
+    from napari_dcm.dicom.sources import file  # noqa: F401
 
     for mod in ("imagecodecs", "pylibjpeg", "openjpeg", "libjpeg", "jpeg_ls", "rle", "rle.utils", "highdicom"):
-        try:
+        with contextlib.suppress(Exception):
             __import__(mod)
-        except Exception:
-            pass
     from pydicom.pixels import get_decoder
 
     for ts in mutate.SWAP_SYNTAXES:
-        try:
+        with contextlib.suppress(Exception):
             get_decoder(ts)
-        except Exception:
-            pass
     assert napari_dcm
 
 
@@ -184,13 +197,16 @@ def _short(filename: str) -> str:
     for key in ("napari_dcm/", "site-packages/", "lib/python3"):
         i = filename.rfind(key)
         if i >= 0:
-            return filename[i + (0 if key == "napari_dcm/" else len(key)):]
+            return filename[i + (0 if key == "napari_dcm/" else len(key)) :]
     return filename
 
 
 def _exc_record(exc: BaseException) -> dict:
-    rec = {"type": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc)[:500],
-           "mro": [c.__name__ for c in type(exc).__mro__]}
+    rec = {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc)[:500],
+        "mro": [c.__name__ for c in type(exc).__mro__],
+    }
     rec.update(_where(exc.__traceback__))
     cause = exc.__cause__ or exc.__context__
     if cause is not None:
@@ -213,8 +229,14 @@ def child_run(path: str) -> dict:
     reports = res["reports"]
 
     def handler(err):
-        reports.append({"type": type(err).__name__, "reason": str(getattr(err, "reason", err))[:400],
-                        "frame": getattr(err, "frame", None), "cause": _cause_of(err)})
+        reports.append(
+            {
+                "type": type(err).__name__,
+                "reason": str(getattr(err, "reason", err))[:400],
+                "frame": getattr(err, "frame", None),
+                "cause": _cause_of(err),
+            }
+        )
 
     decode.add_error_handler(handler)
     t0 = time.perf_counter()
@@ -224,7 +246,7 @@ def child_run(path: str) -> dict:
             layers = napari_dcm.read(path)
             res["t_read"] = time.perf_counter() - t0
             res["phase"] = "frames"
-            for li, (data, kw, kind) in enumerate(layers):
+            for _li, (data, kw, kind) in enumerate(layers):
                 if kind != "image":
                     res["layers"].append({"kind": kind})
                     continue
@@ -243,12 +265,16 @@ def child_run(path: str) -> dict:
                 lay["t_frames"] = time.perf_counter() - t1
                 for k, arr in zip(ks, arrays):
                     arr = np.asarray(arr)
-                    lay["frames"].append({
-                        "k": k, "stored": d2s[k] if k < len(d2s) else k,
-                        "path": fpaths[k] if k < len(fpaths) else None,
-                        "blank": not bool(arr.any()), "crc": zlib.crc32(np.ascontiguousarray(arr).tobytes()),
-                        "shape": list(arr.shape),
-                    })
+                    lay["frames"].append(
+                        {
+                            "k": k,
+                            "stored": d2s[k] if k < len(d2s) else k,
+                            "path": fpaths[k] if k < len(fpaths) else None,
+                            "blank": not bool(arr.any()),
+                            "crc": zlib.crc32(np.ascontiguousarray(arr).tobytes()),
+                            "shape": list(arr.shape),
+                        }
+                    )
             res["kind"] = "ok"
         except napari_dcm.DicomError as exc:
             res["kind"] = "typed_error"
@@ -299,10 +325,8 @@ def _child_main(path: str, result_file: str, log_file: str, mem_limit: int) -> N
             json.dump(res, fh)
         os.rename(tmp, result_file)
     except BaseException:  # noqa: BLE001
-        try:
+        with contextlib.suppress(BaseException):
             traceback.print_exc()
-        except BaseException:  # noqa: BLE001
-            pass
         code = 3
     finally:
         try:
@@ -336,10 +360,8 @@ def _spawn(target: str, workdir: str, tag: str, mem_limit: int) -> tuple[int, st
     pid = os.fork()
     if pid == 0:
         _child_main(target, result_file, log_file, mem_limit)
-    try:
+    with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
-    except OSError:
-        pass
     return pid, result_file, log_file
 
 
@@ -384,7 +406,9 @@ def _fault_stacks(log: str) -> list[str]:
                 if not nxt.startswith("File "):
                     break
                 try:
-                    frames.append(f"{_short(nxt.split(chr(34))[1])}:{nxt.split(' in ')[-1]}:{nxt.split('line ')[1].split()[0]}")
+                    frames.append(
+                        f"{_short(nxt.split(chr(34))[1])}:{nxt.split(' in ')[-1]}:{nxt.split('line ')[1].split()[0]}"
+                    )
                 except IndexError:
                     frames.append(nxt)
             out.append(" <- ".join(frames))
@@ -422,8 +446,13 @@ def probe(path: str, timeout: float = 30.0, mem_limit: int = 4 << 30) -> dict:
             status = f"crash: exit {os.WEXITSTATUS(st)} without a result"
         else:
             status = "done"
-        return {"status": status, "result": res, "stacks": _fault_stacks(log) if timed_out else [], "log": log,
-                "time": time.monotonic() - start}
+        return {
+            "status": status,
+            "result": res,
+            "stacks": _fault_stacks(log) if timed_out else [],
+            "log": log,
+            "time": time.monotonic() - start,
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -468,9 +497,12 @@ def classify(m, res: dict | None, status: str, ref: dict | None) -> tuple[str, s
     if not reports and m is not None:
         target = os.path.basename(m.path)
         imp = set(m.impossible_frames or [])
-        for li, f in frames:
+        for _li, f in frames:
             if imp and f["stored"] in imp and (f.get("path") and os.path.basename(f["path"]) == target):
-                return "silent_garbage", f"{m.op}: destroyed frame {f['stored']} returned without a report ({'blank' if f['blank'] else 'non-blank'})"
+                return (
+                    "silent_garbage",
+                    f"{m.op}: destroyed frame {f['stored']} returned without a report ({'blank' if f['blank'] else 'non-blank'})",
+                )
         if ref and ref.get("kind") == "ok" and m.op in SILENT_BLANK_OPS:
             rl = ref.get("layers") or []
             for li, f in frames:
@@ -494,9 +526,20 @@ def _reason_head(msg: str) -> str:
     return msg[:140]
 
 
-def run(ids: list[str], *, jobs: int = 2, timeout: float = 30.0, mem_limit: int = 4 << 30, slow: float = 5.0,
-        workdir: str | None = None, root: Path | None = None, keep: bool = False, references: bool = True,
-        limit: int | None = None, progress=None) -> dict:
+def run(
+    ids: list[str],
+    *,
+    jobs: int = 2,
+    timeout: float = 30.0,
+    mem_limit: int = 4 << 30,
+    slow: float = 5.0,
+    workdir: str | None = None,
+    root: Path | None = None,
+    keep: bool = False,
+    references: bool = True,
+    limit: int | None = None,
+    progress=None,
+) -> dict:
     """Run mutants ``ids`` (those not applicable to their source are skipped, and the
     next ids are taken until ``limit`` ran); return the report."""
     root = root or mutate.corpus_root()
@@ -566,15 +609,11 @@ def run(ids: list[str], *, jobs: int = 2, timeout: float = 30.0, mem_limit: int 
             if not job.timed_out and now - job.start > timeout:
                 job.timed_out = True
                 job.usr1_sent = now
-                try:
-                    os.killpg(pid, signal.SIGUSR1)  # faulthandler: dump every thread's stack
-                except OSError:
-                    pass
+                with contextlib.suppress(OSError):  # faulthandler: dump every thread's stack
+                    os.killpg(pid, signal.SIGUSR1)
             elif job.timed_out and now - job.usr1_sent > 1.0:
-                try:
+                with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
         while True:
             try:
                 pid, st = os.waitpid(-1, os.WNOHANG)
@@ -585,10 +624,8 @@ def run(ids: list[str], *, jobs: int = 2, timeout: float = 30.0, mem_limit: int 
             job = running.pop(pid, None)
             if job is None:
                 continue
-            try:  # the child's own children (none expected) go too
+            with contextlib.suppress(OSError):  # the child's own children (none expected) go too
                 os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
             elapsed = time.monotonic() - job.start
             res = None
             if os.path.exists(job.result_file):
@@ -619,9 +656,17 @@ def run(ids: list[str], *, jobs: int = 2, timeout: float = 30.0, mem_limit: int 
     corpus_after = corpus_digest(root)
     changed = sorted(p for p in corpus_before if corpus_before[p] != corpus_after.get(p))
     report = {
-        "ids": len(ids), "ran": len(results), "mutant_ids": [r["id"] for r in results], "not_applicable": skipped, "timeout": timeout, "mem_limit": mem_limit,
-        "slow_threshold": slow, "jobs": jobs, "wall_s": round(time.time() - t_start, 1),
-        "corpus_files_checked": len(corpus_before), "corpus_modified": changed,
+        "ids": len(ids),
+        "ran": len(results),
+        "mutant_ids": [r["id"] for r in results],
+        "not_applicable": skipped,
+        "timeout": timeout,
+        "mem_limit": mem_limit,
+        "slow_threshold": slow,
+        "jobs": jobs,
+        "wall_s": round(time.time() - t_start, 1),
+        "corpus_files_checked": len(corpus_before),
+        "corpus_modified": changed,
         "references": {k: (v or {}).get("kind") for k, v in refs.items()},
         "results": results,
     }
@@ -638,10 +683,16 @@ def _record(job: Job, res, status, elapsed, log, refs, manifest, slow) -> dict:
     after = tree_digest(m.root)
     modified = sorted(k for k in set(job.before) | set(after) if job.before.get(k) != after.get(k))
     rec = {
-        "id": m.id, "op": m.op, "source": m.source, "note": m.note,
+        "id": m.id,
+        "op": m.op,
+        "source": m.source,
+        "note": m.note,
         "ts": (manifest.get(m.source) or {}).get("transfer_syntax", ""),
-        "class": cls, "signature": sig, "time": round(elapsed, 3),
-        "slow": elapsed > slow, "input_modified": modified,
+        "class": cls,
+        "signature": sig,
+        "time": round(elapsed, 3),
+        "slow": elapsed > slow,
+        "input_modified": modified,
     }
     if res is not None:
         rec["t_read"] = round(res.get("t_read", 0.0), 3)
@@ -649,8 +700,10 @@ def _record(job: Job, res, status, elapsed, log, refs, manifest, slow) -> dict:
         for k in ("error", "reports", "warnings"):
             if res.get(k):
                 rec[k] = res[k] if k != "reports" else res[k][:3]
-        rec["layers"] = [{k: v for k, v in lay.items() if k != "frames"} | {"blank": [f["blank"] for f in lay.get("frames", [])]}
-                         for lay in res.get("layers") or []]
+        rec["layers"] = [
+            {k: v for k, v in lay.items() if k != "frames"} | {"blank": [f["blank"] for f in lay.get("frames", [])]}
+            for lay in res.get("layers") or []
+        ]
     if cls == "crash":
         rec["fault_top"] = _fault_top(log)
         rec["log_tail"] = log[-1500:]
@@ -693,8 +746,11 @@ def summarize(report: dict) -> dict:
 def print_summary(report: dict, file=sys.stdout) -> None:
     s = report["summary"]
     n = report["ran"]
-    print(f"\nnapari-dcm fuzz: {n} mutants ({len(report['not_applicable'])} not applicable), jobs={report['jobs']}, "
-          f"timeout={report['timeout']}s, RLIMIT_AS={report['mem_limit'] >> 20} MiB, wall {report['wall_s']} s", file=file)
+    print(
+        f"\nnapari-dcm fuzz: {n} mutants ({len(report['not_applicable'])} not applicable), jobs={report['jobs']}, "
+        f"timeout={report['timeout']}s, RLIMIT_AS={report['mem_limit'] >> 20} MiB, wall {report['wall_s']} s",
+        file=file,
+    )
     print(f"{'outcome':<20}{'count':>7}{'share':>8}", file=file)
     for c in CLASSES:
         k = s["classes"][c]
@@ -744,10 +800,22 @@ def main(argv=None) -> int:
         if a.quiet or rec is None:
             return
         if rec["class"] in FAILURES or done % 100 == 0:
-            print(f"[{done}/{total} {time.time() - t0:.0f}s] {rec['class']}: {rec['id']} {rec['signature'][:100]}", flush=True)
+            print(
+                f"[{done}/{total} {time.time() - t0:.0f}s] {rec['class']}: {rec['id']} {rec['signature'][:100]}",
+                flush=True,
+            )
 
-    report = run(ids, jobs=a.jobs, timeout=a.timeout, mem_limit=int(a.mem * 2**30), slow=a.slow,
-                 workdir=a.workdir, keep=a.keep, limit=None if a.id else a.n, progress=progress)
+    report = run(
+        ids,
+        jobs=a.jobs,
+        timeout=a.timeout,
+        mem_limit=int(a.mem * 2**30),
+        slow=a.slow,
+        workdir=a.workdir,
+        keep=a.keep,
+        limit=None if a.id else a.n,
+        progress=progress,
+    )
     report["seed"] = a.seed
     report["n"] = a.n
     if a.out:

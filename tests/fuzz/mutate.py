@@ -17,6 +17,7 @@ Command line (prints the mutant's path)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
@@ -38,18 +39,55 @@ EXPLICIT_BE = "1.2.840.10008.1.2.2"
 DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"
 # syntaxes a swap may put into the file meta
 SWAP_SYNTAXES = [
-    IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE,
-    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.53", "1.2.840.10008.1.2.4.57",
-    "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90",
-    "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.203", "1.2.840.10008.1.2.5",
-    DEFLATED_IMAGE_FRAME, "1.2.840.10008.1.2.4.100", "1.2.3.4.5.6", "",
+    IMPLICIT_LE,
+    EXPLICIT_LE,
+    DEFLATED_LE,
+    EXPLICIT_BE,
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.53",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.203",
+    "1.2.840.10008.1.2.5",
+    DEFLATED_IMAGE_FRAME,
+    "1.2.840.10008.1.2.4.100",
+    "1.2.3.4.5.6",
+    "",
 ]
 
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
-VALID_VRS = sorted(LONG_VRS | {
-    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
-    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
-})
+VALID_VRS = sorted(
+    LONG_VRS
+    | {
+        b"AE",
+        b"AS",
+        b"AT",
+        b"CS",
+        b"DA",
+        b"DS",
+        b"DT",
+        b"FL",
+        b"FD",
+        b"IS",
+        b"LO",
+        b"LT",
+        b"PN",
+        b"SH",
+        b"SL",
+        b"SS",
+        b"ST",
+        b"TM",
+        b"UI",
+        b"UL",
+        b"US",
+    }
+)
 
 # Image Pixel module targets of the "dimension" operator
 ROWS, COLUMNS, FRAMES = 0x00280010, 0x00280011, 0x00280008
@@ -193,10 +231,8 @@ def walk(data: bytes) -> Info:
     i = info.top(FRAMES)
     if i >= 0:
         e = info.elems[i]
-        try:
+        with contextlib.suppress(ValueError):
             info.values["frames"] = int(data[e.voff : e.voff + e.length].strip(b" \x00") or b"1")
-        except ValueError:
-            pass
     return info
 
 
@@ -597,8 +633,13 @@ def op_bad_length(m, src, mdir, rng):
     cur = e.length if e.length != UNDEFINED else 0
     maxv = 0xFFFF if e.len_size == 2 else 0xFFFFFFFF
     v = {
-        "zero": 0, "odd": cur | 1, "plus2": cur + 2, "minus2": max(0, cur - 2),
-        "undefined": UNDEFINED, "huge": 0x7FFFFFF0, "past_eof": len(data) - e.voff + rng.randint(1, 4096),
+        "zero": 0,
+        "odd": cur | 1,
+        "plus2": cur + 2,
+        "minus2": max(0, cur - 2),
+        "undefined": UNDEFINED,
+        "huge": 0x7FFFFFF0,
+        "past_eof": len(data) - e.voff + rng.randint(1, 4096),
         "max_short": 0xFFFF,
     }[kind]
     v = min(v, maxv)
@@ -637,12 +678,39 @@ def _dimension_value(rng, tag, info) -> bytes | int:
     frames = info.values.get("frames") or 1
     bits = info.values.get("bits") or 16
     if tag == FRAMES:
-        return rng.choice([b"0", b"1", b"65535", str(frames + 1).encode(), str(frames * 2).encode(),
-                           str(max(1, frames - 1)).encode(), b"-1", b"2147483647", b"99999999999", b"abc",
-                           b"1.5", b"", b"1e9", b"3\\4"])
+        return rng.choice(
+            [
+                b"0",
+                b"1",
+                b"65535",
+                str(frames + 1).encode(),
+                str(frames * 2).encode(),
+                str(max(1, frames - 1)).encode(),
+                b"-1",
+                b"2147483647",
+                b"99999999999",
+                b"abc",
+                b"1.5",
+                b"",
+                b"1e9",
+                b"3\\4",
+            ]
+        )
     if tag == PHOTO:
-        return rng.choice([b"RGB", b"MONOCHROME1", b"MONOCHROME2", b"PALETTE COLOR", b"YBR_FULL_422",
-                           b"YBR_FULL", b"YBR_RCT", b"YBR_ICT", b"XYZ", b""])
+        return rng.choice(
+            [
+                b"RGB",
+                b"MONOCHROME1",
+                b"MONOCHROME2",
+                b"PALETTE COLOR",
+                b"YBR_FULL_422",
+                b"YBR_FULL",
+                b"YBR_RCT",
+                b"YBR_ICT",
+                b"XYZ",
+                b"",
+            ]
+        )
     common = [0, 1, 65535]
     per = {
         ROWS: [rows * 2, rows // 2, rows + 1, cols, 65000, 46341, 32768],
@@ -659,8 +727,11 @@ def _dimension_value(rng, tag, info) -> bytes | int:
 
 def op_dimension(m, src, mdir, rng):
     data, info = _load(src)
-    targets = [t for t in (ROWS, COLUMNS, BITS_ALLOC, BITS_STORED, HIGH_BIT, SPP, FRAMES, PIXREP, PLANAR, PHOTO)
-               if info.top(t) >= 0]
+    targets = [
+        t
+        for t in (ROWS, COLUMNS, BITS_ALLOC, BITS_STORED, HIGH_BIT, SPP, FRAMES, PIXREP, PLANAR, PHOTO)
+        if info.top(t) >= 0
+    ]
     if not targets or info.pixel < 0:
         raise NotApplicable("no Image Pixel elements")
     notes = []
@@ -689,9 +760,31 @@ def op_dimension(m, src, mdir, rng):
     _write(m, mdir, src, out)
 
 
-_ESSENTIAL = [ROWS, COLUMNS, BITS_ALLOC, BITS_STORED, SPP, PIXREP, PHOTO, FRAMES, TS_TAG, 0x00020000,
-              0x00080016, 0x0020000E, 0x00280030, 0x00200032, 0x00200037, 0x00281052, 0x00281053, 0x52009229,
-              0x52009230, 0x00281201, 0x00281101, 0x7FE00010, 0x00283000]
+_ESSENTIAL = [
+    ROWS,
+    COLUMNS,
+    BITS_ALLOC,
+    BITS_STORED,
+    SPP,
+    PIXREP,
+    PHOTO,
+    FRAMES,
+    TS_TAG,
+    0x00020000,
+    0x00080016,
+    0x0020000E,
+    0x00280030,
+    0x00200032,
+    0x00200037,
+    0x00281052,
+    0x00281053,
+    0x52009229,
+    0x52009230,
+    0x00281201,
+    0x00281101,
+    0x7FE00010,
+    0x00283000,
+]
 
 
 def op_delete_element(m, src, mdir, rng):
@@ -716,9 +809,24 @@ def op_fragment(m, src, mdir, rng):
     frags = [info.elems[i] for i in info.frags[1:]]
     e = "<" if info.little else ">"
     nframes = info.values.get("frames") or 1
-    kind = rng.choice(["frag_length", "frag_tag", "no_delimiter", "drop_fragment", "dup_fragment",
-                       "bot_garbage", "bot_odd_length", "bot_descending", "bot_mid_fragment", "bot_huge",
-                       "eot_insert", "eot_mismatch", "empty_fragment", "fragment_swap"])
+    kind = rng.choice(
+        [
+            "frag_length",
+            "frag_tag",
+            "no_delimiter",
+            "drop_fragment",
+            "dup_fragment",
+            "bot_garbage",
+            "bot_odd_length",
+            "bot_descending",
+            "bot_mid_fragment",
+            "bot_huge",
+            "eot_insert",
+            "eot_mismatch",
+            "empty_fragment",
+            "fragment_swap",
+        ]
+    )
     out = data
     if kind == "frag_length":
         f = rng.choice(frags)
@@ -778,7 +886,13 @@ def op_fragment(m, src, mdir, rng):
         else:
             offs = (rel + rel)[: max(1, nframes - 1)]  # one entry short
         eot = element_bytes(EOT_TAG, b"OV", struct.pack(f"{e}{len(offs)}Q", *offs), info.little, info.explicit)
-        lens = element_bytes(EOT_LENGTHS_TAG, b"OV", struct.pack(f"{e}{len(offs)}Q", *[rng.randrange(1 << 34) for _ in offs]), info.little, info.explicit)
+        lens = element_bytes(
+            EOT_LENGTHS_TAG,
+            b"OV",
+            struct.pack(f"{e}{len(offs)}Q", *[rng.randrange(1 << 34) for _ in offs]),
+            info.little,
+            info.explicit,
+        )
         out = data[: px.off] + eot + lens + data[px.off :]
         note = f"extended offset table inserted ({kind}) {offs[:4]}"
     else:
@@ -791,7 +905,11 @@ def op_unterminated_sequence(m, src, mdir, rng):
     data, info = _load(src)
     delims = [i for i, e in enumerate(info.elems) if e.kind in ("seq_delim", "item_delim")]
     seqs = [i for i, e in enumerate(info.elems) if e.kind == "seq" and e.length != UNDEFINED]
-    items = [i for i, e in enumerate(info.elems) if e.kind == "item" and e.length != UNDEFINED and e.depth > 0 and i not in info.frags]
+    items = [
+        i
+        for i, e in enumerate(info.elems)
+        if e.kind == "item" and e.length != UNDEFINED and e.depth > 0 and i not in info.frags
+    ]
     choices = []
     if delims:
         choices.append("drop_delimiter")
@@ -817,7 +935,9 @@ def op_unterminated_sequence(m, src, mdir, rng):
         out = data[: it.len_off] + _pack_len(it, UNDEFINED) + data[it.len_off + 4 :]
         note = f"item at {it.off} given undefined length, no delimiter"
     else:
-        opened = [info.elems[i] for i in seqs] + [info.elems[info.elems[i].parent] for i in delims if info.elems[i].parent >= 0]
+        opened = [info.elems[i] for i in seqs] + [
+            info.elems[info.elems[i].parent] for i in delims if info.elems[i].parent >= 0
+        ]
         s = rng.choice(opened)
         cut = s.voff + rng.randrange(0, max(1, min(64, (s.end - s.voff) if s.end > s.voff else 1)))
         out = data[:cut]
@@ -876,9 +996,22 @@ def op_dicomdir(m, src, mdir, rng):
     dst = _dicomdir_tree(src, mdir)
     target = dst / src.name
     # offsets in a DICOMDIR are from the first byte of the file (the preamble)
-    kind = rng.choice(["next_self", "next_cycle2", "lower_self", "lower_to_parent", "next_past_eof",
-                       "next_mid_element", "root_garbage", "missing_files", "missing_all", "ref_outside",
-                       "ref_directory", "next_self"])
+    kind = rng.choice(
+        [
+            "next_self",
+            "next_cycle2",
+            "lower_self",
+            "lower_to_parent",
+            "next_past_eof",
+            "next_mid_element",
+            "root_garbage",
+            "missing_files",
+            "missing_all",
+            "ref_outside",
+            "ref_directory",
+            "next_self",
+        ]
+    )
     out = data
     e4 = "<" if info.little else ">"
 
@@ -959,8 +1092,15 @@ def op_sparse_huge(m, src, mdir, rng):
     data, info = _load(src)
     if info.pixel < 0 or info.deflated or info.top(ROWS) < 0 or info.top(COLUMNS) < 0:
         raise NotApplicable("no image")
-    variants = ["frame_2gib", "frame_4gib", "frame_just_under_2gib", "many_frames", "claims_past_eof",
-                "fragment_2gib", "frames_times_size_overflow"]
+    variants = [
+        "frame_2gib",
+        "frame_4gib",
+        "frame_just_under_2gib",
+        "many_frames",
+        "claims_past_eof",
+        "fragment_2gib",
+        "frames_times_size_overflow",
+    ]
     if not info.encapsulated:
         variants.remove("fragment_2gib")
     kind = rng.choice(variants)
@@ -983,7 +1123,9 @@ def op_sparse_huge(m, src, mdir, rng):
         # insert NumberOfFrames before the first (0028,xxxx) element
         i = inf.top(SPP) if inf.top(SPP) >= 0 else inf.top(ROWS)
         el = inf.elems[i]
-        new = element_bytes(FRAMES, b"IS", str(n).encode() + (b" " if len(str(n)) % 2 else b""), inf.little, inf.explicit)
+        new = element_bytes(
+            FRAMES, b"IS", str(n).encode() + (b" " if len(str(n)) % 2 else b""), inf.little, inf.explicit
+        )
         return buf[: el.off] + new + buf[el.off :]
 
     e = "<" if info.little else ">"
@@ -1070,12 +1212,23 @@ def op_deflate_bomb(m, src, mdir, rng):
     kind = rng.choice(["dataset_3gib", "dataset_1_5gib", "dataset_trailing", "frame_3gib", "frame_1gib"])
     meta = data[: info.meta_end]
     minfo = walk(meta)
-    size = {"dataset_3gib": 3 << 30, "dataset_1_5gib": 3 << 29, "dataset_trailing": 1 << 30,
-            "frame_3gib": 3 << 30, "frame_1gib": 1 << 30}[kind]
-    dims = (element_bytes(SPP, b"US", struct.pack("<H", 1)) + element_bytes(PHOTO, b"CS", b"MONOCHROME2")
-            + element_bytes(ROWS, b"US", struct.pack("<H", 512)) + element_bytes(COLUMNS, b"US", struct.pack("<H", 512))
-            + element_bytes(BITS_ALLOC, b"US", struct.pack("<H", 16)) + element_bytes(BITS_STORED, b"US", struct.pack("<H", 16))
-            + element_bytes(HIGH_BIT, b"US", struct.pack("<H", 15)) + element_bytes(PIXREP, b"US", struct.pack("<H", 0)))
+    size = {
+        "dataset_3gib": 3 << 30,
+        "dataset_1_5gib": 3 << 29,
+        "dataset_trailing": 1 << 30,
+        "frame_3gib": 3 << 30,
+        "frame_1gib": 1 << 30,
+    }[kind]
+    dims = (
+        element_bytes(SPP, b"US", struct.pack("<H", 1))
+        + element_bytes(PHOTO, b"CS", b"MONOCHROME2")
+        + element_bytes(ROWS, b"US", struct.pack("<H", 512))
+        + element_bytes(COLUMNS, b"US", struct.pack("<H", 512))
+        + element_bytes(BITS_ALLOC, b"US", struct.pack("<H", 16))
+        + element_bytes(BITS_STORED, b"US", struct.pack("<H", 16))
+        + element_bytes(HIGH_BIT, b"US", struct.pack("<H", 15))
+        + element_bytes(PIXREP, b"US", struct.pack("<H", 0))
+    )
     sop = element_bytes(0x00080016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\x00") + element_bytes(0x00080060, b"CS", b"OT")
     if kind.startswith("dataset"):
         head = set_ts(meta, minfo, DEFLATED_LE)
@@ -1135,9 +1288,20 @@ OPERATORS = {
 }
 # relative frequency of each operator in a campaign
 WEIGHTS = {
-    "header_flip": 12, "pixel_flip": 10, "truncate": 12, "bad_length": 10, "change_vr": 8, "dimension": 14,
-    "delete_element": 5, "fragment": 12, "unterminated_sequence": 6, "swap_ts": 8, "dicomdir": 5,
-    "sparse_huge": 3, "deflate_bomb": 2, "series_member": 3,
+    "header_flip": 12,
+    "pixel_flip": 10,
+    "truncate": 12,
+    "bad_length": 10,
+    "change_vr": 8,
+    "dimension": 14,
+    "delete_element": 5,
+    "fragment": 12,
+    "unterminated_sequence": 6,
+    "swap_ts": 8,
+    "dicomdir": 5,
+    "sparse_huge": 3,
+    "deflate_bomb": 2,
+    "series_member": 3,
 }
 
 
@@ -1149,8 +1313,12 @@ def _applicable(op: str, row: dict, info: Info | None, folder_sizes: dict) -> bo
     path = row["path"]
     name = path.rsplit("/", 1)[-1].upper()
     if op == "dicomdir":
-        return name.startswith("DICOMDIR") and info is not None and info.top(0x00041220) >= 0 and any(
-            e.kind == "item" and e.depth == 1 for e in info.elems)
+        return (
+            name.startswith("DICOMDIR")
+            and info is not None
+            and info.top(0x00041220) >= 0
+            and any(e.kind == "item" and e.depth == 1 for e in info.elems)
+        )
     if info is None or name.startswith("DICOMDIR"):
         return False
     if op == "fragment":
@@ -1164,8 +1332,9 @@ def _applicable(op: str, row: dict, info: Info | None, folder_sizes: dict) -> bo
     if op in ("swap_ts", "deflate_bomb"):
         return info.top(TS_TAG) >= 0
     if op == "series_member":
-        return path.startswith(("ct_mr_series/", "dicomdir/pydicom/dicomdirtests/9", "dicomdir/pydicom/dicomdirtests/7")) and (
-            folder_sizes.get(path.rsplit("/", 1)[0], 0) >= 3)
+        return path.startswith(
+            ("ct_mr_series/", "dicomdir/pydicom/dicomdirtests/9", "dicomdir/pydicom/dicomdirtests/7")
+        ) and (folder_sizes.get(path.rsplit("/", 1)[0], 0) >= 3)
     return True
 
 
@@ -1194,8 +1363,9 @@ def _walk_big(p: Path) -> Info:
     return info
 
 
-def campaign(n: int, seed: int, root: Path | None = None, max_size: int | None = None,
-             ops: list[str] | None = None) -> list[str]:
+def campaign(
+    n: int, seed: int, root: Path | None = None, max_size: int | None = None, ops: list[str] | None = None
+) -> list[str]:
     """``n`` mutant ids for ``seed``: operators drawn by weight, sources among those the
     operator applies to (stratified so every operator and every source come up)."""
     rng = random.Random(seed)
