@@ -260,3 +260,176 @@ def test_node_parse():
     for bad in ("pacs.example:4242", "A@", "WAYTOOLONGAETITLE17@h:1", "A@h:70000", "A\\B@h:1"):
         with pytest.raises(ValueError):
             dimse.Node.parse(bad)
+
+
+# --------------------------------------------------------------------------
+# the PACS panel in a real viewer
+
+
+def panel(viewer, server):
+    from napari_dcm._qt.pacs_dock import PacsDock
+
+    dock = PacsDock(viewer)
+    viewer.window.add_dock_widget(dock, name="PACS", area="right")
+    dock.aet.setText(server.aet)
+    dock.host.setText(server.host)
+    dock.port.setValue(server.dicom_port)
+    return dock
+
+
+def hold_after(dock, n: int):
+    """Hold the transfer (the network thread waits) once ``n`` files have arrived: a slow
+    network, so what the viewer does meanwhile can be looked at. Returns the gate to open."""
+    gate = threading.Event()
+    arrived = []
+
+    def slow(path):
+        arrived.append(path)
+        if len(arrived) == n:
+            gate.wait(20)
+
+    dock.job_hooks.append(lambda job: job.on_file.append(slow))
+    return gate
+
+
+def test_panel_echo_search_and_open_as_files_arrive(make_napari_viewer, orthanc_dimse, qtbot):
+    """C-ECHO, C-FIND with a wildcard, series under the study, double-click: the series is
+    shown (first frame drawn) while the rest is still arriving, then grows to 24 slices,
+    keeping the frame shown; pixels equal local reads."""
+    viewer = make_napari_viewer(show=True)
+    dock = panel(viewer, orthanc_dimse)
+    knee = orthanc_dimse.files["knee"]
+    dock.echo()
+    qtbot.waitUntil(lambda: "answered C-ECHO" in dock.status.text(), timeout=15000)
+    dock.fields["patient_name"].setText("KN*")
+    dock.search()
+    qtbot.waitUntil(lambda: dock.results.topLevelItemCount() == 1, timeout=15000)
+    study = dock.results.topLevelItem(0)
+    assert study.text(0) == "KNEE" and study.text(4) == "1 / 24"
+    study.setExpanded(True)
+    qtbot.waitUntil(lambda: study.childCount() == 1, timeout=15000)
+    assert study.child(0).text(4) == "24 instance(s)" and study.child(0).text(1) == "MR"
+
+    gate = hold_after(dock, 6)
+    opener = dock._open(study.child(0))
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=15000)
+    layer = viewer.layers[0]
+    assert not opener.job.done.is_set()  # the transfer is still going on
+    assert 2 <= layer.data.shape[0] <= 6 and layer.visible
+    qtbot.wait(300)
+    first = viewer.screenshot(canvas_only=True, flash=False)
+    assert first[..., :3].std() > 10  # the first shown frame is drawn, not a blank canvas
+    axis = viewer.dims.ndim - layer.ndim
+    shown_index = int(round((viewer.dims.point[axis] - layer.translate[0]) / layer.scale[0]))
+    shown_uid = layer.metadata["sop_instance_uids"][shown_index]
+    assert dock.cancel_btn.isVisible() and dock.progress.isVisible()
+
+    gate.set()
+    qtbot.waitUntil(lambda: opener.finished, timeout=60000)
+    assert viewer.layers[0] is layer and layer.data.shape == (24, 512, 512)
+    assert np.array_equal(np.asarray(layer.data.compute()), local(knee))
+    shown_index = int(round((viewer.dims.point[axis] - layer.translate[0]) / layer.scale[0]))
+    assert layer.metadata["sop_instance_uids"][shown_index] == shown_uid  # still the same frame
+    assert "Opened C-GET" in dock.status.text() and "24 of 24" in dock.status.text()
+    assert not dock.cancel_btn.isVisible()
+    # the series is open: clearing the cache keeps it
+    assert dock.clear_cache() == (0, 1)
+
+
+def test_panel_cancel_opens_what_arrived_and_says_so(make_napari_viewer, orthanc_dimse, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer(show=True)
+    dock = panel(viewer, orthanc_dimse)
+    knee = orthanc_dimse.files["knee"]
+    gate = hold_after(dock, 4)
+    n0 = len(notification_manager.records)
+    opener = dock.retrieve(knee.study, knee.series)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=15000)
+    dock.cancel_btn.click()
+    gate.set()
+    qtbot.waitUntil(lambda: opener.finished, timeout=60000)
+    got = opener.job.result
+    assert got.partial and got.cancelled and 4 <= len(got.files) < 24
+    assert viewer.layers[0].data.shape[0] == len(got.files)
+    msgs = [str(n.message) for n in notification_manager.records[n0:]]
+    assert any("partial retrieve" in m and str(opener.job.node) in m and "0x" in m for m in msgs), msgs
+    assert dock.status.text().startswith("Partial retrieve")
+    # the viewer stays usable: another retrieve works
+    opener2 = dock.retrieve(knee.study, knee.series)
+    qtbot.waitUntil(lambda: opener2.finished, timeout=60000)
+    assert not opener2.job.result.partial
+
+
+def test_panel_errors_notify_and_viewer_stays_usable(make_napari_viewer, orthanc_dimse, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer(show=False)
+    dock = panel(viewer, orthanc_dimse)
+    dock.aet.setText("NOT_ORTHANC")
+    n0 = len(notification_manager.records)
+    dock.search()
+    qtbot.waitUntil(lambda: "association rejected" in dock.status.text(), timeout=15000)
+    assert any("NOT_ORTHANC@" in str(n.message) for n in notification_manager.records[n0:])
+    dock.aet.setText(orthanc_dimse.aet)
+    opener = dock.retrieve("1.2.3.4.404")
+    qtbot.waitUntil(lambda: opener.finished, timeout=15000)
+    assert "not found" in dock.status.text() and len(viewer.layers) == 0
+    assert dock.search_btn.isEnabled() and dock.echo_btn.isEnabled()
+
+
+def test_panel_saves_nodes(make_napari_viewer, orthanc_dimse, private_dirs):
+    viewer = make_napari_viewer(show=False)
+    dock = panel(viewer, orthanc_dimse)
+    dock.name.setText("test orthanc")
+    dock.method.setCurrentText("C-MOVE")
+    dock.move_port.setValue(orthanc_dimse.move_port)
+    saved = dock.save_node()
+    assert saved is not None and dimse.load_settings().nodes == [saved]
+    from napari_dcm._qt.pacs_dock import PacsDock
+
+    again = PacsDock(viewer)  # a new panel finds the node
+    assert again.nodes.currentText() == "test orthanc" and again.node() == saved
+
+
+@pytest.mark.viewer
+def test_cli_dimse(orthanc_dimse, private_dirs):
+    import subprocess
+    import sys
+
+    knee = orthanc_dimse.files["knee"]
+    exe = os.path.join(os.path.dirname(sys.executable), "napari-dcm")
+    env = dict(os.environ, NAPARI_DCM_CACHE=str(private_dirs / "cli-cache"))
+    node = f"{orthanc_dimse.aet}@{orthanc_dimse.host}:{orthanc_dimse.dicom_port}"
+    r = subprocess.run(
+        [exe, "--dimse", node, "--calling-aet", "CLI_TEST", "--study", knee.study, "--series", knee.series, "--exit"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "shape=(24, 512, 512)" in r.stdout
+    r = subprocess.run(
+        [
+            exe,
+            "--dimse",
+            node,
+            "--study",
+            knee.study,
+            "--series",
+            knee.series,
+            "--move-port",
+            str(orthanc_dimse.move_port),
+            "--calling-aet",
+            orthanc_dimse.move_aet,
+            "--exit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(env, NAPARI_DCM_CACHE=str(private_dirs / "cli-cache2")),
+    )
+    assert r.returncode == 0 and "shape=(24, 512, 512)" in r.stdout, r.stdout + r.stderr
+    bad = subprocess.run([exe, "--dimse", "nonsense", "--study", "1.2"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "AET@host:port" in bad.stderr

@@ -463,11 +463,17 @@ def _why_no_connection(node: Node, timeout: float) -> tuple[str, str]:
 
 
 def _association_error(
-    node: Node, assoc: Association, connected: bool, answered: bool, timeouts: Timeouts
+    node: Node, assoc: Association, connected: bool, received: list[Any], timeouts: Timeouts
 ) -> DimseError:
-    if assoc.is_rejected:
-        prim = assoc.acceptor.primitive
-        source, diag = int(getattr(prim, "result_source", 0) or 0), int(getattr(prim, "diagnostic", 0) or 0)
+    """Why an association was not established, from what the node sent (``received``: PDUs)."""
+    from pynetdicom.pdu import A_ASSOCIATE_RJ
+
+    rj = next((p for p in received if isinstance(p, A_ASSOCIATE_RJ)), None)
+    # the node's A-ASSOCIATE-RJ (seen even when its closing the connection races with it)
+    if rj is not None or assoc.is_rejected:
+        prim = rj if rj is not None else assoc.acceptor.primitive
+        source = int(getattr(prim, "source", getattr(prim, "result_source", 0)) or 0)
+        diag = int(getattr(prim, "reason_diagnostic", getattr(prim, "diagnostic", 0)) or 0)
         permanent = int(getattr(prim, "result", 1) or 1) == 1
         text = _REJECT_REASONS.get((source, diag))
         kind = "unknown-ae" if (source, diag) in ((1, 3), (1, 7)) else "rejected"
@@ -478,17 +484,13 @@ def _association_error(
     if not connected:
         reason, kind = _why_no_connection(node, timeouts.connect)
         return DimseError(str(node), reason, None, kind)
-    if not answered:
+    if not received:
         return DimseError(
             str(node), f"no answer to the association request within {timeouts.acse:g} s", None, "timeout"
         )
-    if assoc.is_aborted:
-        if assoc.rejected_contexts and not assoc.accepted_contexts:
-            return DimseError(
-                str(node), "the node accepted none of the proposed presentation contexts", None, "rejected"
-            )
-        return DimseError(str(node), "the node aborted the association", None, "aborted")
-    return DimseError(str(node), f"no answer to the association request within {timeouts.acse:g} s", None, "timeout")
+    if assoc.rejected_contexts and not assoc.accepted_contexts:
+        return DimseError(str(node), "the node accepted none of the proposed presentation contexts", None, "rejected")
+    return DimseError(str(node), "the node aborted the association", None, "aborted")
 
 
 @contextlib.contextmanager
@@ -511,15 +513,16 @@ def _associate(
     ae.maximum_pdu_size = 0  # no limit on what the node sends us
     for cx in contexts:
         ae.add_requested_context(cx.abstract_syntax, cx.transfer_syntax)
-    opened, answered = threading.Event(), threading.Event()
+    opened = threading.Event()
+    received: list[Any] = []  # what the node sent while the association was negotiated
 
     def on_pdu(event: Any) -> None:
-        answered.set()
+        received.append(event.pdu)
 
     hs = list(handlers or []) + [(evt.EVT_CONN_OPEN, lambda event: opened.set()), (evt.EVT_PDU_RECV, on_pdu)]
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=roles or None, evt_handlers=hs)
     if not assoc.is_established:
-        raise _association_error(node, assoc, opened.is_set(), answered.is_set(), timeouts)
+        raise _association_error(node, assoc, opened.is_set(), received, timeouts)
     assoc.unbind(evt.EVT_PDU_RECV, on_pdu)  # only the association's answer mattered
     try:
         yield assoc
