@@ -433,3 +433,46 @@ def test_cli_dimse(orthanc_dimse, private_dirs):
     assert r.returncode == 0 and "shape=(24, 512, 512)" in r.stdout, r.stdout + r.stderr
     bad = subprocess.run([exe, "--dimse", "nonsense", "--study", "1.2"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "AET@host:port" in bad.stderr
+
+
+def test_panel_attaches_overlay_objects_like_the_reader(make_napari_viewer, orthanc_dimse, corpus, tmp_path, qtbot):
+    """A study with an image series and an SR series (C-STOREd for this test, then deleted):
+    the panel shows what napari_dcm.read shows for the same files (the SR too)."""
+    import pydicom
+    from pydicom.uid import generate_uid
+    from pynetdicom import AE
+
+    study = generate_uid()
+    files = []
+    for rel in ("transfer_syntax/CT_small.dcm", "sr/reportsi.dcm"):
+        ds = pydicom.dcmread(corpus / rel)
+        ds.PatientID, ds.PatientName = "DIMSE-OVERLAY", "OVERLAY^Test"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, generate_uid(), generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        files.append(tmp_path / f"{len(files)}.dcm")
+        ds.save_as(files[-1])
+    ae = AE(ae_title="STORE_TEST")
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(orthanc_dimse.host, orthanc_dimse.dicom_port, ae_title=orthanc_dimse.aet)
+    assert assoc.is_established
+    try:
+        assert all(assoc.send_c_store(f).Status == 0 for f in files)
+    finally:
+        assoc.release()
+    try:
+        viewer = make_napari_viewer(show=False)
+        dock = panel(viewer, orthanc_dimse)
+        opener = dock.retrieve(study)
+        qtbot.waitUntil(lambda: opener.finished, timeout=60000)
+        assert opener.job.result is not None and len(opener.job.result.files) == 2
+        want = napari_dcm.read(files)
+        assert [
+            (type(l).__name__.lower(), l.data.shape if hasattr(l.data, "shape") else None) for l in viewer.layers
+        ] == [(t[2], t[0].shape if hasattr(t[0], "shape") else None) for t in want]
+        assert len(viewer.layers) == 2  # the CT and the SR
+    finally:
+        r = orthanc_dimse.http.post(f"{orthanc_dimse.root}/tools/lookup", data=study, timeout=10)
+        for hit in r.json():
+            orthanc_dimse.http.delete(f"{orthanc_dimse.root}/studies/{hit['ID']}", timeout=10)

@@ -6,6 +6,7 @@ first files have arrived and grows as the rest arrives (:class:`ProgressiveOpen`
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,8 +66,9 @@ class ProgressiveOpen(QObject):
         interval_ms: int = 250,
         on_progress: Callable[[int, int | None], object] | None = None,
         on_done: Callable[[ProgressiveOpen], object] | None = None,
+        parent: QObject | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(parent)
         self.viewer, self.job, self.cache = viewer, job, cache
         self.on_progress, self.on_done = on_progress, on_done
         self.headers: dict[str, Any] = {}
@@ -100,12 +102,14 @@ class ProgressiveOpen(QObject):
             self.finish()
 
     def _update(self) -> None:
+        from ..dicom.overlays import kind_of
         from ..dicom.scan import Header
         from ..dicom.series import stacks_from_headers
         from ..layers.images import layer_tuples
         from .viewer import add_layer_tuples
 
-        headers = [h for h in self.headers.values() if isinstance(h, Header)]
+        # overlay objects (SR, SEG, GSPS, PM) are attached once everything has arrived
+        headers = [h for h in self.headers.values() if isinstance(h, Header) and not kind_of(h.sop_class_uid)]
         stacks, _ = stacks_from_headers(headers)
         ordinal: dict[str, int] = {}
         fresh = []
@@ -170,12 +174,33 @@ class ProgressiveOpen(QObject):
         elif job.result is not None:
             for folder in job.result.folders:
                 self.cache.pin(folder)
+            try:
+                self._attach_overlays()
+            except Exception as exc:  # the images stay open
+                _notify.warning(f"napari-dcm: overlays of {job.node} not shown: {exc}")
             if job.result.partial:
                 _notify.warning(f"napari-dcm: partial retrieve, showing what arrived: {job.result.describe()}")
             else:
                 _notify.info(f"napari-dcm: opened {job.result.describe()}")
         if self.on_done is not None:
             self.on_done(self)
+
+    def _attach_overlays(self) -> None:
+        """SR, SEG, GSPS and PM objects that arrived, as the normal reader shows them."""
+        from ..dicom.overlays import kind_of
+        from ..dicom.scan import Header
+        from ..layers.overlays import overlay_tuples
+        from .viewer import add_layer_tuples, layer_data
+
+        overlays = [h for h in self.headers.values() if isinstance(h, Header) and kind_of(h.sop_class_uid)]
+        if not overlays:
+            return
+        images = [layer_data(layer) for layer in self.layers.values() if layer in self.viewer.layers]
+        extra, notes = overlay_tuples(images, overlays)
+        for path, msg in notes:
+            _notify.info(f"napari-dcm: {os.path.basename(path)}: {msg}")
+        for i, layer in enumerate(add_layer_tuples(self.viewer, extra)):
+            self.layers[("overlay", i)] = layer
 
     @property
     def added(self) -> list[Any]:
@@ -189,6 +214,7 @@ def open_from_dimse(
     series: str | None = None,
     cache: dimse.RetrieveCache | None = None,
     hooks: list[Callable[[dimse.RetrieveJob], object]] | None = None,
+    parent: QObject | None = None,
     **options: Any,
 ) -> ProgressiveOpen:
     """Retrieve a study/series in the background and open it as it arrives (see ProgressiveOpen)."""
@@ -198,7 +224,7 @@ def open_from_dimse(
     for hook in hooks or []:
         hook(job)
     job.start()
-    return ProgressiveOpen(viewer, job, cache)
+    return ProgressiveOpen(viewer, job, cache, parent=parent)
 
 
 # --------------------------------------------------------------------------
@@ -482,7 +508,11 @@ class PacsDock(QWidget):
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
         self.cancel_btn.setVisible(True)
-        self.opener = open_from_dimse(self.viewer, node, study, series, cache=self.cache, hooks=self.job_hooks)
+        self.opener = open_from_dimse(
+            self.viewer, node, study, series, cache=self.cache, hooks=self.job_hooks, parent=self
+        )
+        job = self.opener.job
+        self.destroyed.connect(lambda *_: job.cancel())  # a closed panel stops its transfer
         self.opener.on_progress = self._progress
         self.opener.on_done = self._retrieved
         return self.opener
