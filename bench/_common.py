@@ -77,7 +77,9 @@ def ensure_display() -> None:
     r, w = os.pipe()
     proc = subprocess.Popen(
         ["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pass_fds=(w,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     os.close(w)
     buf = b""
@@ -128,7 +130,7 @@ def run_child(script: Path, spec: dict, timeout: float = 900) -> dict:
     if out.returncode != 0 or not lines:
         sys.stderr.write(out.stdout[-3000:] + out.stderr[-6000:])
         raise RuntimeError(f"child {spec} failed (exit {out.returncode})")
-    res = json.loads(lines[-1][len("RESULT "):])
+    res = json.loads(lines[-1][len("RESULT ") :])
     res["_stderr"] = out.stderr
     return res
 
@@ -155,8 +157,12 @@ class Results:
             row["samples"] = samples
         self.rows.append(row)
         flag = "    " if ok is None else ("OK  " if ok else "MISS")
-        print(f"[{flag}] {name}: ours {ours:.4g} {unit}, baseline {base:.4g} {unit}, ratio {ratio:.3f}"
-              + (f" (target {target})" if target else "") + (f" {note}" if note else ""), flush=True)
+        print(
+            f"[{flag}] {name}: ours {ours:.4g} {unit}, baseline {base:.4g} {unit}, ratio {ratio:.3f}"
+            + (f" (target {target})" if target else "")
+            + (f" {note}" if note else ""),
+            flush=True,
+        )
 
     def write(self, meta: dict) -> Path:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -165,8 +171,10 @@ class Results:
         print("\n| benchmark | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|")
         for r in self.rows:
             met = "" if r["ok"] is None else ("yes" if r["ok"] else "NO")
-            print(f"| {r['name']} | {r['ours']:.4g} {r['unit']} | {r['baseline']:.4g} {r['unit']} | "
-                  f"{r['ratio']:.3f} | {r['target']} | {met} |")
+            print(
+                f"| {r['name']} | {r['ours']:.4g} {r['unit']} | {r['baseline']:.4g} {r['unit']} | "
+                f"{r['ratio']:.3f} | {r['target']} | {met} |"
+            )
         print(f"\nJSON: {path}")
         return path
 
@@ -184,16 +192,26 @@ def spread(xs) -> str:
 
 
 def meta(args) -> dict:
-    return dict(cpus=os.cpu_count(), python=sys.version.split()[0], argv=sys.argv,
-                date=time.strftime("%Y-%m-%d %H:%M:%S"), load_avg=os.getloadavg(), quick=getattr(args, "quick", False))
+    return dict(
+        cpus=os.cpu_count(),
+        python=sys.version.split()[0],
+        argv=sys.argv,
+        date=time.strftime("%Y-%m-%d %H:%M:%S"),
+        load_avg=os.getloadavg(),
+        quick=getattr(args, "quick", False),
+    )
 
 
 # ---------------------------------------------------------------- inputs
 
 DBT_FULL = (64, 2048, 1664)
 DBT_QUICK = (8, 512, 416)
-SYNTAX_NAMES = {"j2k": "JPEG 2000 lossless", "jpegls": "JPEG-LS lossless", "rle": "RLE lossless",
-                "explicit": "Explicit VR LE"}
+SYNTAX_NAMES = {
+    "j2k": "JPEG 2000 lossless",
+    "jpegls": "JPEG-LS lossless",
+    "rle": "RLE lossless",
+    "explicit": "Explicit VR LE",
+}
 
 
 def dbt_path(data: Path, syntax: str, shape=DBT_FULL) -> Path:
@@ -208,7 +226,10 @@ def dbt_path(data: Path, syntax: str, shape=DBT_FULL) -> Path:
         tmp = path.with_name(path.name + ".part")
         write_multiframe(tmp, frames=frames, rows=rows, cols=cols, syntax=syntax)
         tmp.rename(path)
-        print(f"  generated {path.name} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f}s", flush=True)
+        print(
+            f"  generated {path.name} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f}s",
+            flush=True,
+        )
     return path
 
 
@@ -369,6 +390,7 @@ def write_small_files_fast(folder: Path, n: int, per_series: int, series_per_dir
 
     import numpy as np
     from pydicom.uid import MRImageStorage
+
     from synth import _file_ds, uid
 
     if folder.exists():
@@ -411,8 +433,11 @@ def write_small_files_fast(folder: Path, n: int, per_series: int, series_per_dir
         for i in range(s * per_series, min(n, (s + 1) * per_series)):
             k = i % per_series
             sop = f"{sop_root}{i:0{width}d}".encode()
-            body = (a + sop + b + sop + c).replace(ph_inst.encode(), f"{k + 1:<6d}".encode()).replace(
-                ph_z.encode(), f"{float(k):<8.1f}".encode())
+            body = (
+                (a + sop + b + sop + c)
+                .replace(ph_inst.encode(), f"{k + 1:<6d}".encode())
+                .replace(ph_z.encode(), f"{float(k):<8.1f}".encode())
+            )
             with open(sub / f"i{i:06d}.dcm", "wb") as fh:
                 fh.write(body)
     marker.write_text(f"{n} {per_series}\n")

@@ -85,8 +85,12 @@ def child(spec) -> None:
     assert len(viewer.layers) == 1 and viewer.layers[0].data.shape == shape
     first = next((t, s) for t, s in watch.draws[n0:] if s and s[1])
     out = dict(
-        first_s=first[0] - t0, first_frame=first[1][0], settled_s=t_settled - t0, settled_frame=final,
-        return_s=t_return - t0, new_modules=len(sys.modules) - n_mods,
+        first_s=first[0] - t0,
+        first_frame=first[1][0],
+        settled_s=t_settled - t0,
+        settled_frame=final,
+        return_s=t_return - t0,
+        new_modules=len(sys.modules) - n_mods,
         draws=[(round(t - t0, 4), s) for t, s in watch.draws[n0:]],
     )
     C.child_result(out)
@@ -104,10 +108,12 @@ def _save_profile(prof, txt_out: str, seconds: float, computes: list) -> None:
     imports = sum(v[3] for k, v in st.stats.items() if k[2] == "_find_and_load")
     pint = max((v[3] for k, v in st.stats.items() if f"{os.sep}pint{os.sep}" in k[0]), default=0.0)
     buf = io.StringIO()
-    buf.write(f"viewer.open(J2K DBT) until the middle frame is drawn: {seconds:.3f} s under cProfile (main thread)\n"
-              f"importing modules (importlib _find_and_load, cumulative): {imports:.3f} s\n"
-              f"largest cumulative time in one pint function (unit registry): {pint:.3f} s\n"
-              f"dask computes during the open: {len(computes)}, frames read by each: {computes}\n\n")
+    buf.write(
+        f"viewer.open(J2K DBT) until the middle frame is drawn: {seconds:.3f} s under cProfile (main thread)\n"
+        f"importing modules (importlib _find_and_load, cumulative): {imports:.3f} s\n"
+        f"largest cumulative time in one pint function (unit registry): {pint:.3f} s\n"
+        f"dask computes during the open: {len(computes)}, frames read by each: {computes}\n\n"
+    )
     pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
     Path(txt_out).write_text(buf.getvalue())
 
@@ -154,10 +160,12 @@ def import_report(rows_open: list[dict], rows_mem: list[dict], top: int = 15) ->
 
 
 def print_import_report(rep: dict, open_s: float) -> None:
-    print(f"\nImports during the timed open (python -X importtime, one process; the instrumented open took "
-          f"{open_s:.2f} s): {rep['n_modules']} modules, {rep['total_us'] / 1e6:.2f} s cumulative at top level; "
-          f"add_image of an array imports {rep['n_modules_mem']} ({rep['total_mem_us'] / 1e6:.2f} s); "
-          f"{rep['n_plugin_only']} modules only the plugin open imports ({rep['plugin_only_self_us'] / 1e6:.2f} s self).")
+    print(
+        f"\nImports during the timed open (python -X importtime, one process; the instrumented open took "
+        f"{open_s:.2f} s): {rep['n_modules']} modules, {rep['total_us'] / 1e6:.2f} s cumulative at top level; "
+        f"add_image of an array imports {rep['n_modules_mem']} ({rep['total_mem_us'] / 1e6:.2f} s); "
+        f"{rep['n_plugin_only']} modules only the plugin open imports ({rep['plugin_only_self_us'] / 1e6:.2f} s self)."
+    )
     print("\nTop 15 by cumulative time (indent = nesting; * = not imported by add_image of an array):")
     print(f"{'cumulative ms':>14} {'self ms':>8}  module")
     for r in rep["top_cumulative"]:
@@ -191,18 +199,24 @@ def main():
     repeat = args.repeat or (1 if args.quick else 5)
     j2k, explicit = C.dbt_path(data, "j2k", shape), C.dbt_path(data, "explicit", shape)
     base = dict(shape=list(shape), explicit=str(explicit), path=str(j2k))
-    print(f"time to first image: {'x'.join(map(str, shape))} uint16 J2K DBT, {repeat} fresh process(es) a side, "
-          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"time to first image: {'x'.join(map(str, shape))} uint16 J2K DBT, {repeat} fresh process(es) a side, "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     runs: dict[str, list[dict]] = {"open": [], "memory": []}
     for rep in range(repeat):
-        for kind in (("open", "memory") if rep % 2 == 0 else ("memory", "open")):
+        for kind in ("open", "memory") if rep % 2 == 0 else ("memory", "open"):
             C.warm_file(j2k if kind == "open" else explicit)
             r = C.run_child(Path(__file__), dict(base, kind=kind))
             r.pop("_stderr")
             runs[kind].append(r)
-            print(f"  {kind:6s}: first draw {r['first_s']:.3f} s (frame {r['first_frame']}), settled frame "
-                  f"{r['settled_frame']} drawn at {r['settled_s']:.3f} s, call returned {r['return_s']:.3f} s, "
-                  f"{r['new_modules']} modules imported", flush=True)
+            print(
+                f"  {kind:6s}: first draw {r['first_s']:.3f} s (frame {r['first_frame']}), settled frame "
+                f"{r['settled_frame']} drawn at {r['settled_s']:.3f} s, call returned {r['return_s']:.3f} s, "
+                f"{r['new_modules']} modules imported",
+                flush=True,
+            )
 
     res = C.Results("first_image", args.quick)
     res.extra["runs"] = runs
@@ -212,10 +226,22 @@ def main():
     for key, what in keys:
         o, m = [r[key] for r in runs["open"]], [r[key] for r in runs["memory"]]
         share = C.med(o) - C.med(m)
-        res.record(f"time to first image ({what}): open J2K DBT vs add_image(array)", C.med(o), C.med(m), "s",
-                   note=f"ours {C.spread(o)}; baseline {C.spread(m)}")
-        res.record(f"plugin share ({what}) = ours - baseline", share, 1.0, "s", "<= 1.0 s (aim 0.3 s)", share <= 1.0,
-                   note="baseline column = the 1.0 s target")
+        res.record(
+            f"time to first image ({what}): open J2K DBT vs add_image(array)",
+            C.med(o),
+            C.med(m),
+            "s",
+            note=f"ours {C.spread(o)}; baseline {C.spread(m)}",
+        )
+        res.record(
+            f"plugin share ({what}) = ours - baseline",
+            share,
+            1.0,
+            "s",
+            "<= 1.0 s (aim 0.3 s)",
+            share <= 1.0,
+            note="baseline column = the 1.0 s target",
+        )
         res.extra[f"plugin_share_{key}"] = share
 
     # import breakdown (instrumented, not timed)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-
+import contextlib
 
 # ---------------------------------------------------------------- child side
 
@@ -83,14 +83,19 @@ def child(spec) -> None:
         peak = C.proc_status_kib("VmHWM")
         wpeak = []
         for w in workers:
-            try:
+            with contextlib.suppress(OSError, KeyError):
                 wpeak.append(C.proc_status_kib("VmHWM", w.pid))
-            except (OSError, KeyError):
-                pass
         images = [d for d, kw, kind in layers if kind == "image"]
         n = sum(int(d.shape[0]) for d in images)
-        out.update(seconds=dt, n=n, layers=len(images), rss0_kib=rss0, peak_kib=peak,
-                   rss_after_kib=C.proc_status_kib("VmRSS"), worker_peaks_kib=wpeak)
+        out.update(
+            seconds=dt,
+            n=n,
+            layers=len(images),
+            rss0_kib=rss0,
+            peak_kib=peak,
+            rss_after_kib=C.proc_status_kib("VmRSS"),
+            worker_peaks_kib=wpeak,
+        )
         if prof is not None:
             import io
             import pstats
@@ -100,8 +105,9 @@ def child(spec) -> None:
             pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
             buf.write("\n\n---- top 25 by own time (tottime) ----\n")
             pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
-            Path(spec["txt_out"]).write_text(f"napari_dcm.read({folder!r}): {dt:.3f} s under cProfile, {n} files\n\n"
-                                             + buf.getvalue())
+            Path(spec["txt_out"]).write_text(
+                f"napari_dcm.read({folder!r}): {dt:.3f} s under cProfile, {n} files\n\n" + buf.getvalue()
+            )
     C.child_result(out)
 
 
@@ -121,7 +127,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1,000 and 5,000 files, one sample each (smoke run)")
     ap.add_argument("--data", default=str(C.HERE / "data"))
-    ap.add_argument("--repeat", type=int, default=None, help="fresh processes per measurement (default 5; 3 for 100k; quick 1)")
+    ap.add_argument(
+        "--repeat", type=int, default=None, help="fresh processes per measurement (default 5; 3 for 100k; quick 1)"
+    )
     ap.add_argument("--only", nargs="*", default=None, help="10k 100k profile")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -138,10 +146,15 @@ def main():
     rep_big = args.repeat or (1 if args.quick else 3)
     print(f"archive open benchmark: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
     folders = {}
-    for key, n, per_series, per_dir in (("warm", 1000, 1000, 0), ("10k", n_small, n_small // 10, 0),
-                                        ("100k", n_big, 1000 if not args.quick else 500, 10)):
+    for key, n, per_series, per_dir in (
+        ("warm", 1000, 1000, 0),
+        ("10k", n_small, n_small // 10, 0),
+        ("100k", n_big, 1000 if not args.quick else 500, 10),
+    ):
         t = time.perf_counter()
-        folders[key] = C.write_small_files_fast(data / f"open_{n}_files_{per_series}_per_series", n, per_series, per_dir)
+        folders[key] = C.write_small_files_fast(
+            data / f"open_{n}_files_{per_series}_per_series", n, per_series, per_dir
+        )
         took = time.perf_counter() - t
         if took > 1:
             print(f"  generated {n} files ({n // per_series} series) in {took:.1f} s", flush=True)
@@ -160,8 +173,11 @@ def main():
             r.pop("_stderr")
             out.append(r)
             w = f", workers' peak {sum(r['worker_peaks_kib']) / 1024:.0f} MiB" if r.get("worker_peaks_kib") else ""
-            print(f"  {kind:8s} {key:5s}: {r['n']} files in {r['seconds']:.3f} s = {r['n'] / r['seconds']:,.0f} files/s, "
-                  f"peak RSS {r['peak_kib'] / 1024:.0f} MiB ({(r['peak_kib'] - r['rss0_kib']) / 1024:+.0f} MiB){w}", flush=True)
+            print(
+                f"  {kind:8s} {key:5s}: {r['n']} files in {r['seconds']:.3f} s = {r['n'] / r['seconds']:,.0f} files/s, "
+                f"peak RSS {r['peak_kib'] / 1024:.0f} MiB ({(r['peak_kib'] - r['rss0_kib']) / 1024:+.0f} MiB){w}",
+                flush=True,
+            )
         return out
 
     runs = {}
@@ -184,29 +200,50 @@ def main():
             fps = [r["n"] / r["seconds"] for r in rs]
             ratio = C.med(fps) / C.med(base)
             where = "10 series" if key == "ours 10k" else f"{rs[0]['layers']} series in a folder tree"
-            res.record(f"read() of {n:,} small files ({where}), files/s", C.med(fps), C.med(base), "files/s",
-                       ">= 10x dcmread(stop_before_pixels) loop over the 10,000", ratio >= 10,
-                       note=f"ours {C.spread([r['seconds'] for r in rs])} s; dcmread loop {C.spread([r['seconds'] for r in runs['dcmread 10k']])} s",
-                       samples=fps)
+            res.record(
+                f"read() of {n:,} small files ({where}), files/s",
+                C.med(fps),
+                C.med(base),
+                "files/s",
+                ">= 10x dcmread(stop_before_pixels) loop over the 10,000",
+                ratio >= 10,
+                note=f"ours {C.spread([r['seconds'] for r in rs])} s; dcmread loop {C.spread([r['seconds'] for r in runs['dcmread 10k']])} s",
+                samples=fps,
+            )
             peak = C.med([r["peak_kib"] / 1024 for r in rs])
             wp = C.med([sum(r["worker_peaks_kib"]) / 1024 for r in rs])
-            res.record(f"peak RSS during read() of {n:,} files (main process)", peak, bpeak, "MiB",
-                       note=f"{C.med([(r['peak_kib'] - r['rss0_kib']) / 1024 for r in rs]):+.0f} MiB above the warmed process "
-                            f"before the read; scan workers' own peaks summed {wp:.0f} MiB (pages shared with the parent "
-                            f"counted in each); baseline = the dcmread loop process's peak "
-                            f"({C.med([(r['peak_kib'] - r['rss0_kib']) / 1024 for r in runs['dcmread 10k']]):+.0f} MiB)")
+            res.record(
+                f"peak RSS during read() of {n:,} files (main process)",
+                peak,
+                bpeak,
+                "MiB",
+                note=f"{C.med([(r['peak_kib'] - r['rss0_kib']) / 1024 for r in rs]):+.0f} MiB above the warmed process "
+                f"before the read; scan workers' own peaks summed {wp:.0f} MiB (pages shared with the parent "
+                f"counted in each); baseline = the dcmread loop process's peak "
+                f"({C.med([(r['peak_kib'] - r['rss0_kib']) / 1024 for r in runs['dcmread 10k']]):+.0f} MiB)",
+            )
         res.extra["runs"] = runs
 
     if "profile" in only:
         C.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         stem = "open_profile_quick" if args.quick else "open_profile_10k"
         prof_out, txt_out = C.RESULTS_DIR / f"{stem}.prof", C.RESULTS_DIR / f"{stem}.txt"
-        r = C.run_child(script, dict(kind="profile", folder=str(folders["10k"]), warm=str(folders["warm"]),
-                                     prof_out=str(prof_out), txt_out=str(txt_out)))
+        r = C.run_child(
+            script,
+            dict(
+                kind="profile",
+                folder=str(folders["10k"]),
+                warm=str(folders["warm"]),
+                prof_out=str(prof_out),
+                txt_out=str(txt_out),
+            ),
+        )
         r.pop("_stderr")
         res.extra["profile"] = dict(seconds=r["seconds"], n=r["n"], txt=str(txt_out), prof=str(prof_out))
-        print(f"\ncProfile of read() of {r['n']} files: {r['seconds']:.2f} s under the profiler "
-              f"({r['seconds'] / r['n'] * 1e6:.0f} us/file); top 25 by cumulative in {txt_out}")
+        print(
+            f"\ncProfile of read() of {r['n']} files: {r['seconds']:.2f} s under the profiler "
+            f"({r['seconds'] / r['n'] * 1e6:.0f} us/file); top 25 by cumulative in {txt_out}"
+        )
         text = txt_out.read_text()
         print("\n".join(text.split("---- top 25 by own time")[0].splitlines()[:45]))
     res.write(C.meta(args))

@@ -98,9 +98,16 @@ def child_scroll(spec) -> dict:
                 if k != int(viewer.dims.current_step[0]):
                     _step_to(viewer, watch, k)
                     n += 1
-        out.update(rss_scroll_start_kib=rss0, peak_kib=C.proc_status_kib("VmHWM"), peak_reset=reset,
-                   rss_scroll_steps=n, rss_scroll_fps=n / (time.perf_counter() - t0))
-    out["layer_kwargs"] = dict(name=viewer.layers[0].name, contrast_limits=list(map(float, viewer.layers[0].contrast_limits)))
+        out.update(
+            rss_scroll_start_kib=rss0,
+            peak_kib=C.proc_status_kib("VmHWM"),
+            peak_reset=reset,
+            rss_scroll_steps=n,
+            rss_scroll_fps=n / (time.perf_counter() - t0),
+        )
+    out["layer_kwargs"] = dict(
+        name=viewer.layers[0].name, contrast_limits=list(map(float, viewer.layers[0].contrast_limits))
+    )
     C.child_result(out)
     viewer.close()
     return out
@@ -146,9 +153,12 @@ def child_cine(spec) -> dict:
     shown = sorted(set(seq))
     t_last = drawn[-1][0] if drawn else t0
     out.update(
-        frames_drawn=seq, shown=len(shown), skipped=frames - len(shown),
+        frames_drawn=seq,
+        shown=len(shown),
+        skipped=frames - len(shown),
         skipped_frames=sorted(set(range(frames)) - set(shown)),
-        pass_s=t_last - t0, nominal_s=(frames - 1) / fps,
+        pass_s=t_last - t0,
+        nominal_s=(frames - 1) / fps,
         effective_fps=(len(seq) - 1) / (t_last - t0) if t_last > t0 else 0.0,
         reached_last=bool(drawn and drawn[-1][1] == (frames - 1, True)),
     )
@@ -162,8 +172,9 @@ def child_cine(spec) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="8 x 512 x 416 inputs, one repeat, in-memory/J2K/RLE only (smoke run)")
+    ap.add_argument(
+        "--quick", action="store_true", help="8 x 512 x 416 inputs, one repeat, in-memory/J2K/RLE only (smoke run)"
+    )
     ap.add_argument("--data", default=str(C.HERE / "data"))
     ap.add_argument("--repeat", type=int, default=None, help="fresh-process repeats (default 3, quick 1)")
     ap.add_argument("--only", nargs="*", default=None, help="scroll cine")
@@ -187,8 +198,11 @@ def main():
     paths = {s: C.dbt_path(data, s, shape) for s in C.SYNTAX_NAMES}
     base = dict(shape=list(shape), explicit=str(paths["explicit"]))
     res = C.Results("scroll", args.quick)
-    print(f"napari scroll benchmark: {frames}x{shape[1]}x{shape[2]} uint16, {repeat} repeat(s), "
-          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"napari scroll benchmark: {frames}x{shape[1]}x{shape[2]} uint16, {repeat} repeat(s), "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
     def spec_for(src, **kw):
         return dict(base, source=src, path=None if src == "memory" else str(paths[src]), **kw)
@@ -198,47 +212,70 @@ def main():
     if "scroll" in only:
         runs: dict[str, list[dict]] = {s: [] for s in sources}
         for rep in range(repeat):
-            order = sources[rep % len(sources):] + sources[: rep % len(sources)]  # spread drift
+            order = sources[rep % len(sources) :] + sources[: rep % len(sources)]  # spread drift
             for src in order:
                 C.warm_file(paths["explicit" if src == "memory" else src])
                 r = C.run_child(Path(__file__), spec_for(src, kind="scroll", steps=steps, rss=rep == 0))
                 r.pop("_stderr")
                 runs[src].append(r)
                 extra = f", peak RSS {r['peak_kib'] / 1024:.0f} MiB" if "peak_kib" in r else ""
-                print(f"  rep {rep + 1} {src:8s}: {r['fps']:.2f} fps (slowest step {max(r['step_s']) * 1e3:.0f} ms, "
-                      f"{r['draws']} draws){extra}", flush=True)
+                print(
+                    f"  rep {rep + 1} {src:8s}: {r['fps']:.2f} fps (slowest step {max(r['step_s']) * 1e3:.0f} ms, "
+                    f"{r['draws']} draws){extra}",
+                    flush=True,
+                )
         mem = [r["fps"] for r in runs["memory"]]
         res.extra["scroll_runs"] = runs
         for src in sources:
             fps = [r["fps"] for r in runs[src]]
             paired = [a / b for a, b in zip(fps, mem, strict=True)]
-            res.record(f"scroll {steps} frames from the middle, fps [{LABEL[src]}]", C.med(fps), C.med(mem), "fps",
-                       note=f"paired ratios {', '.join(f'{x:.2f}' for x in paired)}; fps {C.spread(fps)}", samples=fps)
+            res.record(
+                f"scroll {steps} frames from the middle, fps [{LABEL[src]}]",
+                C.med(fps),
+                C.med(mem),
+                "fps",
+                note=f"paired ratios {', '.join(f'{x:.2f}' for x in paired)}; fps {C.spread(fps)}",
+                samples=fps,
+            )
         for src in sources:
             r = runs[src][0]
             peak, before = r["peak_kib"] / 1024, r["rss_viewer_kib"] / 1024
             mpeak = runs["memory"][0]["peak_kib"] / 1024
-            res.record(f"peak RSS scrolling all {frames} frames twice [{LABEL[src]}]", peak, mpeak, "MiB",
-                       note=f"viewer alone before open {before:.0f} MiB; RSS when the scroll began "
-                            f"{r['rss_scroll_start_kib'] / 1024:.0f} MiB; {r['rss_scroll_fps']:.1f} fps over "
-                            f"{r['rss_scroll_steps']} steps; baseline = in-memory array's run "
-                            f"(holds the {frames * shape[1] * shape[2] * 2 / 2**20:.0f} MiB array)")
+            res.record(
+                f"peak RSS scrolling all {frames} frames twice [{LABEL[src]}]",
+                peak,
+                mpeak,
+                "MiB",
+                note=f"viewer alone before open {before:.0f} MiB; RSS when the scroll began "
+                f"{r['rss_scroll_start_kib'] / 1024:.0f} MiB; {r['rss_scroll_fps']:.1f} fps over "
+                f"{r['rss_scroll_steps']} steps; baseline = in-memory array's run "
+                f"(holds the {frames * shape[1] * shape[2] * 2 / 2**20:.0f} MiB array)",
+            )
 
         if not args.quick:
             # diagnostic: how much of the peak is napari's dask cache (it keeps computed chunks,
             # up to 25 % of RAM by default) rather than napari-dcm's own bounded frame cache
             for src in ("explicit", "j2k"):
                 C.warm_file(paths[src])
-                r = C.run_child(Path(__file__), spec_for(src, kind="scroll", steps=steps, rss=True, napari_dask_cache=False))
+                r = C.run_child(
+                    Path(__file__), spec_for(src, kind="scroll", steps=steps, rss=True, napari_dask_cache=False)
+                )
                 r.pop("_stderr")
                 runs[src + " (napari dask cache off)"] = [r]
-                print(f"  {src} with napari's dask cache off: peak RSS {r['peak_kib'] / 1024:.0f} MiB, "
-                      f"{r['fps']:.2f} fps", flush=True)
-                res.record(f"peak RSS scrolling all {frames} frames twice [{LABEL[src]}, napari dask cache off]",
-                           r["peak_kib"] / 1024, runs[src][0]["peak_kib"] / 1024, "MiB",
-                           note=f"baseline = the same with napari's default dask cache; RSS when the scroll began "
-                                f"{r['rss_scroll_start_kib'] / 1024:.0f} MiB; {r['rss_scroll_fps']:.1f} fps over "
-                                f"{r['rss_scroll_steps']} steps (16-step scroll {r['fps']:.2f} fps)")
+                print(
+                    f"  {src} with napari's dask cache off: peak RSS {r['peak_kib'] / 1024:.0f} MiB, "
+                    f"{r['fps']:.2f} fps",
+                    flush=True,
+                )
+                res.record(
+                    f"peak RSS scrolling all {frames} frames twice [{LABEL[src]}, napari dask cache off]",
+                    r["peak_kib"] / 1024,
+                    runs[src][0]["peak_kib"] / 1024,
+                    "MiB",
+                    note=f"baseline = the same with napari's default dask cache; RSS when the scroll began "
+                    f"{r['rss_scroll_start_kib'] / 1024:.0f} MiB; {r['rss_scroll_fps']:.1f} fps over "
+                    f"{r['rss_scroll_steps']} steps (16-step scroll {r['fps']:.2f} fps)",
+                )
 
     if "cine" in only:
         cine_sources = ["j2k"] if args.quick else SOURCES
@@ -249,17 +286,24 @@ def main():
                 r = C.run_child(Path(__file__), spec_for(src, kind="cine", cine_fps=10))
                 r.pop("_stderr")
                 cines[src].append(r)
-                print(f"  cine {src:8s}: {r['shown']}/{frames} frames drawn, {r['skipped']} skipped, pass "
-                      f"{r['pass_s']:.1f} s (nominal {r['nominal_s']:.1f} s), {r['effective_fps']:.2f} fps "
-                      f"effective", flush=True)
+                print(
+                    f"  cine {src:8s}: {r['shown']}/{frames} frames drawn, {r['skipped']} skipped, pass "
+                    f"{r['pass_s']:.1f} s (nominal {r['nominal_s']:.1f} s), {r['effective_fps']:.2f} fps "
+                    f"effective",
+                    flush=True,
+                )
         res.extra["cine_runs"] = cines
         for src in cine_sources:
             rs = cines[src]
-            res.record(f"cine 10 fps, one pass: frames drawn of {frames} [{LABEL[src]}]", C.med([r["shown"] for r in rs]),
-                       frames, "frames",
-                       note=f"skipped {C.med([r['skipped'] for r in rs])}; pass {C.med([r['pass_s'] for r in rs]):.1f} s "
-                            f"vs nominal {rs[0]['nominal_s']:.1f} s; effective {C.med([r['effective_fps'] for r in rs]):.2f} fps"
-                            + (f" (n={len(rs)})" if len(rs) > 1 else ""))
+            res.record(
+                f"cine 10 fps, one pass: frames drawn of {frames} [{LABEL[src]}]",
+                C.med([r["shown"] for r in rs]),
+                frames,
+                "frames",
+                note=f"skipped {C.med([r['skipped'] for r in rs])}; pass {C.med([r['pass_s'] for r in rs]):.1f} s "
+                f"vs nominal {rs[0]['nominal_s']:.1f} s; effective {C.med([r['effective_fps'] for r in rs]):.2f} fps"
+                + (f" (n={len(rs)})" if len(rs) > 1 else ""),
+            )
     res.write(C.meta(args))
 
 
