@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
 import contextlib
+
+import _common as C  # noqa: E402
 
 # ---------------------------------------------------------------- child side
 
