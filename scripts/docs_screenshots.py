@@ -39,7 +39,7 @@ def main():
     layer.colormap = "bone"
     layer.rendering = "iso"
     layer.iso_threshold = 400
-    viewer.camera.angles = (0, 35, 55)
+    viewer.scene.camera.angles = (0, 35, 55)
     shot("sample_study_3d.png")
     viewer.dims.ndisplay = 2
     viewer.layers.clear()

@@ -46,8 +46,19 @@ def _mouse(widget, kind, pos, button, buttons) -> None:
     QApplication.sendEvent(widget, ev)
 
 
+def _pause(ms: int) -> None:
+    """Let Qt run for ``ms`` (napari throttles mouse moves to one per 5 ms and drops the rest)."""
+    import time
+
+    end = time.monotonic() + ms / 1000
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.002)
+
+
 def mouse_drag(viewer, p0, p1, steps: int = 5, qtbot=None) -> None:
-    """Press at canvas pixel ``p0``, move in ``steps`` to ``p1`` and release (left button)."""
+    """Press at canvas pixel ``p0``, move in ``steps`` to ``p1`` and release (left button),
+    with a short pause after each event as a hand would leave."""
     w = canvas_widget(viewer)
     left = Qt.MouseButton.LeftButton
     none = Qt.MouseButton.NoButton
@@ -55,11 +66,9 @@ def mouse_drag(viewer, p0, p1, steps: int = 5, qtbot=None) -> None:
     for t in np.linspace(0, 1, steps + 1)[1:]:
         p = (p0[0] + t * (p1[0] - p0[0]), p0[1] + t * (p1[1] - p0[1]))
         _mouse(w, QEvent.Type.MouseMove, p, none, left)
-        if qtbot is not None:
-            qtbot.wait(5)
+        _pause(10)
     _mouse(w, QEvent.Type.MouseButtonRelease, p1, left, none)
-    if qtbot is not None:
-        qtbot.wait(20)
+    _pause(20)
 
 
 def mouse_move(viewer, p) -> None:

@@ -34,8 +34,8 @@ def read_dicom(path, **options):
     """npe2 reader function: napari layers for DICOM ``path`` (file, folder or list).
 
     Layers rather than layer-data tuples (napari accepts both) so that images
-    get napari-dcm's status text; see ``napari_dcm._qt.viewer.reader_layers``.
+    get napari-dcm's status text; see ``napari_dcm._qt.viewer.read_for_napari``.
     """
-    from ._qt.viewer import read_with_notifications, reader_layers
+    from ._qt.viewer import read_for_napari
 
-    return reader_layers(read_with_notifications(_as_list(path), **options))
+    return read_for_napari(_as_list(path), **options)

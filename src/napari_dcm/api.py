@@ -80,6 +80,7 @@ def read(
     progress: Callable[[int, int], None] | None = None,
     report: ReadReport | None = None,
     annotations=None,
+    on_stacks: Callable[[list], None] | None = None,
 ) -> list[LayerData]:
     """Read DICOM files or folders as napari layer data ``(data, kwargs, layer_type)``.
 
@@ -102,6 +103,10 @@ def read(
         An EMBED ROI CSV: every image gets a shapes layer (after it) holding
         its ROIs; rows that match no loaded file are kept for export.
         Raises ``EmbedCSVError`` (line and reason) for an invalid CSV.
+    on_stacks : callable, optional
+        Called with the ImageStacks (``napari_dcm.dicom.series``) once the headers
+        are read, before the layer data is built (napari-dcm's viewer starts
+        decoding the frames it will show first from there).
 
     Raises
     ------
@@ -113,6 +118,8 @@ def read(
     report = report if report is not None else ReadReport()
     stacks, report = read_stacks(paths, recursive=recursive, filters=filters, progress=progress, report=report)
     log.info(report.summary())
+    if on_stacks is not None:
+        on_stacks(stacks)
     layers = layer_tuples(stacks, strict=strict)
     if report.overlays:
         from .layers.overlays import overlay_tuples

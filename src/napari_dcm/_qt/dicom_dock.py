@@ -14,7 +14,7 @@ from . import keys as keymod
 from . import state
 from .layout_tab import LayoutTab
 from .tags_tab import TagsTab
-from .viewer import dicom_images, image_of, keep_whole_view
+from .viewer import dicom_images, fit_visible, image_of, keep_whole_view
 from .window import current_frame
 from .window_tab import WindowTab
 
@@ -80,6 +80,7 @@ class DicomDock(QWidget):
 
     def hang(self, layout: str | None = None, cells: dict | None = None):
         lay = self.layout_tab.hang(layout, cells)
+        fit_visible(self.viewer)  # the placed images, not the hidden rest
         keep_whole_view(self.viewer)  # a hanging right after the dock opened: refit once the canvas settles
         return lay
 

@@ -136,9 +136,10 @@ def _node_line(node: ov.SrNode) -> tuple[str, str]:
     return node.value, ""
 
 
-def report_html(root: ov.SrNode, title: str = "") -> tuple[str, list[ov.SrNode]]:
+def report_html(root: ov.SrNode, title: str = "", loaded=lambda uid: True) -> tuple[str, list[ov.SrNode]]:
     """The report as HTML (headings for containers, "concept: value unit" lines, links to
-    images and regions) and the nodes the links point at (``node:<index>``)."""
+    images and regions) and the nodes the links point at (``node:<index>``).  References
+    to images that ``loaded(uid)`` says are not open are shown, not linked."""
     links: list[ov.SrNode] = []
     out = [f"<h2>{_esc(root.concept or 'Structured report')}</h2>"]
     if title:
@@ -156,10 +157,13 @@ def report_html(root: ov.SrNode, title: str = "") -> tuple[str, list[ov.SrNode]]
         else:
             value, note = _node_line(node)
             concept = _esc(node.concept or node.value_type.title())
+            refs = node.refs or [r for c in node.children if c.value_type == "IMAGE" for r in c.refs]
+            here = any(loaded(u) for u, _ in refs)
             if node.value_type in ("IMAGE", "COMPOSITE"):
-                body = link(node, "show image")
+                body = link(node, "show image") if here else "<i>image not loaded</i>"
             elif node.value_type in ("SCOORD", "SCOORD3D"):
-                body = link(node, f"show region: {node.value}")
+                label = f"region: {node.value}"
+                body = link(node, f"show {label}") if here or node.value_type == "SCOORD3D" else _esc(label)
             else:
                 body = _esc(value)
             extra = f" <span style='color:#999'>({_esc(note)})</span>" if note else ""
@@ -194,6 +198,8 @@ class SrDock(QWidget):
         self.view = QTextBrowser()
         self.view.setOpenLinks(False)
         self.view.setOpenExternalLinks(False)
+        # links readable on napari's dark theme (Qt's default link blue is not)
+        self.view.document().setDefaultStyleSheet("a { color: #6cb6ff; }")
         self.view.anchorClicked.connect(self._on_link)
         self.setMinimumWidth(320)
         lay = QVBoxLayout(self)
@@ -202,6 +208,9 @@ class SrDock(QWidget):
         lay.addWidget(self.view)
         self.choice.currentIndexChanged.connect(self._show)
         napari_viewer.layers.selection.events.active.connect(self._on_active)
+        # links follow what is open: an image opened later makes its references clickable
+        napari_viewer.layers.events.inserted.connect(self._relink)
+        napari_viewer.layers.events.removed.connect(self._relink)
         self._paths: list = []
         self._roots: dict = {}
         self.links: list[ov.SrNode] = []
@@ -236,8 +245,15 @@ class SrDock(QWidget):
         self.links = []
         if not 0 <= i < len(self._paths):
             return
-        text, self.links = report_html(self.root(self._paths[i]), os.path.basename(self._paths[i]))
+        shown = {u for l in self.viewer.layers for u in (l.metadata.get("sop_instance_uids") or [])}
+        text, self.links = report_html(
+            self.root(self._paths[i]), os.path.basename(self._paths[i]), loaded=shown.__contains__
+        )
         self.view.setHtml(text)
+
+    def _relink(self, event=None) -> None:
+        self.refresh()
+        self._show(self.choice.currentIndex())
 
     def show_document(self, path: str) -> bool:
         if path not in self._paths:

@@ -3,10 +3,11 @@
 napari's status bar shows what the active layer's ``get_status`` returns: the
 world coordinates and the value under the cursor.  A napari-dcm image says
 more: the pixel row and column, the frame (display index, as napari's slider
-counts, and the stored frame or the slice's file), and the value's unit (HU
-for CT, the RescaleType, or a parametric map's real-world-value unit), e.g.::
+counts it, index/last index, and the stored frame or the slice's file), and
+the value's unit (HU for CT, the RescaleType, or a parametric map's
+real-world-value unit), e.g.::
 
-    [-61.2 12.3 45.6] mm · frame 12 of 24 (stored 11) · row 233, col 120: 45 HU
+    [-61.2, 12.3, 45.6] mm · frame 12/23 (stored 11) · row 233, col 120: 45 HU
 
 ``get_status`` is public napari API meant to be overridden per layer type;
 the subclass keeps the class name ``Image`` so napari still treats the layer
@@ -33,14 +34,15 @@ def value_unit(metadata: dict[str, Any]) -> str:
 
 
 def frame_text(metadata: dict[str, Any], d: int, n: int) -> str:
-    """ "frame 12 of 24 (stored 11)" for a multi-frame instance, "slice 12 of 24 (IM0012.dcm)" for a series."""
+    """The frame as napari's slider counts it (index/last index): "frame 12/23 (stored 11)" for a
+    multi-frame instance, "slice 12/23 (IM0012.dcm)" for a series of single-frame files."""
     fp = metadata.get(keys.FRAME_PATHS) or []
     d2s = metadata.get(keys.DISPLAY_TO_STORED) or []
     if not 0 <= d < len(d2s):
-        return f"frame {d} of {n}"
+        return f"frame {d}/{n - 1}"
     if metadata.get("multiframe"):
-        return f"frame {d} of {n} (stored {d2s[d]})"
-    return f"slice {d} of {n} ({os.path.basename(str(fp[d]))})"
+        return f"frame {d}/{n - 1} (stored {d2s[d]})"
+    return f"slice {d}/{n - 1} ({os.path.basename(str(fp[d]))})"
 
 
 def status_text(layer: Any, position: Any, world: bool, coords: str, value: str) -> str | None:
@@ -53,15 +55,15 @@ def status_text(layer: Any, position: Any, world: bool, coords: str, value: str)
     shape = layer.data.shape[: layer.ndim]
     idx = np.round(data_pos).astype(int)
     parts = []
-    units = [str(u) for u in layer.units]
-    parts.append(f"{coords} mm" if units and all(u == "millimeter" for u in units) else coords)
+    unit = md.get(keys.WORLD_UNIT) or ""
+    parts.append(f"{coords} {unit}" if unit else coords)
     if layer.ndim >= 3:
         parts.append(frame_text(md, int(idx[-3]), int(shape[-3])))
     row, col = int(idx[-2]), int(idx[-1])
     inside = 0 <= row < shape[-2] and 0 <= col < shape[-1]
     where = f"row {row}, col {col}" if inside else "outside the image"
-    unit = value_unit(md)
-    shown = f"{value} {unit}" if (value and unit and inside) else value
+    vunit = value_unit(md)
+    shown = f"{value} {vunit}" if (value and vunit and inside) else value
     parts.append(f"{where}: {shown}" if inside and shown else where)
     return " · ".join(p for p in parts if p)
 

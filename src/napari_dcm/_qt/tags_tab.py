@@ -24,9 +24,10 @@ class TagsTab(QWidget):
         self.tree.setUniformRowHeights(True)
         hdr = self.tree.header()
         fm = self.tree.fontMetrics()
-        hdr.resizeSection(0, fm.horizontalAdvance("(0000,0000)  ") + 30)
+        self.tree.setIndentation(12)  # sequences nest: keep the tag readable three levels down
+        hdr.resizeSection(0, fm.horizontalAdvance("(0000,0000)  ") + 3 * 12 + 24)
         hdr.resizeSection(1, fm.horizontalAdvance("VRVR") + 8)
-        hdr.resizeSection(2, fm.horizontalAdvance("ReferencedImageSequence"))
+        hdr.resizeSection(2, fm.horizontalAdvance("ReferencedImageSequen"))
         self.tree.itemExpanded.connect(self._expand)
         self.tree.itemClicked.connect(self._copy)
         self.filter.textChanged.connect(self._apply_filter)
@@ -72,6 +73,8 @@ class TagsTab(QWidget):
     def _item(self, row: tagmod.TagRow) -> QTreeWidgetItem:
         it = QTreeWidgetItem([row.tag, row.vr, row.keyword, row.value])
         it.setData(0, Qt.ItemDataRole.UserRole, row)
+        it.setToolTip(2, row.name or row.keyword)
+        it.setToolTip(3, row.value if len(row.value) < 2000 else row.value[:2000] + "…")
         if row.is_sequence and row.n_items:
             it.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
         return it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from typing import Any
@@ -142,6 +143,7 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
 
     first = len(viewer.layers) == 0
     added, shown, reports = make_layers(layers)
+    wait_prefetch()  # the first frames decoded while the layers were built
     for layer in added:
         viewer.layers.append(layer)
         if isinstance(layer, Shapes) and keys.ROI in layer.metadata:
@@ -183,6 +185,7 @@ def reader_layers(items: list[Any]) -> list[Any]:
     import napari
 
     layers, shown, reports = make_layers(items)
+    wait_prefetch()  # the first frames decoded while the layers were built
     viewer = napari.current_viewer()
     if viewer is None or len(viewer.layers):
         for layer, visible in zip(layers, shown):
@@ -216,14 +219,18 @@ def _camera_key(viewer: Any) -> tuple:
     return (tuple(round(float(v), 9) for v in cam.center), round(float(cam.zoom), 9), tuple(cam.angles))
 
 
+def visible_layers(viewer: Any) -> list[Any]:
+    return [layer for layer in viewer.layers if layer.visible]
+
+
 def whole_view(viewer: Any) -> bool:
-    """Whether the canvas shows every layer whole (as after napari's fit), in 2D."""
-    if viewer.canvas.grid.enabled or viewer.dims.ndisplay == 3 or not len(viewer.layers):
+    """Whether the canvas shows every visible layer whole (as after napari's fit), in 2D."""
+    shown = visible_layers(viewer)
+    if viewer.canvas.grid.enabled or viewer.dims.ndisplay == 3 or not shown:
         return True
-    ext = viewer.layers.extent.world[:, list(viewer.dims.displayed)]
-    # pixels are drawn from -0.5 to +0.5 around their centres
-    step = viewer.layers.extent.step[list(viewer.dims.displayed)]
-    lo, hi = ext[0] - step / 2, ext[1] + step / 2
+    ext = viewer.layers.get_extent(shown)
+    # the displayed (trailing) axes; pixels are drawn from -0.5 to +0.5 around their centres
+    lo, hi = ext.world[0][-2:] - ext.step[-2:] / 2, ext.world[1][-2:] + ext.step[-2:] / 2
     cam = viewer.scene.camera
     half = np.asarray(viewer.canvas.size, dtype=float) / float(cam.zoom) / 2
     center = np.asarray(cam.center[-2:], dtype=float)
@@ -231,13 +238,27 @@ def whole_view(viewer: Any) -> bool:
     return bool(np.all(lo >= center - half - slack) and np.all(hi <= center + half + slack))
 
 
+def fit_visible(viewer: Any) -> None:
+    """Fit the camera to the visible layers (napari's own fit counts hidden ones too: a
+    hanging that hides the images it does not place would show its cells tiny or off centre)."""
+    from .compat import fit_to_layers
+
+    shown = visible_layers(viewer)
+    if shown:
+        fit_to_layers(viewer, shown)
+    else:
+        viewer.fit_to_view()
+    state.of(viewer).fit_camera = _camera_key(viewer)
+
+
 def keep_whole_view(viewer: Any) -> None:
     """Keep the image whole when the canvas resizes: a dock taking its share of the
     window, the window's first layout, a hanging.
 
-    When the canvas shows every layer whole now, the camera is refitted
-    (``viewer.fit_to_view``) on every canvas resize until someone moves the
-    camera (zoom, pan, a reset elsewhere).
+    When the canvas shows every visible layer whole now, the camera is refitted
+    (``viewer.fit_to_view`` on the visible layers) on every canvas resize until
+    someone moves the camera (zoom, pan, a reset elsewhere).  A grid change (a
+    hanging, back to one view) refits to the visible layers once it is done.
     """
     st = state.of(viewer)
     if not st.fit_watch:
@@ -249,10 +270,22 @@ def keep_whole_view(viewer: Any) -> None:
                 return
             vs = state.of(v)
             if vs.fit_camera is not None and vs.fit_camera == _camera_key(v):
-                v.fit_to_view()
-                vs.fit_camera = _camera_key(v)
+                fit_visible(v)
+
+        def on_grid(event: Any = None) -> None:
+            from qtpy.QtCore import QTimer
+
+            def later() -> None:
+                v = ref()
+                if v is not None:
+                    fit_visible(v)
+
+            QTimer.singleShot(0, later)  # after the hanging (or napari) finished moving layers
 
         viewer.canvas.events.size.connect(on_resize)
+        grid = viewer.canvas.grid
+        for name in ("enabled", "shape", "stride"):
+            getattr(grid.events, name).connect(on_grid)
         st.fit_watch = True
     st.fit_camera = _camera_key(viewer) if whole_view(viewer) else None
 
@@ -277,23 +310,83 @@ class _Progress:
             self.pbar.close()
 
 
-def read_with_notifications(paths: list[str], **options: Any) -> list[Any]:
-    """``napari_dcm.read`` with a progress bar, and errors and skipped files as notifications."""
+# --------------------------------------------------------------------------
+# the first frames, decoded while the layers are built
+
+_prefetches: list[Any] = []
+#: stacks whose first shown frame is decoded ahead (the layers napari shows at once)
+PREFETCH_STACKS = 8
+
+
+def prefetch_first_frames(stacks: list[Any]) -> None:
+    """Decode the frame napari will show first of each stack, in a background thread.
+
+    It runs while the main thread imports dask.array, builds the layer data and
+    napari's layers (the decoders release the GIL); the frame lands in the
+    decoded-frame cache where napari's first slice finds it.  Only stacks whose
+    window comes from the header: without one, building the layer data decodes
+    that frame anyway (for the percentiles).
+    """
+    import threading
+
+    from ..dicom.decode import load_frame
+    from ..layers.images import initial_frame
+
+    todo = []
+    for st in stacks[:PREFETCH_STACKS]:
+        f = st.frames[initial_frame(st)]
+        if (f.windows or st.windows) or (st.rgb and st.dtype.itemsize == 1):
+            todo.append((f, st))
+    if not todo:
+        return
+
+    def run() -> None:
+        for f, st in todo:
+            # strict: no report from here; napari's own read reports the frame when it shows it
+            with contextlib.suppress(Exception):
+                load_frame(f.ref, f.desc, f.transform, st.shape, st.dtype.str, True)
+
+    t = threading.Thread(target=run, name="napari-dcm-first-frame", daemon=True)
+    t.start()
+    _prefetches.append(t)
+
+
+def wait_prefetch(timeout: float = 30.0) -> None:
+    """Wait for the first-frame decodes (called before napari slices the new layers)."""
+    while _prefetches:
+        _prefetches.pop().join(timeout)
+
+
+def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any) -> list[Any]:
+    """``napari_dcm.read`` with a progress bar, and errors and skipped files as notifications.
+
+    With a ``viewer``, presentation states, CAD/SR regions, segmentations and
+    parametric maps whose images are not in ``paths`` are placed on the images
+    the viewer already shows (napari opens the files of one drop one by one).
+    """
     from ..api import read
     from ..dicom.embed import unmatched_message
     from ..dicom.report import ReadReport
-    from ..errors import DicomError
+    from ..errors import DicomError, NoDicomFoundError
 
     _notify.install_decode_notifier()
     report = ReadReport()
     prog = _Progress()
     try:
-        layers = read(paths, progress=prog, report=report, **options)
+        layers = read(paths, progress=prog, report=report, on_stacks=prefetch_first_frames, **options)
+    except NoDicomFoundError as exc:
+        layers = _on_shown_images(viewer, report, [])
+        if not layers:
+            _notify.error(f"napari-dcm: {exc}")
+            return [(None,)]
+        _notify.info(f"napari-dcm: {len(layers)} overlay layer(s) placed on the images already open")
+        return layers
     except DicomError as exc:  # includes EmbedCSVError (line and reason)
         _notify.error(f"napari-dcm: {exc}")
         return [(None,)]
     finally:
         prog.close()
+    layers = _on_shown_images(viewer, report, layers)
     if report.skipped:
         _notify.warning(report.summary())
     else:
@@ -303,11 +396,45 @@ def read_with_notifications(paths: list[str], **options: Any) -> list[Any]:
     return layers
 
 
+def _on_shown_images(viewer: Any, report: Any, layers: list[Any]) -> list[Any]:
+    """Overlay objects whose images were not in this read, placed on the viewer's images
+    (replacing a segmentation or parametric map that was going to be shown on its own)."""
+    if viewer is None or not report.overlays:
+        return layers
+    unplaced = {p for p, m in report.overlay_notes if "not loaded" in m}
+    headers = [h for h in report.overlays if h.path in unplaced]
+    images = [layer_data(l) for l in dicom_images(viewer)]
+    if not headers or not images:
+        return layers
+    from ..layers.overlays import overlay_tuples
+
+    extra, _ = overlay_tuples(images, headers)
+    placed = [e for e in extra if keys.OVERLAY_OF in e.metadata]
+    sources = {e.metadata[keys.OVERLAY]["source"] for e in placed}
+    if not sources:
+        return layers
+
+    def standalone_of_placed(t: Any) -> bool:
+        ov = LayerData.of(t).metadata.get(keys.OVERLAY)
+        return isinstance(ov, dict) and bool(ov.get("standalone")) and ov.get("source") in sources
+
+    return [t for t in layers if not standalone_of_placed(t)] + placed
+
+
+def read_for_napari(paths: list[str], **options: Any) -> list[Any]:
+    """What the npe2 reader gives napari (File > Open, drag and drop, ``viewer.open``): the
+    layers of ``paths``, overlays placed on images the current viewer already shows."""
+    import napari
+
+    viewer = napari.current_viewer()
+    return reader_layers(read_with_notifications(paths, viewer=viewer, **options))
+
+
 def add_to_viewer(viewer: Any, paths: Any, **options: Any) -> list[Any]:
     """Read ``paths`` and add the layers to ``viewer``; errors become notifications."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return add_layer_tuples(viewer, read_with_notifications([os.fspath(p) for p in paths], **options))
+    return add_layer_tuples(viewer, read_with_notifications([os.fspath(p) for p in paths], viewer=viewer, **options))
 
 
 def view(

@@ -223,7 +223,9 @@ def layer_tuple(stack: ImageStack, name: str, strict: bool = False) -> LayerData
     if stack.frames[0].pixel_spacing is not None and (
         len(stack.scale) == 2 or all(f.position is not None for f in stack.frames)
     ):
-        kwargs["units"] = ("mm",) * len(stack.scale)
+        # scale-only: the unit is said in the metadata (and the status bar), not given to
+        # napari, which otherwise warns "inconsistent units" beside any image without spacing
+        kwargs["metadata"][keys.WORLD_UNIT] = "mm"
     return LayerData(data, kwargs, "image")
 
 
