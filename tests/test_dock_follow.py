@@ -248,6 +248,10 @@ def test_sr_dock_readable_follows_selection_and_jumps(make_napari_viewer, tmp_pa
     viewer.dims.set_current_step(0, 0)
     (node,) = [n for n in dock.links if n.value_type == "IMAGE"]
     assert dock.jump(node) and viewer.dims.current_step[0] == 3
+    # a reference to an image that is not open is said, not linked
+    dock.show_document(str(a / "sr2.dcm"))
+    assert "Source of Measurement: image not loaded" in dock.text()
+    assert not [n for n in dock.links if n.value_type == "IMAGE"]
 
 
 def test_unrelated_standalone_objects_are_not_piled_silently(make_napari_viewer, corpus):
@@ -263,3 +267,79 @@ def test_unrelated_standalone_objects_are_not_piled_silently(make_napari_viewer,
     assert sum(l.visible for l in alone) == 1
     msgs = [str(n.message) for n in notification_manager.records[n0:]]
     assert any("opened on their own" in m and "hidden" in m for m in msgs), msgs
+
+
+def test_presentation_state_opened_after_its_image(make_napari_viewer, corpus, tmp_path):
+    """Two files dropped together are read one by one by napari: the presentation state read
+    second is placed on the image already open (not refused as 'images not loaded')."""
+    import numpy as np
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(corpus / "presentation_state" / "CR000000.dcm")
+    ds.PixelData = (np.arange(ds.Rows * ds.Columns, dtype=np.uint32) % 4096).astype(np.uint16).tobytes()
+    ds["PixelData"].VR = "OW"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel = 16, 12, 11, 0, 1
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(tmp_path / "cr.dcm", enforce_file_format=True)
+    (tmp_path / "pr.dcm").write_bytes((corpus / "presentation_state" / "PR000000.dcm").read_bytes())
+    viewer = make_napari_viewer(show=False)
+    (img,) = viewer.open(str(tmp_path / "cr.dcm"), plugin="napari-dcm")
+    added = viewer.open(str(tmp_path / "pr.dcm"), plugin="napari-dcm")
+    kinds = {l.metadata["napari_dcm_overlay"]["kind"] for l in added}
+    assert added and kinds == {"gsps"} and all(l.metadata["napari_dcm_overlay_of"] == img.name for l in added)
+    assert any(len(l.data) for l in added)
+
+
+def test_no_unit_warnings_mixing_images_with_and_without_spacing(make_napari_viewer, corpus):
+    """Scale-only layers: a mammogram in mm beside an image without PixelSpacing makes napari
+    say nothing about inconsistent units; the unit is in the metadata and the status text."""
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer(show=False)
+    n0 = len(notification_manager.records)
+    napari_dcm.view(
+        [str(corpus / "mammography" / "OutOfBoundsOverlay.dcm"), str(corpus / "pixel_formats" / "SC_rgb.dcm")],
+        viewer=viewer,
+    )
+    mg = next(l for l in viewer.layers if l.metadata.get("modality") == "MG")
+    assert mg.metadata["world_unit"] == "mm" and all(str(u) == "pixel" for u in mg.units)
+    msgs = [str(n.message) for n in notification_manager.records[n0:]]
+    assert not any("units" in m.lower() for m in msgs), msgs
+    assert (
+        "] mm · row 10, col 20: "
+        in mg.get_status((mg.translate[0] + 10 * mg.scale[0], mg.translate[1] + 20 * mg.scale[1]), world=True)[
+            "coordinates"
+        ]
+    )
+
+
+def test_hanging_fits_the_placed_images_beside_a_hidden_stack(make_napari_viewer, corpus, tmp_path, qtbot):
+    """Two mammograms and a 24-slice knee series (hidden by the hanging): the grid is fitted to the
+    images it shows (napari's fit_to_view(layers=...) fails on 2D layers in a 3D viewer)."""
+    src = corpus / "mammography" / "OutOfBoundsOverlay.dcm"
+    paths = []
+    for lat in ("R", "L"):
+        ds = pydicom.dcmread(src)
+        ds.ImageLaterality, ds.ViewPosition = lat, "CC"
+        ds.SeriesInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[lat])
+        ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[lat, "sop"])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        if "ViewCodeSequence" in ds:
+            del ds.ViewCodeSequence
+        ds.save_as(tmp_path / f"{lat}.dcm")
+        paths.append(str(tmp_path / f"{lat}.dcm"))
+    viewer = make_napari_viewer(show=True)
+    napari_dcm.view([*paths, str(corpus / "ct_mr_series" / "orthanc_Knee_T1")], viewer=viewer)
+    assert viewer.dims.ndim == 3
+    dock = dd.dicom_dock(viewer)
+    qtbot.wait(200)
+    dock.hang("1x2")
+    qtbot.wait(200)
+    shown = [l for l in viewer.layers if l.visible and l.metadata.get("modality") == "MG"]
+    assert len(shown) == 2 and viewer.canvas.grid.enabled
+    # the zoom fits a mammogram (788 x 1318 at ~0.085 mm) in a cell, not the hidden 160 mm knee series
+    h_mm = 788 * abs(shown[0].scale[-2])
+    cell_h, cell_w = viewer.canvas.viewbox_size(viewer.layers)
+    assert viewer.scene.camera.zoom == pytest.approx(
+        0.95 * min(cell_h / h_mm, cell_w / (1318 * abs(shown[0].scale[-1]))), rel=0.1
+    )
