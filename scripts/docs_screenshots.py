@@ -72,8 +72,7 @@ def main():
         layer.edge_width = 12
         viewer.reset_view()
         shot("rois.png")
-        for w in list(viewer.window._dock_widgets.values()):
-            viewer.window.remove_dock_widget(w)
+        viewer.window.remove_dock_widget("all")
         viewer.layers.clear()
         # the DICOM dock: tags, then a 2x2 hanging of a synthetic four-view set
         import pydicom

@@ -295,13 +295,14 @@ def _ours(w: warnings.WarningMessage) -> bool:
 
 
 @pytest.mark.viewer
-def test_no_deprecation_or_future_warnings_from_our_code(make_napari_viewer, corpus, tmp_path, qtbot):
+def test_no_deprecation_or_future_warnings_from_our_code(make_napari_viewer, corpus, tmp_path, qtbot, monkeypatch):
     """A whole journey (open, dock tabs, presets, W/L drag, slices, tags filter, ROIs, hanging, SR
     dock, status) with every warning recorded: none is a FutureWarning or DeprecationWarning raised
     from napari-dcm's code (napari's deprecations point at their caller)."""
     from napari_dcm._qt import roi_dock, sr_dock
     from napari_dcm.layers import rois
 
+    monkeypatch.setenv("NAPARI_DCM_CACHE", str(tmp_path / "cache"))  # the ROI drawn autosaves here
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         viewer = make_napari_viewer(show=True)
