@@ -222,6 +222,21 @@ def store_dicomweb(
 # C-STORE
 
 
+def _unreachable(host: str, port: int, timeout: float) -> str | None:
+    """Why a TCP connection to the node fails, or None when it can be opened."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except ConnectionRefusedError:
+        return "cannot connect: connection refused"
+    except TimeoutError:
+        return f"cannot connect: no answer within {timeout:g} s"
+    except OSError as exc:
+        return f"cannot connect: {exc.strerror or type(exc).__name__}"
+
+
 def store_dimse(
     paths: Sequence[str | os.PathLike[str]],
     host: str,
@@ -264,10 +279,8 @@ def store_dimse(
     if not assoc.is_established:
         if assoc.is_rejected:
             why = "association rejected by the peer (check the called AE title and that it accepts this caller)"
-        elif assoc.is_aborted:
-            why = "association aborted by the peer"
         else:
-            why = "cannot connect (connection refused or no answer)"
+            why = _unreachable(host, int(port), min(timeout, 10.0)) or "association aborted by the peer"
         for r, _ in sendable:
             r.reason = why
         return _raise_if_failed(destination, results)

@@ -168,6 +168,9 @@ def evidence(ds: Dataset) -> Dataset:
     """A copy of a source header highdicom accepts: the patient and study attributes it
     copies exist (Type 2: empty when missing) and values the standard rejects are emptied."""
     out = copy.deepcopy(ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's remarks on the source's private values
+        out.remove_private_tags()  # never copied into a new object
     for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
         if not str(out.get(kw, "") or ""):
             raise WritebackError(f"the referenced image has no {kw}")
@@ -177,9 +180,42 @@ def evidence(ds: Dataset) -> Dataset:
     for kw, vr in _COPIED.items():
         if kw not in out or not _valid(vr, out.get(kw)):
             setattr(out, kw, None)
+    _clean_values(out)
     if str(out.get("PatientSex", "") or "") not in ("M", "F", "O"):
         out.PatientSex = None
     return out
+
+
+_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UT"}
+
+
+def _clean_values(ds: Dataset) -> None:
+    """In place, on a copy: NUL padding stripped from text values (some writers pad with NUL
+    instead of space), and dates/times the standard rejects emptied, so what highdicom copies
+    into the new object's patient and study modules is valid."""
+
+    def fix(dataset: Dataset, elem: Any) -> None:
+        if elem.VR not in _TEXT_VRS or elem.value is None:
+            return
+        if elem.VR in ("DA", "TM") and not elem.is_empty and not all(_valid(elem.VR, v) for v in _values(elem)):
+            elem.value = None
+            return
+        raw = elem.value
+        if isinstance(raw, str) and "\x00" in raw:
+            elem.value = raw.replace("\x00", "").rstrip()
+        elif hasattr(raw, "__iter__") and not isinstance(raw, (str, bytes)):
+            vals = list(raw)
+            if any(isinstance(v, str) and "\x00" in v for v in vals):
+                elem.value = [v.replace("\x00", "").rstrip() if isinstance(v, str) else v for v in vals]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's remarks on the source's own (e.g. private, nested) values
+        ds.walk(fix)
+
+
+def _values(elem: Any) -> list[Any]:
+    v = elem.value
+    return list(v) if hasattr(v, "__iter__") and not isinstance(v, (str, bytes)) else [v]
 
 
 def _code(c: Code | tuple[str, str, str] | Sequence[str]) -> Code:
@@ -547,9 +583,9 @@ def build_gsps(
             graphic_layers=[layer],
         )
     gsps.SeriesDescription = description
+    # General Series Laterality (Type 2C): the side when the images agree on one, else empty (unknown)
     sides = {_laterality(ev) for ev, _ in evs}
-    if len(sides) == 1 and sides != {""}:
-        gsps.Laterality = sides.pop()  # the series shows one side of a paired body part
+    gsps.Laterality = sides.pop() if len(sides) == 1 and sides != {""} else None
     _copy_study(gsps, images[0][0])
     return gsps
 
