@@ -24,7 +24,7 @@ from napari_dcm.dicom.embed import EmbedRow, Roi, read_embed_csv
 from napari_dcm.layers import keys
 from napari_dcm.layers.roi_export import collect_rows, export_text
 from napari_dcm.layers.rois import box_vertices, roi_layer_tuple
-from synth import write_ct_series, write_multiframe, write_plain_image
+from synth import write_multiframe, write_plain_image
 
 MAMMO = "mammography/GH133.dcm"  # FFDM (GE), R MLO, 3062 x 2394, JPEG lossless
 KNEE = "ct_mr_series/orthanc_Knee_T1"  # 24-slice MR series, JPEG 2000
@@ -182,10 +182,7 @@ def test_sr_of_corpus_mammogram_round_trip(mammo, tmp_path, dciodvfy):
 
     # one Planar ROI group per box: closed POLYLINE on pixel edges, tracking id, finding, laterality, extras
     groups = [
-        it
-        for c in sr.ContentSequence
-        if c.ConceptNameCodeSequence[0].CodeValue == "126010"
-        for it in c.ContentSequence
+        it for c in sr.ContentSequence if c.ConceptNameCodeSequence[0].CodeValue == "126010" for it in c.ContentSequence
     ]
     assert len(groups) == 3
     for g, box in zip(groups, [(100, 200, 300, 400), (1000, 50, 1200, 260), (0, 0, 3062, 2394)]):
@@ -213,11 +210,15 @@ def test_sr_of_corpus_mammogram_round_trip(mammo, tmp_path, dciodvfy):
     assert [np.asarray(v).tolist() for v in back_roi[0]] == [np.asarray(v).tolist() for v in roi[0]]  # same order
     assert list(back_roi[1]["features"]["roi"]) == list(roi[1]["features"]["roi"])
     assert not overlay_layers(back, "sr")[0][0]  # only the (empty) SR document layer is left
-    (row, _), = collect_rows(back)
-    (orig, _), = collect_rows(layers)
+    ((row, _),) = collect_rows(back)
+    ((orig, _),) = collect_rows(layers)
     assert [(r.box, r.frames) for r in row.rois] == [(r.box, r.frames) for r in orig.rois]
     assert row.path == str(mammo)
-    assert back_roi[1]["metadata"][keys.ROI]["rows"][str(mammo)]["extra"] == {"asses": "B", "massshape": "O", "side": "R"}
+    assert back_roi[1]["metadata"][keys.ROI]["rows"][str(mammo)]["extra"] == {
+        "asses": "B",
+        "massshape": "O",
+        "side": "R",
+    }
     out_csv = tmp_path / "again.csv"
     napari_dcm.save_embed_csv(back, out_csv)
     (again,) = read_embed_csv(out_csv).rows
@@ -385,6 +386,12 @@ def test_seg_of_series_round_trip(which, ct_series, corpus, tmp_path, dciodvfy):
     assert lb[1]["metadata"][keys.OVERLAY_OF] == img[1]["name"]
     assert np.array_equal(lb[0], lab)  # the same voxels, the same values (labels 1..N keep theirs)
     assert lb[1]["metadata"][keys.OVERLAY]["segments"] == {1: "liver", 2: "lesion", 3: "marker"}
+    # the SEG's own labels layer saves again as the same segmentation (names from its metadata)
+    again = napari_dcm.save_seg(lb, img, tmp_path / "again.seg.dcm")
+    clean(dciodvfy, again)
+    (lb2,) = [t for t in napari_dcm.read([series, again]) if t[2] == "labels"]
+    assert np.array_equal(lb2[0], lab)
+    assert [s.SegmentLabel for s in pydicom.dcmread(again).SegmentSequence] == ["liver", "lesion", "marker"]
     assert hashes(files) == before
 
 
@@ -393,13 +400,14 @@ def test_seg_renumbers_sparse_labels_in_order(ct_series, tmp_path, dciodvfy):
     lab = np.zeros(img[0].shape, np.int32)
     lab[2, 5:9, 5:9] = 7
     lab[4, 1:3, 1:30] = 3
-    out = napari_dcm.save_seg((lab, {"name": "sparse"}, "labels"), img, tmp_path / "s.dcm")
+    feats = {"index": [3, 7], "name": ["Läsion", "cyst"]}
+    out = napari_dcm.save_seg((lab, {"name": "sparse · Ü", "features": feats}, "labels"), img, tmp_path / "s.dcm")
     clean(dciodvfy, out)
     back = napari_dcm.read([ct_series, out])
     (lb,) = [t for t in back if t[2] == "labels"]
     # DICOM numbers segments 1, 2, ...: label 3 -> 1, label 7 -> 2; every voxel where it was
     assert np.array_equal(lb[0], np.select([lab == 3, lab == 7], [1, 2], 0))
-    assert lb[1]["metadata"][keys.OVERLAY]["segments"] == {1: "label 3", 2: "label 7"}
+    assert lb[1]["metadata"][keys.OVERLAY]["segments"] == {1: "Läsion", 2: "cyst"}
     seg = pydicom.dcmread(out)
     assert [s.TrackingID for s in seg.SegmentSequence] == ["napari label 3", "napari label 7"]
 
@@ -416,8 +424,10 @@ def test_seg_of_multiframe_in_stored_order(which, request, tmp_path, dciodvfy):
     seg = pydicom.dcmread(out)
     d2s = img[1]["metadata"]["display_to_stored"]
     frames = {
-        (int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
-         int(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber))
+        (
+            int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+            int(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber),
+        )
         for f in seg.PerFrameFunctionalGroupsSequence
     }
     assert frames == {(1, d2s[0] + 1), (2, d2s[3] + 1)}
@@ -486,22 +496,24 @@ def test_refusals_are_clear_and_write_nothing(tmp_path, reversed_mf, ct_series):
         napari_dcm.save_rois_sr(layers, tmp_path / "g")
 
 
-def test_extra_embed_columns_kept_and_csv_export_unchanged(tmp_path, reversed_mf):
+def test_extra_embed_columns_kept_and_csv_export_unchanged(tmp_path, reversed_mf, dciodvfy):
     csv = tmp_path / "r.csv"
     text = (
         "anon_dicom_path,num_ROI,ROI_coords,ROI_frames,asses,desc\n"
-        f'{reversed_mf},1,"[[1,2,3,4]]","[[2]]",A,"free text, with a comma"\n'
+        f'{reversed_mf},1,"[[1,2,3,4]]","[[2]]",A,"free text, with a comma · naïve"\n'
     )
     csv.write_text(text)
     (row,) = read_embed_csv(csv).rows
-    assert row.extra == {"asses": "A", "desc": "free text, with a comma"}
+    assert row.extra == {"asses": "A", "desc": "free text, with a comma · naïve"}
     layers = napari_dcm.read(reversed_mf, annotations=csv)
     assert export_text(layers) == (
         f'anon_dicom_path,num_ROI,ROI_coords,ROI_frames\n{reversed_mf},1,"[[1,2,3,4]]",[[2]]\n'
     )
     (p,) = napari_dcm.save_rois_sr(layers, tmp_path / "o")
+    clean(dciodvfy, p)  # non-ASCII text: the SR is UTF-8 (ISO_IR 192)
+    assert pydicom.dcmread(p).SpecificCharacterSet == "ISO_IR 192"
     (back,) = wb.sr_rois(pydicom.dcmread(p))
-    assert back.extra == {"asses": "A", "desc": "free text, with a comma"}
+    assert back.extra == {"asses": "A", "desc": "free text, with a comma · naïve"}
     assert back.roi.box == (1, 2, 3, 4) and back.roi.frames == (2,)
 
 

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from .. import _notify
 from ..errors import DicomError, DicomStoreError
+from . import state
 from .viewer import dicom_images, image_of
 
 _written: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
@@ -74,9 +75,7 @@ def labels_and_image(viewer: Any) -> tuple[Any, Any]:
     img = image_of(viewer, labels)
     if img is None:
         shape = tuple(labels.data.shape)
-        candidates = [
-            i for i in dicom_images(viewer) if tuple(i.data.shape[: i.data.ndim - int(bool(i.rgb))]) == shape
-        ]
+        candidates = [i for i in dicom_images(viewer) if tuple(i.data.shape[: i.data.ndim - int(bool(i.rgb))]) == shape]
         below = [i for i in candidates if viewer.layers.index(i) < viewer.layers.index(labels)]
         img = (below or candidates or [None])[-1]
     return labels, img
@@ -148,6 +147,9 @@ class SavePanel(QWidget):
             self._fail(f"{what} not saved: {exc}")
             return []
         _remember(self.viewer, paths)
+        send = getattr(state.dock(self.viewer, "dicomweb"), "send", None)
+        if send is not None:
+            send.refresh()  # the DICOMweb dock's send panel counts what there is to send
         where = os.path.dirname(paths[0]) if paths else ""
         names = ", ".join(os.path.basename(p) for p in paths[:4]) + (" …" if len(paths) > 4 else "")
         self.status.setText(f"Saved {len(paths)} {what} file(s) to {where}: {names}")
@@ -289,13 +291,25 @@ class SendPanel(QWidget):
             return results
         from napari.qt.threading import create_worker
 
-        worker = create_worker(send)
-        worker.returned.connect(lambda results: self._done_ok(results, where))
-        worker.errored.connect(
-            lambda exc: self._done_failed(exc)
-            if isinstance(exc, DicomStoreError)
-            else self._done_error(f"send to {where} failed: {exc}")
-        )
+        def attempt() -> tuple[Any, Exception | None]:
+            # the outcome is handed back, never raised in the worker thread (superqt would
+            # re-raise it in the event loop; a returned exception too, hence the pair)
+            try:
+                return send(), None
+            except Exception as exc:
+                return None, exc
+
+        def finished(outcome: tuple[Any, Exception | None]) -> None:
+            results, exc = outcome
+            if isinstance(exc, DicomStoreError):
+                self._done_failed(exc)
+            elif exc is not None:
+                self._done_error(f"send to {where} failed: {exc}")
+            else:
+                self._done_ok(results, where)
+
+        worker = create_worker(attempt)
+        worker.returned.connect(finished)
         self._worker = worker  # kept until it finishes
         worker.start()
         return None

@@ -188,7 +188,9 @@ def store_dicomweb(
     verify: bool | str = True,
     timeout: tuple[float, float] = (5.0, 120.0),
 ) -> list[StoreResult]:
-    """STOW-RS ``paths`` to the DICOMweb server at ``url`` (one request).
+    """STOW-RS ``paths`` to the DICOMweb server at ``url``, one request per object (a server
+    may refuse a whole multi-object request for one bad object, e.g. Orthanc's HTTP 400, and
+    then nobody knows which objects were stored).
 
     ``auth``/``token``/``verify`` as for :func:`napari_dcm.read_dicomweb`
     (an existing session for that server is reused when none is given).
@@ -207,14 +209,22 @@ def store_dicomweb(
         return _raise_if_failed(server.base, results)
     client = DICOMwebClient(url=server.base, session=server.session, timeout=server.timeout)
     client.set_http_retry_params(retry=False)
-    try:
-        answer = client.store_instances([ds for _, ds in sendable])
-        _apply_response(results, answer if len(answer) else None, "")
-    except requests.exceptions.RequestException as exc:
-        response = getattr(exc, "response", None)
-        _apply_response(results, _response_dataset(response), _http_reason(exc, server))
-    except (DicomWebError, ValueError) as exc:
-        _apply_response(results, None, f"unexpected answer: {exc}")
+    fatal = ""  # a reason every later object would meet too (unreachable, credentials)
+    for r, ds in sendable:
+        if fatal:
+            r.reason = fatal
+            continue
+        try:
+            answer = client.store_instances([ds])
+            _apply_response([r], answer if len(answer) else None, "")
+        except requests.exceptions.RequestException as exc:
+            response = getattr(exc, "response", None)
+            _apply_response([r], _response_dataset(response), _http_reason(exc, server))
+            status = getattr(response, "status_code", None)
+            if response is None or status in (401, 403, 404):
+                fatal = r.reason
+        except (DicomWebError, ValueError) as exc:
+            _apply_response([r], None, f"unexpected answer: {exc}")
     return _raise_if_failed(server.base, results)
 
 

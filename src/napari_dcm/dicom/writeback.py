@@ -393,7 +393,26 @@ def build_sr(
         )
     _equipment(sr)
     _copy_study(sr, source)
+    _charset(sr)
     return sr
+
+
+def _charset(obj: Dataset) -> None:
+    """UTF-8 (ISO_IR 192) when any text is not ASCII (names, labels, EMBED columns), so every
+    value is representable; pydicom encodes the copied patient/study values accordingly."""
+    found = False
+
+    def check(dataset: Dataset, elem: Any) -> None:
+        nonlocal found
+        if found or elem.VR not in _TEXT_VRS or elem.value is None:
+            return
+        found = any(isinstance(v, str) and not v.isascii() for v in _values(elem)) or (
+            elem.VR == "PN" and not str(elem.value).isascii()
+        )
+
+    obj.walk(check)
+    if found:
+        obj.SpecificCharacterSet = "ISO_IR 192"
 
 
 def _equipment(obj: Dataset) -> None:
@@ -587,6 +606,7 @@ def build_gsps(
     sides = {_laterality(ev) for ev, _ in evs}
     gsps.Laterality = sides.pop() if len(sides) == 1 and sides != {""} else None
     _copy_study(gsps, images[0][0])
+    _charset(gsps)
     return gsps
 
 
@@ -717,6 +737,7 @@ def build_seg(
         # no patient geometry (e.g. a projection mammogram): General Image's Patient Orientation (Type 2C)
         po = sources[0].get("PatientOrientation")
         seg.PatientOrientation = list(po) if po else None
+    _charset(seg)
     return seg
 
 

@@ -289,10 +289,14 @@ def save_seg(
         raise ValueError("negative label values cannot be segments")
     specs = segment_specs(labels_layer, values, segments)
     sources = [_source(p) for p in files]
+    _, md, *_ = _labels_parts(labels_layer)
     if isinstance(labels_layer, tuple):
         name = LayerData.of(labels_layer).name
     else:
         name = str(getattr(labels_layer, "name", "") or "")
+    owner = md.get(keys.OVERLAY_OF)
+    if owner and name.startswith(f"{owner} · "):
+        name = name[len(owner) + 3 :]  # "<image> · <segmentation title>": the title
     seg = wb.build_seg(sources, lab, specs, labelmap=labelmap, description=description or name or "napari labels")
     return wb.write_object(seg, path, overwrite=overwrite)
 
