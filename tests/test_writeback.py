@@ -337,6 +337,9 @@ def test_gsps_round_trip(which, request, tmp_path, dciodvfy):
     )
     # one annotation per frame scope (ROIs of the same frames share one); () = every frame
     assert scopes == ([(), (1, 4), (5,)] if multi else [()])
+    if not multi:  # the presentation state shows the image with its header window
+        voi = ps.SoftcopyVOILUTSequence[0]
+        assert (voi.WindowCenter, voi.WindowWidth) == (src.WindowCenter, src.WindowWidth)
     back = napari_dcm.read([path, gsps_path])
     (shapes,) = [t for t in overlay_layers(back, "gsps") if t[2] == "shapes"]
     assert verts(shapes) == verts(layers[1])
@@ -401,7 +404,10 @@ def test_seg_renumbers_sparse_labels_in_order(ct_series, tmp_path, dciodvfy):
     lab[2, 5:9, 5:9] = 7
     lab[4, 1:3, 1:30] = 3
     feats = {"index": [3, 7], "name": ["Läsion", "cyst"]}
-    out = napari_dcm.save_seg((lab, {"name": "sparse · Ü", "features": feats}, "labels"), img, tmp_path / "s.dcm")
+    mass = {"category": ("49755003", "SCT", "Morphologically abnormal structure"), "type": ("4147007", "SCT", "Mass")}
+    out = napari_dcm.save_seg(
+        (lab, {"name": "sparse · Ü", "features": feats}, "labels"), img, tmp_path / "s.dcm", segments={7: mass}
+    )
     clean(dciodvfy, out)
     back = napari_dcm.read([ct_series, out])
     (lb,) = [t for t in back if t[2] == "labels"]
@@ -410,6 +416,8 @@ def test_seg_renumbers_sparse_labels_in_order(ct_series, tmp_path, dciodvfy):
     assert lb[1]["metadata"][keys.OVERLAY]["segments"] == {1: "Läsion", 2: "cyst"}
     seg = pydicom.dcmread(out)
     assert [s.TrackingID for s in seg.SegmentSequence] == ["napari label 3", "napari label 7"]
+    types = [s.SegmentedPropertyTypeCodeSequence[0].CodeMeaning for s in seg.SegmentSequence]
+    assert types == ["Tissue", "Mass"]  # the default, and the one given for label 7
 
 
 @pytest.mark.parametrize("which", ["dbt", "reversed_mf"])

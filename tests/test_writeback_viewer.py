@@ -4,6 +4,8 @@ layer saved as a SEG from the dock."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pydicom
 import pytest
@@ -12,7 +14,7 @@ import napari_dcm
 from napari_dcm._qt import roi_dock as roi_widget
 from napari_dcm._qt import writeback_panel
 from napari_dcm.dicom import writeback as wb
-from napari_dcm.layers import keys
+from napari_dcm.layers import keys, recovery
 from test_embed_viewer import drag, world_to_canvas
 from test_writeback import MAMMO
 
@@ -75,7 +77,10 @@ def test_draw_save_sr_from_dock_and_reopen_on_the_same_pixel_edges(
     y0, x0, y1, x1 = box
     assert abs(y0 - 813) <= 3 and abs(x1 - 1702) <= 3  # snapped to pixel edges near the drag
 
+    rec = recovery.recovery_path(c.meta["paths"])
+    assert c.dirty and os.path.exists(rec)
     (path,) = dock.writeback.save_sr(tmp_path / "out")
+    assert not c.dirty and not os.path.exists(rec)  # saved: nothing to ask about or recover
     assert dock.writeback.status.text().startswith("Saved 1 SR file(s)")
     assert writeback_panel.written(viewer) == [path]
     assert dciodvfy(path)[0] == []

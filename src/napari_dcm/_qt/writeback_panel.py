@@ -110,8 +110,13 @@ class SavePanel(QWidget):
     # ---- dialog-free entry points
     def save_sr(self, out_dir: str | os.PathLike[str], overwrite: bool = False) -> list[str]:
         from ..layers.writeback import save_rois_sr
+        from .roi_dock import controllers
 
-        return self._save(lambda ow: save_rois_sr(self.viewer, out_dir, overwrite=ow), "SR", overwrite)
+        paths = self._save(lambda ow: save_rois_sr(self.viewer, out_dir, overwrite=ow), "SR", overwrite)
+        if paths:  # saved: closing napari need not ask about these ROIs (as after an EMBED export)
+            for c in controllers(self.viewer):
+                c.dirty = False
+        return paths
 
     def save_gsps(self, out_dir: str | os.PathLike[str], overwrite: bool = False) -> list[str]:
         from ..layers.writeback import save_rois_gsps

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DicomStoreError, DicomWebError
+from .writeback import require
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -197,6 +198,7 @@ def store_dicomweb(
     Returns one :class:`StoreResult` per file; raises ``DicomStoreError``
     (with those results) when any was not stored.
     """
+    require("dicomweb_client", "STOW-RS")
     import requests
     from dicomweb_client.api import DICOMwebClient
 
@@ -262,6 +264,7 @@ def store_dimse(
     count as stored, with the warning as ``reason``); raises
     ``DicomStoreError`` when any was not stored.
     """
+    require("pynetdicom", "C-STORE")
     from pynetdicom import AE
 
     destination = f"{called_ae}@{host}:{port}"

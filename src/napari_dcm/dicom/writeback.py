@@ -62,6 +62,14 @@ class WritebackError(ValueError):
     """Inputs that cannot become a valid object (the message says why)."""
 
 
+def require(module: str, what: str) -> None:
+    """A clear ``ModuleNotFoundError`` when an optional library a feature needs is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"{what} needs the '{module}' package: pip install {module}", name=module)
+
+
 # --------------------------------------------------------------------------
 # geometry
 
@@ -314,6 +322,7 @@ def build_sr(
     ``extra`` column of the image's EMBED row as a TEXT qualitative
     evaluation ``"<column>: <value>"``.
     """
+    require("highdicom", "writing a DICOM SR")
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -530,6 +539,7 @@ def build_gsps(
     closed POLYLINE in PIXEL units (:func:`box_polyline`) with its tracking
     identifier, and a text ``ROI <n>`` anchored at its top-left corner.
     """
+    require("highdicom", "writing a DICOM presentation state")
     import highdicom as hd
 
     if not images or not any(rois for _, rois in images):
@@ -666,6 +676,7 @@ def build_seg(
     (one bit per pixel per segment, empty frames left out) unless
     ``labelmap`` (Label Map Segmentation, one value per pixel).
     """
+    require("highdicom", "writing a DICOM SEG")
     import highdicom as hd
 
     lab = np.asarray(labels)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from typing import Any
 
@@ -26,6 +27,7 @@ from ..dicom import writeback as wb
 from ..errors import DicomReadError
 from . import keys
 from .data import LayerData
+from .recovery import clear_recovery
 from .roi_export import _roi_sources
 from .rois import RoiSet, roi_meta, shape_kwargs
 
@@ -101,7 +103,8 @@ def save_rois_sr(
     for every box (default SCT 49755003 "Morphologically abnormal
     structure"); ``observer``: the person who drew them (default: the
     device napari-dcm).  Returns the absolute paths written; refuses to
-    replace files unless ``overwrite``.
+    replace files unless ``overwrite``.  Like an EMBED export, it removes the
+    autosaved recovery copy of those ROIs (the SRs open again as editable ROIs).
     """
     out_dir = os.path.abspath(os.fspath(out_dir))
     files = annotated_files(layers_or_viewer)
@@ -127,6 +130,10 @@ def save_rois_sr(
         series[study] = (str(sr.SeriesInstanceUID), n + 1)
         objects.append((sr, _target(out_dir, _stem(path), SR_SUFFIX, used)))
     paths = _write_all(objects, overwrite)
+    # the SRs hold every ROI and open again as editable ROIs: like an export, nothing is left to recover
+    for _data, _feats, meta in _roi_sources(layers_or_viewer):
+        meta["exported_at"] = time.time()
+        clear_recovery(meta)
     log.info("napari-dcm: wrote %d SR(s) to %s", len(paths), out_dir)
     return paths
 
