@@ -16,6 +16,7 @@ from .errors import (
     DicomSizeError,
     DicomStoreError,
     DicomWebError,
+    DimseError,
     EmbedCSVError,
     NoDicomFoundError,
     NotDicomError,
@@ -33,12 +34,14 @@ __all__ = [
     "DicomSizeError",
     "DicomStoreError",
     "DicomWebError",
+    "DimseError",
     "EmbedCSVError",
     "NoDicomFoundError",
     "NotDicomError",
     "mammo_layout",
     "read",
     "read_dicomweb",
+    "read_dimse",
     "save_embed_csv",
     "save_rois_gsps",
     "save_rois_sr",
@@ -103,6 +106,13 @@ def read_dicomweb(url, study, series=None, instance=None, **options):
     from .web import read_dicomweb as _rd
 
     return _rd(url, study, series, instance, **options)
+
+
+def read_dimse(host, port=None, **options):
+    """Layer-data tuples for a study/series retrieved from a PACS over DIMSE (C-GET or C-MOVE)."""
+    from .pacs import read_dimse as _rd
+
+    return _rd(host, port, **options)
 
 
 def mammo_layout(paths, layout=None):
