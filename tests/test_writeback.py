@@ -78,6 +78,12 @@ def with_rois(path, boxes_frames, extra=None):
     return [img, roi_layer_tuple(img, {str(path): row})]
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Saving an SR removes the ROIs' autosave: in the test's own cache directory."""
+    monkeypatch.setenv("NAPARI_DCM_CACHE", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def mammo(corpus) -> Path:
     return corpus / MAMMO

@@ -49,6 +49,13 @@ def web_orthanc():
 
 
 @pytest.fixture(autouse=True)
+def private_dirs(tmp_path, monkeypatch):
+    """ROI autosaves, the PACS cache and settings go to the test's own directory."""
+    monkeypatch.setenv("NAPARI_DCM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NAPARI_DCM_CONFIG", str(tmp_path / "config"))
+
+
+@pytest.fixture(autouse=True)
 def fresh_sessions():
     dw.reset()
     yield
@@ -289,21 +296,25 @@ def test_send_panel_stow_and_c_store_from_the_dicomweb_dock(
     study = str(pydicom.dcmread(image, stop_before_pixels=True).StudyInstanceUID)
     assert sorted(s["modality"] for s in dw.search_series(srv, study)) == ["PR", "SR"]
 
-    # C-STORE by the button: to Orthanc's DICOM port, then to a port nobody listens on
-    panel.host.setText(orthanc_dimse.host)
-    panel.port.setValue(orthanc_dimse.dicom_port)
-    panel.called.setText(orthanc_dimse.aet)
+    # C-STORE by the PACS panel's button: to Orthanc's DICOM port, then to a node nobody listens on
+    from napari_dcm._qt.pacs_dock import pacs_dock
+    from napari_dcm.dicom import dimse
+
+    pacs = pacs_dock(viewer, dimse.Node(orthanc_dimse.aet, orthanc_dimse.host, orthanc_dimse.dicom_port))
+    node_panel = pacs.send
+    assert node_panel.count.text() == "2 object(s) saved in this session"
+    assert node_panel.cstore_btn.text() == "Send to this node (C-STORE)"
     try:
-        panel.cstore_btn.click()
-        qtbot.waitUntil(lambda: panel.status.text().startswith("Stored 2"), timeout=30000)
-        assert orthanc_dimse.aet in panel.status.text()
+        node_panel.cstore_btn.click()
+        qtbot.waitUntil(lambda: node_panel.status.text().startswith("Stored 2"), timeout=30000)
+        assert orthanc_dimse.aet in node_panel.status.text()
         found = c_find(orthanc_dimse, "SERIES", StudyInstanceUID=study, Modality="")
         assert sorted(str(f.Modality) for f in found) == ["PR", "SR"]
-        panel.port.setValue(free_port())
-        panel.cstore_btn.click()
-        qtbot.waitUntil(lambda: "not stored" in panel.status.text(), timeout=30000)
-        assert "connection refused" in panel.status.text() and "c.sr.dcm" in panel.status.text()
-        assert [r.ok for r in panel.last_results] == [False, False]
+        pacs.port.setValue(free_port())
+        node_panel.cstore_btn.click()
+        qtbot.waitUntil(lambda: "not stored" in node_panel.status.text(), timeout=30000)
+        assert "connection refused" in node_panel.status.text() and "c.sr.dcm" in node_panel.status.text()
+        assert [r.ok for r in node_panel.last_results] == [False, False]
         assert sha(sr) == before and os.path.exists(gsps)  # nothing lost locally
     finally:
         r = orthanc_dimse.http.post(f"{orthanc_dimse.root}/tools/lookup", data=study, timeout=30)

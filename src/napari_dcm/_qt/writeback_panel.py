@@ -2,9 +2,10 @@
 
 * :class:`SavePanel` (composed into the EMBED ROI dock): "Save ROIs as DICOM
   SR…", "Save ROIs as GSPS…", "Save labels as DICOM SEG…".
-* :class:`SendPanel` (composed into the DICOMweb dock): send what was saved
-  (or chosen files) to the connected DICOMweb server by STOW-RS, or to a DICOM
-  node by C-STORE; every object that was not stored is named with the reason.
+* :class:`SendPanel` (composed into the DICOMweb dock and the PACS panel): send
+  what was saved (or chosen files) to the connected DICOMweb server by STOW-RS,
+  or to the PACS panel's node by C-STORE; every object that was not stored is
+  named with the reason.
 
 Files are always written before anything is sent, so a failed send loses
 nothing.  The dialog-free methods (``save_sr``, ``save_seg``,
@@ -24,10 +25,8 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMessageBox,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -152,9 +151,10 @@ class SavePanel(QWidget):
             self._fail(f"{what} not saved: {exc}")
             return []
         _remember(self.viewer, paths)
-        send = getattr(state.dock(self.viewer, "dicomweb"), "send", None)
-        if send is not None:
-            send.refresh()  # the DICOMweb dock's send panel counts what there is to send
+        for kind in ("dicomweb", "pacs"):
+            send = getattr(state.dock(self.viewer, kind), "send", None)
+            if send is not None:
+                send.refresh()  # the browser docks' send panels count what there is to send
         where = os.path.dirname(paths[0]) if paths else ""
         names = ", ".join(os.path.basename(p) for p in paths[:4]) + (" …" if len(paths) > 4 else "")
         self.status.setText(f"Saved {len(paths)} {what} file(s) to {where}: {names}")
@@ -188,25 +188,25 @@ class SavePanel(QWidget):
 
 
 class SendPanel(QWidget):
-    """Send saved DICOM objects by STOW-RS (to the browser's server) or C-STORE (to a node)."""
+    """Send saved DICOM objects by STOW-RS to the DICOMweb browser's server (``server``) or by
+    C-STORE to the PACS panel's node (``node``: its (called AE, host, port, calling AE))."""
 
-    def __init__(self, napari_viewer: Any, server: Callable[[], Any]):
+    def __init__(
+        self,
+        napari_viewer: Any,
+        server: Callable[[], Any] | None = None,
+        node: Callable[[], tuple[str, str, int, str] | None] | None = None,
+    ):
         super().__init__()
         self.viewer = napari_viewer
         self.server = server
+        self.node = node
         self.chosen: list[str] = []
         self.last_results: list[Any] = []
         self.count = QLabel("")
         self.add_btn = QPushButton("Choose files…")
         self.stow_btn = QPushButton("Send to this server (STOW-RS)")
-        self.host = QLineEdit("127.0.0.1")
-        self.host.setPlaceholderText("host")
-        self.port = QSpinBox()
-        self.port.setRange(1, 65535)
-        self.port.setValue(104)
-        self.called = QLineEdit("ANY-SCP")
-        self.called.setPlaceholderText("called AE title")
-        self.cstore_btn = QPushButton("Send via C-STORE")
+        self.cstore_btn = QPushButton("Send to this node (C-STORE)")
         self.status = QLabel("")
         self.status.setWordWrap(True)
         box = QGroupBox("Send DICOM objects")
@@ -215,13 +215,10 @@ class SendPanel(QWidget):
         row.addWidget(self.count, 1)
         row.addWidget(self.add_btn)
         lay.addLayout(row)
-        lay.addWidget(self.stow_btn)
-        node = QHBoxLayout()
-        node.addWidget(self.host, 2)
-        node.addWidget(self.port, 1)
-        node.addWidget(self.called, 2)
-        node.addWidget(self.cstore_btn)
-        lay.addLayout(node)
+        if server is not None:
+            lay.addWidget(self.stow_btn)
+        if node is not None:
+            lay.addWidget(self.cstore_btn)
         lay.addWidget(self.status)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -254,7 +251,7 @@ class SendPanel(QWidget):
         paths = list(paths) if paths is not None else self.paths()
         if not paths:
             return self._done_error("save ROIs or labels as DICOM first (or choose files)")
-        srv = self.server()
+        srv = self.server() if self.server is not None else None
         if srv is None:
             return self._done_error("connect to a DICOMweb server first")
         base = srv.base
@@ -266,19 +263,34 @@ class SendPanel(QWidget):
         host: str | None = None,
         port: int | None = None,
         called_ae: str | None = None,
+        calling_ae: str | None = None,
         background: bool = False,
     ) -> list[Any] | None:
+        """C-STORE to the given node, else the PACS panel's node."""
         from ..dicom.store import store_dimse
 
         self.refresh()
         paths = list(paths) if paths is not None else self.paths()
         if not paths:
             return self._done_error("save ROIs or labels as DICOM first (or choose files)")
-        host = host or self.host.text().strip()
-        port = int(port or self.port.value())
-        called = called_ae or self.called.text().strip() or "ANY-SCP"
-        where = f"{called}@{host}:{port}"
-        return self._run(lambda: store_dimse(paths, host, port, called_ae=called), where, len(paths), background)
+        if host is None or port is None or called_ae is None:
+            node = self.node() if self.node is not None else None
+            if node is None:
+                return self._done_error("fill in the node (AE title, host, port) first")
+            called_ae, host, port, calling_ae = (
+                called_ae or node[0],
+                host or node[1],
+                port or node[2],
+                calling_ae or node[3],
+            )
+        calling = calling_ae or "NAPARI-DCM"
+        where = f"{called_ae}@{host}:{port}"
+        return self._run(
+            lambda: store_dimse(paths, host, int(port), called_ae=called_ae, calling_ae=calling),
+            where,
+            len(paths),
+            background,
+        )
 
     # ---- internals
     def _run(self, send: Callable[[], list[Any]], where: str, n: int, background: bool) -> list[Any] | None:
