@@ -321,3 +321,25 @@ def test_send_panel_stow_and_c_store_from_the_dicomweb_dock(
         for hit in r.json():
             if hit.get("Type") == "Study":
                 orthanc_dimse.http.delete(f"{orthanc_dimse.root}/studies/{hit['ID']}", timeout=30)
+
+
+def test_sr_of_an_image_opened_over_dicomweb(web_orthanc, corpus, tmp_path, dciodvfy):
+    """ROIs drawn on an image opened from a DICOMweb server: its header comes from the server."""
+    from napari_dcm.dicom.embed import EmbedRow, Roi
+    from napari_dcm.layers.rois import roi_layer_tuple
+
+    image = tmp_path / "mg.dcm"
+    src = with_fresh_uids(corpus / MAMMO, image, patient="WBWEBSRC", study_key="wb-web-src")
+    napari_dcm.store_dicomweb([image], web_orthanc.dicomweb, auth=AUTH)
+    (img,) = napari_dcm.read_dicomweb(web_orthanc.dicomweb, src.StudyInstanceUID, auth=AUTH)
+    (key,) = img[1]["metadata"]["paths"]
+    assert key.startswith(web_orthanc.dicomweb)
+    layers = [img, roi_layer_tuple(img, {key: EmbedRow(key, [Roi((100, 200, 300, 400))])})]
+    (sr,) = napari_dcm.save_rois_sr(layers, tmp_path / "out")
+    assert os.path.basename(sr) == f"{src.SOPInstanceUID}.sr.dcm"
+    assert dciodvfy(sr)[0] == []
+    ds = pydicom.dcmread(sr)
+    for kw in ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate", "AccessionNumber"):
+        assert str(ds.get(kw)) == str(src.get(kw)), kw
+    (roi,) = roi_layers(napari_dcm.read([image, sr]))  # the local copy has the same SOP Instance UID
+    assert verts(roi) == verts(layers[1])
