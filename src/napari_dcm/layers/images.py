@@ -204,11 +204,11 @@ def exact_steps(shape: tuple[int, ...], scale: tuple[float, ...], translate: tup
 
 def layer_tuple(stack: ImageStack, name: str, strict: bool = False) -> LayerData:
     data = stack_array(stack, strict=strict)
-    scale, translate = exact_steps(
-        tuple(data.shape[: len(stack.scale)]),
-        tuple(float(x) for x in stack.scale),
-        tuple(float(x) for x in stack.translate),
-    )
+    scale = tuple(float(x) for x in stack.scale)
+    translate = tuple(float(x) for x in stack.translate)
+    if len(scale) == 3:  # the frame axis (in-plane axes keep PixelSpacing exactly as written)
+        (s0,), (t0,) = exact_steps((stack.nframes,), scale[:1], translate[:1])
+        scale, translate = (s0, *scale[1:]), (t0, *translate[1:])
     kwargs = {
         "name": name,
         "scale": scale,
