@@ -46,5 +46,13 @@ def install_decode_notifier() -> None:
         return
     from .dicom.decode import add_error_handler
 
-    add_error_handler(lambda err: warning(f"napari-dcm: frame shown blank: {err}"))
+    add_error_handler(_frame_failed)
     _installed = True
+
+
+def _frame_failed(err) -> None:
+    from .dicom.cluster import suppress_report
+
+    if suppress_report(str(err)):
+        return  # one notification per outage of a dask cluster, not one per file
+    warning(f"napari-dcm: frame shown blank: {err}")
