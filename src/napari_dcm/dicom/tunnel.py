@@ -136,6 +136,7 @@ class Tunnel:
     proc: subprocess.Popen[str]
     stderr: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=50))
     closed: bool = False
+    remote_pid: int = 0  # the remote script's process id (for messages and tests)
 
     def alive(self) -> bool:
         return not self.closed and self.proc.poll() is None
@@ -258,6 +259,8 @@ def open_tunnel(
             if word in (READY, ERROR, BUSY):
                 status, detail = word, rest
         if status == READY:
+            with contextlib.suppress(ValueError, IndexError):
+                t.remote_pid = int(detail.split()[1])
             return t
         t.close(timeout=5)
         if status == BUSY:
