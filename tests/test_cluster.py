@@ -91,6 +91,7 @@ def _same_layer(remote, local, dask_remote):
     to_local = {str(k): str(v) for k, v in dask_remote.sources.items()}
     assert [to_local[p] for p in rmd.pop("paths")] == lmd.pop("paths")
     assert [to_local[p] for p in rmd.pop("frame_paths")] == lmd.pop("frame_paths")
+    assert rmd.pop("scheduler") == dask_remote.address
     assert rmd == lmd
 
 
@@ -294,8 +295,13 @@ def test_stopped_worker_gives_blank_frames_and_documented_errors(dask_remote):
         t0 = time.monotonic()
         more = t.data[8:12].compute()
         assert not more.any() and time.monotonic() - t0 < 3
-        assert cluster.suppress_report(str(w.message)) is False  # the first report of the outage
-        assert cluster.suppress_report(str(w.message)) is True
+        notice = cluster.outage_notice(str(w.message))  # what the viewer shows, once per outage
+        assert notice == (
+            f"napari-dcm: {dask_remote.address}: no workers are connected to the scheduler (a worker died or left); "
+            "frames that cannot be fetched are shown blank"
+        )
+        assert cluster.outage_notice(str(w.message)) == ""
+        assert cluster.outage_notice("/x.dcm: ValueError: broken (frame 0)") is None  # not an outage
         # a new open says why it cannot
         t0 = time.monotonic()
         with pytest.raises(ClusterError, match="no workers are connected") as ei:

@@ -56,6 +56,26 @@ def _processes_mentioning(text: str) -> list[int]:
     return out
 
 
+def _refused_without_the_key(port: int) -> None:
+    """Another user of the remote machine reaches the loopback port but not the scheduler."""
+    import ssl
+
+    from distributed import Client
+
+    with pytest.raises((OSError, TimeoutError)):
+        Client(f"tcp://127.0.0.1:{port}", timeout="3s", set_as_default=False)  # not TLS: no answer
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # TLS, but without the client certificate
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError)),
+        ctx.wrap_socket(raw) as s,
+    ):
+        s.sendall(b"x")  # the handshake, then the scheduler's verdict on the first read
+        if not s.recv(1):
+            raise ConnectionError("closed by the scheduler")
+
+
 def test_tunnel_opens_a_study_and_tears_everything_down(sshd_server, remote_python, corpus):
     path = corpus / "multiframe" / "emri_small_jpeg_2k_lossless.dcm"
     target = f"{sshd_server.user}@{sshd_server.host}"
@@ -63,7 +83,9 @@ def test_tunnel_opens_a_study_and_tears_everything_down(sshd_server, remote_pyth
     tunnel = open_tunnel(target, remote_python=remote_python, ssh_args=_ssh_args(sshd_server), nthreads=1)
     startup = time.monotonic() - t0
     try:
-        assert tunnel.address == f"tcp://127.0.0.1:{tunnel.local_port}" and tunnel.alive()
+        assert tunnel.address == f"tls://127.0.0.1:{tunnel.local_port}" and tunnel.alive()
+        assert tunnel.security is not None and tunnel.warnings == []
+        _refused_without_the_key(tunnel.remote_port)
         # the scheduler listens on the remote loopback only, reached here through the forward
         assert _listening(tunnel.remote_port) and _listening(tunnel.local_port)
         procs = _processes_mentioning(REMOTE_MARK)

@@ -51,8 +51,10 @@ def install_decode_notifier() -> None:
 
 
 def _frame_failed(err) -> None:
-    from .dicom.cluster import suppress_report
+    from .dicom.cluster import outage_notice
 
-    if suppress_report(str(err)):
-        return  # one notification per outage of a dask cluster, not one per file
-    warning(f"napari-dcm: frame shown blank: {err}")
+    notice = outage_notice(str(err))  # one notification per outage of a dask cluster, not one per file
+    if notice is None:
+        warning(f"napari-dcm: frame shown blank: {err}")
+    elif notice:
+        warning(notice)

@@ -49,6 +49,7 @@ def read_stacks(
         from .dicom import cluster
 
         address = cluster.connect(scheduler, insecure=insecure)
+        report.source = address
         result = cluster.scan(address, paths, recursive=recursive, progress=progress, remote_decode=remote_decode)
     else:
         result = scan_paths(paths, recursive=recursive, progress=progress)
@@ -152,6 +153,9 @@ def read(
     )
     log.info(report.summary())
     layers = layer_tuples(stacks, strict=strict)
+    if scheduler is not None:
+        for t in layers:
+            t.metadata[keys.SCHEDULER] = scheduler  # the files are on this scheduler's workers
     if report.overlays:
         if scheduler is not None:
             from .layers.cluster import overlay_tuples  # built on a worker, where the files are

@@ -138,7 +138,7 @@ class _Entry:
     no_workers_since: float | None = None
     lost_since: float | None = None
     down: str = ""  # why the cluster cannot serve now ("" when it can)
-    notified: bool = False  # the outage was notified once (see suppress_report)
+    notified: bool = False  # the outage was notified once (see outage_notice)
 
     def health(self, force: bool = False) -> str:
         """Why the scheduler cannot serve now (no worker, no connection, after the grace time), or ""."""
@@ -333,19 +333,25 @@ def reset() -> None:
         disconnect(a)
 
 
-def suppress_report(reason: str) -> bool:
-    """For notifiers: True when ``reason`` (a frame's error text) is a cluster outage
-    already notified once; the first report of an outage returns False."""
+def outage_notice(reason: str) -> str | None:
+    """What to tell the user about a frame that failed with ``reason`` (its error text):
+    None when it is not a cluster outage (report it as any frame error); "" when this
+    outage was already told; else one message naming the scheduler and the reason."""
     with _registry_lock:
         entries = list(_registry.values())
     for e in entries:
-        if e.address in reason and "ClusterError" in reason:
-            with e.lock:
-                if e.notified:
-                    return True
-                e.notified = True
-            return False
-    return False
+        mark = f"ClusterError: {e.address}: "
+        if mark not in reason:
+            continue
+        with e.lock:
+            if e.notified:
+                return ""
+            e.notified = True
+        why = reason.split(mark, 1)[1]
+        if why.endswith(")") and " (frame " in why:
+            why = why[: why.rindex(" (frame ")]
+        return f"napari-dcm: {e.address}: {why}; frames that cannot be fetched are shown blank"
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -356,23 +362,25 @@ def _wait(entry: _Entry, fut: Any, timeout: float, what: str) -> Any:
     """The future's result; ClusterError when the cluster cannot give it (bounded in time).
 
     Errors raised by the task itself (a missing file, a decoding error) come
-    back as they were raised on the worker.
+    back as they were raised on the worker.  The wait is on a local event set
+    by the future's done-callback (polling ``Future.result(timeout=...)`` from
+    several threads races inside distributed's ``sync``).
     """
     from distributed.client import FutureCancelledError
 
+    finished = threading.Event()
+    fut.add_done_callback(lambda _f: finished.set())
     deadline = time.monotonic() + timeout
     try:
         while True:
-            try:
-                result = fut.result(timeout=POLL)
-            except TimeoutError:
-                pass
-            except FutureCancelledError as exc:
-                reason = entry.health(force=True)
-                if reason:
-                    entry.mark_down(reason)
-                raise ClusterError(entry.address, _msg(what, reason or "the task was cancelled")) from exc
-            else:
+            if finished.wait(POLL) or fut.done():
+                try:
+                    result = fut.result()
+                except FutureCancelledError as exc:
+                    reason = entry.health(force=True)
+                    if reason:
+                        entry.mark_down(reason)
+                    raise ClusterError(entry.address, _msg(what, reason or "the task was cancelled")) from exc
                 entry.mark_up()
                 return result
             reason = entry.health()

@@ -8,6 +8,14 @@ input; the script then stops the worker and the scheduler and removes its
 temporary folder, and ssh exits.  If this process dies, ssh's input closes
 the same way.
 
+Loopback is not private on a shared machine: every user there can reach a
+port on 127.0.0.1, and a dask scheduler runs any code it is sent.  So the
+scheduler and worker speak TLS with a throw-away key and self-signed
+certificate made for this tunnel (by ``cryptography`` or ``openssl`` on the
+remote machine) in a folder only the user can read; the client gets them
+through the ssh channel and keeps them in memory.  Without either tool the
+tunnel falls back to plain TCP and says so.
+
 Why the system ``ssh`` (OpenSSH) through ``subprocess`` and not a Python SSH
 library: the user's agent, keys, ``~/.ssh/config`` (ProxyJump, ports, user
 names), known hosts and any password or passphrase prompt work as they do in
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import queue
 import random
@@ -35,13 +44,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from ..errors import ClusterError
+
+log = logging.getLogger("napari_dcm")
 
 READY = "NAPARI-DCM-READY"
 ERROR = "NAPARI-DCM-ERROR"
 BUSY = "NAPARI-DCM-PORT-BUSY"
+TLS = "NAPARI-DCM-TLS"
+WARNING = "NAPARI-DCM-WARNING"
 
 # Runs on the remote machine as ``PYTHON -c SCRIPT PORT NTHREADS``.  Standard library only
 # (plus distributed's command-line entry points, started with the same Python).
@@ -90,8 +103,36 @@ def tail(log):
             return " | ".join(fh.read().strip().splitlines()[-3:])
     except OSError:
         return ""
+def credentials():
+    # a throw-away key and self-signed certificate, readable by this user only (the folder is 0700):
+    # other users of this machine can reach the loopback port but not the scheduler
+    key, crt = os.path.join(d, "tls.key"), os.path.join(d, "tls.crt")
+    try:
+        from distributed.security import Security
+        sec = Security.temporary()  # needs the cryptography package
+        with open(key, "w") as fh:
+            fh.write(sec.tls_scheduler_key)
+        with open(crt, "w") as fh:
+            fh.write(sec.tls_scheduler_cert)
+    except Exception:
+        try:
+            r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                                "-days", "7", "-subj", "/CN=napari-dcm-tunnel"], capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if r.returncode:
+            return None
+    os.chmod(key, 0o600)
+    return key, crt
+tls = credentials()
+proto = "tls" if tls else "tcp"
+tls_args = ["--tls-ca-file", tls[1], "--tls-cert", tls[1], "--tls-key", tls[0]] if tls else []
+if not tls:
+    say("NAPARI-DCM-WARNING", "neither the cryptography package nor openssl is available here: the scheduler is "
+        "reachable without TLS by every user of this machine")
 sfile = os.path.join(d, "scheduler.json")
-sched = start(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", "--scheduler-file", sfile], "scheduler.log")
+sched = start(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port), "--protocol", proto,
+               "--no-dashboard", "--scheduler-file", sfile] + tls_args, "scheduler.log")
 deadline = time.monotonic() + 60
 while not os.path.exists(sfile):
     if sched.poll() is not None:
@@ -102,11 +143,16 @@ while not os.path.exists(sfile):
         say("NAPARI-DCM-ERROR", "dask scheduler did not start within 60 s: " + tail("scheduler.log"))
         bye()
     time.sleep(0.1)
-address = f"tcp://127.0.0.1:{port}"
-wargs = ["distributed.cli.dask_worker", address, "--host", "127.0.0.1", "--no-dashboard", "--name", "napari-dcm-tunnel", "--local-directory", d]
+address = f"{proto}://127.0.0.1:{port}"
+wargs = ["distributed.cli.dask_worker", address, "--host", "127.0.0.1", "--no-dashboard", "--name", "napari-dcm-tunnel",
+         "--local-directory", d] + tls_args
 if nthreads != "0":
     wargs += ["--nthreads", nthreads]
 worker = start(wargs, "worker.log")
+if tls:
+    import base64
+    pem = [base64.b64encode(open(f, "rb").read()).decode() for f in (tls[1], tls[0])]
+    say("NAPARI-DCM-TLS", *pem)  # over the ssh channel only
 say("NAPARI-DCM-READY", address, os.getpid())
 while True:
     r, _, _ = select.select([sys.stdin], [], [], 1.0)
@@ -137,6 +183,8 @@ class Tunnel:
     stderr: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=50))
     closed: bool = False
     remote_pid: int = 0  # the remote script's process id (for messages and tests)
+    security: Any = None  # distributed.Security with the tunnel's throw-away TLS credentials
+    warnings: list[str] = field(default_factory=list)
 
     def alive(self) -> bool:
         return not self.closed and self.proc.poll() is None
@@ -256,11 +304,26 @@ def open_tunnel(
                 status, detail = ERROR, f"ssh exited with {proc.returncode}" + (f": {err}" if err else "")
                 break
             word, _, rest = line.strip().partition(" ")
-            if word in (READY, ERROR, BUSY):
+            if word == TLS:
+                t.security = _security(rest)
+            elif word == WARNING:
+                log.warning("napari-dcm: %s: %s", target, rest)
+                t.warnings.append(rest)
+            elif word in (READY, ERROR, BUSY):
                 status, detail = word, rest
         if status == READY:
             with contextlib.suppress(ValueError, IndexError):
                 t.remote_pid = int(detail.split()[1])
+            remote_address = detail.split()[0] if detail else "tcp://"
+            scheme = remote_address.split("://", 1)[0]
+            t.address = f"{scheme}://127.0.0.1:{lport}"
+            try:
+                from . import cluster
+
+                cluster.connect(t.address, security=t.security, timeout=max(10.0, deadline - time.monotonic()))
+            except ClusterError as exc:
+                t.close(timeout=5)
+                raise ClusterError(where, f"the remote scheduler started but {exc.reason}") from exc
             return t
         t.close(timeout=5)
         if status == BUSY:
@@ -268,6 +331,16 @@ def open_tunnel(
             continue
         raise ClusterError(where, detail)
     raise ClusterError(where, f"no free port on the remote machine after {attempts} attempts ({last})")
+
+
+def _security(line: str) -> Any:
+    """distributed.Security from the remote's base64 certificate and key (held in memory here)."""
+    import base64
+
+    from distributed.security import Security
+
+    cert, key = (base64.b64decode(x).decode() for x in line.split())
+    return Security(require_encryption=True, tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key)
 
 
 def _keep(lines: collections.deque[str]) -> Callable[[str | None], object]:
