@@ -337,10 +337,11 @@ def _security(line: str) -> Any:
     """distributed.Security from the remote's base64 certificate and key (held in memory here)."""
     import base64
 
-    from distributed.security import Security
+    from distributed import security
 
     cert, key = (base64.b64decode(x).decode() for x in line.split())
-    return Security(require_encryption=True, tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key)
+    make: Any = security.Security  # untyped
+    return make(require_encryption=True, tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key)
 
 
 def _keep(lines: collections.deque[str]) -> Callable[[str | None], object]:
