@@ -173,6 +173,28 @@ def test_header_scan_runs_in_chunks_on_workers(dask_remote, monkeypatch):
     assert sorted(t.data.shape for t in layers) == sorted([(24, 512, 512), (10, 64, 64), (30, 600, 800, 3)])
 
 
+def test_dicomdir_and_skipped_files_as_for_local(dask_remote, corpus):
+    """A DICOMDIR is followed on the workers; skipped files and reasons equal a local read."""
+    from napari_dcm.dicom.report import ReadReport
+
+    dicomdir = corpus / "dicomdir" / "pydicom" / "dicomdirtests" / "DICOMDIR"
+    folder = corpus / "broken"
+    for path in (dicomdir, folder):
+        remote_report, local_report = ReadReport(), ReadReport()
+        with never_touched(path.parent if path == dicomdir else path):
+            remote = napari_dcm.read(path, scheduler=dask_remote.address, report=remote_report)
+        local = napari_dcm.read(path, report=local_report)
+        assert [(t[1]["name"], t[0].shape, t[0].dtype) for t in remote] == [
+            (t[1]["name"], t[0].shape, t[0].dtype) for t in local
+        ]
+        assert remote_report.n_files == local_report.n_files
+        # the same files skipped for the same reasons (file-size checks run on the worker, so a few
+        # of them are listed at another place)
+        assert sorted(remote_report.skipped) == sorted(local_report.skipped)
+        assert len(local_report.skipped) >= (10 if path == folder else 0)
+        assert remote_report.summary().startswith(f"napari-dcm ({dask_remote.address}): ")
+
+
 def test_tags_are_read_on_the_worker(dask_remote):
     import pydicom
 

@@ -135,3 +135,28 @@ def test_worker_dying_mid_scroll(make_napari_viewer, dask_remote, sample_study):
     viewer.layers.remove(viewer.layers[-1])
     viewer.dims.set_current_step(0, 9)
     assert np.asarray(layer.data[9]).any()  # back once the worker is
+
+
+def test_cli_scheduler_and_refused_address(dask_remote, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "napari-dcm")
+    remote = str(dask_remote.remote["j2k_multiframe"])
+    out = subprocess.run(
+        [exe, "--scheduler", dask_remote.address, remote, "--exit", "--no-dock"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "shape=(10, 64, 64)" in out.stdout
+    out = subprocess.run(
+        [exe, "--scheduler", "tcp://192.0.2.7:8786", "/data/study", "--exit"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 1
+    assert "tcp://192.0.2.7:8786: refusing to connect: the scheduler is not on the loopback interface" in out.stderr
