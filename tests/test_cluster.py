@@ -329,6 +329,12 @@ def test_stopped_worker_gives_blank_frames_and_documented_errors(dask_remote):
         with pytest.raises(ClusterError, match="no workers are connected") as ei:
             napari_dcm.read(series, scheduler=dask_remote.address)
         assert ei.value.path == dask_remote.address and time.monotonic() - t0 < 15
+        # ... and so does a fresh connection
+        cluster.reset()
+        t0 = time.monotonic()
+        with pytest.raises(ClusterError, match=r"no workers are connected to the scheduler \(waited 2 s\)"):
+            cluster.connect(dask_remote.address, timeout=2)
+        assert time.monotonic() - t0 < 6
     finally:
         dask_remote.start_worker()
     # the worker is back: frames come again (blank frames were not cached)

@@ -575,6 +575,8 @@ def _head(ref: Any, desc: PixelDesc) -> bytes | None:
         return None
     for n in (256, 1024):
         if n < len(full):
+            if ts in codecs.JPEG2000_SYNTAXES and b"\xff\x52" not in full[:n]:
+                continue  # keep the COD marker too (decomposition levels, for reduced resolutions)
             try:
                 if parse(full[:n]) == want:
                     return full[:n]
