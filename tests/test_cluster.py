@@ -116,6 +116,20 @@ def test_remote_pixels_and_geometry_equal_local(dask_remote, name):
     assert all(isinstance(r, ClusterFrame) and r.address == dask_remote.address for r in refs.values())
 
 
+def test_fetched_frames_go_through_the_frame_cache(dask_remote, monkeypatch):
+    from napari_dcm.dicom import decode
+
+    (t,) = napari_dcm.read(dask_remote.remote["j2k_multiframe"], scheduler=dask_remote.address)
+    fetches = []
+    real = cluster.run
+    monkeypatch.setattr(cluster, "run", lambda *a, **k: fetches.append(a[1].__name__) or real(*a, **k))
+    decode.STATS.reset()
+    first = t.data[3].compute()
+    again = t.data[3].compute()
+    assert np.array_equal(first, again)
+    assert fetches == ["_worker_fetch"] and decode.STATS.decodes == 1 and decode.STATS.cache_hits == 1
+
+
 def test_remote_decode_gives_the_same_pixels(dask_remote):
     path = dask_remote.remote["j2k_multiframe"]
     with never_touched(dask_remote.remote_root):
