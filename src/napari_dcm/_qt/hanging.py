@@ -29,6 +29,7 @@ here is therefore:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,15 +212,23 @@ def apply_layout(
     lay, by_cell = layout_for(viewer, layout, images, view, cells)
     n_cells = LAYOUTS[lay.name][0] * LAYOUTS[lay.name][1]
     prefetch_cells(viewer, list(by_cell.values()))
-    # every hung image gets an ROI layer, so drawing one later does not shift the groups
-    for img in by_cell.values():
-        ensure_roi_layer(viewer, img)
     for layer in viewer.layers:
         _save(layer)
+    # every layer in mm before any layer is added (napari warns at each draw otherwise)
+    _set_units(viewer)
+    # every hung image gets an ROI layer, so drawing one later does not shift the groups;
+    # a new one goes back with its image
+    for img in by_cell.values():
+        roi = ensure_roi_layer(viewer, img)
+        if SAVED not in roi.metadata:
+            roi.metadata[SAVED] = {**img.metadata[SAVED], "visible": True}
     hang = Hanging(lay, dict(by_cell), images=images)
     hang.spacing, hang.nominal = _physical_scales(lay, by_cell)
     hang.extent = {id(img): _breast_extent(viewer, lay, img) for img in by_cell.values()}
-    groups = {c: [img] + [c2 for c2 in companions(viewer, img) if PLACEHOLDER not in c2.metadata] for c, img in by_cell.items()}
+    groups = {
+        c: [img] + [c2 for c2 in companions(viewer, img) if PLACEHOLDER not in c2.metadata]
+        for c, img in by_cell.items()
+    }
     for c in range(n_cells):
         label = _label_layer(viewer, lay.slots[c], by_cell.get(c), hang.nominal)
         hang.labels[c] = label
@@ -499,10 +508,8 @@ def prefetch_frames(jobs: list[tuple[str, int, int]]) -> list[tuple[float, float
 
     def one(job):
         t0 = time.perf_counter()
-        try:
+        with contextlib.suppress(Exception):
             dicomweb.fetch_frame(*job)
-        except Exception:
-            pass
         return t0, time.perf_counter()
 
     with cf.ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="napari-dcm-hang") as pool:

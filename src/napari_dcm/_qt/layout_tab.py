@@ -160,7 +160,9 @@ class LayoutTab(QWidget):
         self._filling = True
         try:
             names = {p.path: hanging.layer_of(self.viewer, lay, p.path) for p in lay.placements}
-            labels = {p.path: p.label + (f" {mammo.fmt_date(p.study_date)}" if p.study_date else "") for p in lay.placements}
+            labels = {
+                p.path: p.label + (f" {mammo.fmt_date(p.study_date)}" if p.study_date else "") for p in lay.placements
+            }
             self.cells.setRowCount(len(lay.slots))
             for i, s in enumerate(lay.slots):
                 self.cells.setItem(i, 0, QTableWidgetItem(str(s.cell)))

@@ -12,9 +12,9 @@ Layouts and their slots (cells numbered row by row)
 * ``2x2``: RCC, LCC / RMLO, LMLO (the current study);
 * ``1x2``: R and L of one view (``view="CC"`` or ``"MLO"``; by default the
   standard view the current study has most of, CC on a tie);
-* ``1x3``: R and L of one view, then a free cell for one extra image (the
-  first off-grid image of that view: a spot compression, a magnification, a
-  prior, ... or the one assigned to it);
+* ``1x3``: R and L of one view, then a free cell for one extra image (an
+  off-grid image of that view: a spot compression or magnification first,
+  then a prior, then a repeat; or the one assigned to it);
 * ``2x4``: the current study on top (RCC, LCC, RMLO, LMLO), the prior below;
 * ``1x1``: one image (the first).
 
@@ -58,6 +58,7 @@ direction points to the head or a CC's to the medial side).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -516,7 +517,9 @@ def _slots(layout: str, view: str | None, current: str, prior: str | None, multi
     if layout == "2x4":
         out = [Slot(i, f"{lat}{v}", lat, v, current, lbl(f"{lat}{v}", current)) for i, (lat, v) in enumerate(_FOUR)]
         if prior is None:
-            return out + [Slot(4 + i, f"{lat}{v} prior", lat, v, "", f"{lat}{v} prior") for i, (lat, v) in enumerate(_FOUR)]
+            return out + [
+                Slot(4 + i, f"{lat}{v} prior", lat, v, "", f"{lat}{v} prior") for i, (lat, v) in enumerate(_FOUR)
+            ]
         return out + [
             Slot(4 + i, f"{lat}{v} prior", lat, v, prior, f"{lat}{v} {fmt_date(prior)}".strip())
             for i, (lat, v) in enumerate(_FOUR)
@@ -581,7 +584,10 @@ def arrange(
             taken.add(ps[0].path)
         elif s.name == "extra":
             rest = [p for p in ps if p.path not in taken]
-            rest.sort(key=lambda p: (p.view != s.view, p.study_date != current, p.instance_number or 0))
+            # a view of the same kind first: a spot / magnification, then a prior, then a repeat
+            rest.sort(
+                key=lambda p: (p.view != s.view, not p.modifiers, p.study_date == current, p.instance_number or 0)
+            )
             if rest:
                 s.path = rest[0].path
                 taken.add(rest[0].path)
@@ -672,10 +678,8 @@ def values_from_dataset(ds: Dataset) -> dict[str, Any]:
     ):
         v = get(kw)
         if v is not None:
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 out[key] = conv(v)
-            except (TypeError, ValueError):
-                pass
     for kw, key in (
         ("PixelSpacing", "pixel_spacing"),
         ("ImagerPixelSpacing", "imager_pixel_spacing"),
@@ -686,10 +690,8 @@ def values_from_dataset(ds: Dataset) -> dict[str, Any]:
     ):
         v = get(kw)
         if v is not None:
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 out[key] = [float(x) for x in (v if isinstance(v, list) else [v])]
-            except (TypeError, ValueError):
-                pass
     po = get("PatientOrientation")
     if po is not None:
         out["patient_orientation"] = [str(x) for x in (po if isinstance(po, list) else [po])]
