@@ -158,7 +158,7 @@ def read_with_notifications(paths: list[str], **options: Any) -> list[Any]:
         return [(None,)]
     finally:
         prog.close()
-    if report.skipped:
+    if report.skipped or report.problems:
         _notify.warning(report.summary())
     else:
         _notify.info(report.summary())

@@ -395,8 +395,12 @@ def _info(h: Header) -> dict[str, Any]:
         "series_instance_uid",
         "instance_number",
         "sop_instance_uid",
+        "presentation_lut_shape",
     ]
     info = {k: v.get(k) for k in keys if v.get(k) not in (None, "", [])}
+    overlays = sorted(int(k[-4:], 16) for k in v if k.startswith("overlay_rows_"))
+    if overlays:  # 60xx overlay plane groups (layers.overlays builds their layers)
+        info["overlay_groups"] = overlays
     if h.sop_instance_uid:
         info["sop_instance_uid"] = h.sop_instance_uid
     info["sop_class_uid"] = h.sop_class_uid

@@ -27,9 +27,21 @@ def base_name(stack: ImageStack) -> str:
     parts = [str(p) for p in parts if p]
     if i.get("series_description"):
         parts.append(str(i["series_description"]))
+    side = _laterality_view(i)
+    if side and side not in " ".join(parts).upper().replace(" ", ""):
+        parts.append(side)
     if not parts:
         parts = [os.path.basename(stack.frames[0].ref.path)]
     return SEP.join(parts)
+
+
+def _laterality_view(info: dict[str, Any]) -> str:
+    """ "RCC", "LMLO" ... for images that say so in their header (mammography, radiography)."""
+    lat = str(info.get("image_laterality") or info.get("laterality") or "").strip().upper()
+    view = str(info.get("view_position") or "").strip().upper()
+    if lat not in ("R", "L") or not view:
+        return ""
+    return f"{lat}{view}"
 
 
 def unique_names(stacks: list[ImageStack]) -> list[str]:

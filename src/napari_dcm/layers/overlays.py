@@ -191,6 +191,10 @@ def gsps_layers(index: ImageIndex, path: str):
             entry = {"center": c, "width": w, "explanation": expl or f"GSPS {label}", "function": "LINEAR"}
             if entry not in md["windows"]:
                 md["windows"].append(entry)
+    planes, problems = gsps_plane_layers(index, ds, path, f"GSPS {label}")
+    layers += planes
+    for msg in problems:
+        log.warning("%s: %s", path, msg)
     return layers, attached > 0
 
 
@@ -429,3 +433,161 @@ def _sr_document(path: str, index: ImageIndex, kind: str, root=None):
             "shapes",
         )
     ]
+
+
+# --------------------------------------------------------------------------
+# 60xx overlay planes: lazy labels layers on the image's pixel grid
+
+PLANE_COLOR = [1.0, 0.25, 1.0, 1.0]  # magenta: apart from labels (yellow), GSPS (cyan), CAD (red)
+
+
+def _plane_chunk(path: str, group: int, stored: int, ref, desc, shape, plane=None, lead: bool = False):
+    """One display frame of an overlay plane (the dask task): uint8 0/1 on the image grid.
+
+    ``plane``: the plane itself (a presentation state's); else read from ``path``'s
+    header (cached).  A plane that cannot be drawn gives zeros and one log line."""
+    from ..dicom import overlay_planes as op
+
+    try:
+        p = plane if plane is not None else op.plane_of(path, group)
+        m = np.zeros(shape, np.uint8) if p is None else op.frame_mask(p, stored, shape, ref, desc)
+    except Exception as exc:  # a malformed plane must never stop the image
+        _report_plane(path, group, exc)
+        m = np.zeros(shape, np.uint8)
+    return m[None] if lead else m
+
+
+_reported: set = set()
+
+
+def _report_plane(path: str, group: int, exc: Exception) -> None:
+    key = (path, group)
+    if key not in _reported:
+        _reported.add(key)
+        log.warning("%s: overlay %04X not drawn: %s", path, group, exc)
+
+
+def plane_array(frames: list, shape: tuple[int, int], group: int, plane=None, only: set | None = None):
+    """A dask array of a plane over an image's display frames: ``frames`` is
+    [(path, stored frame index, frame ref, pixel desc)] per display frame (2D for one
+    frame); ``only``: display frames the plane applies to (others are zeros, never read)."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    n = len(frames)
+    name = f"dicom-overlay-{tokenize([(f[0], f[1]) for f in frames], shape, group, plane)}"
+    if n == 1:
+        path, stored, ref, desc = frames[0]
+        dsk = {(name, 0, 0): (_plane_chunk, path, group, stored, ref, desc, shape, plane, False)}
+        chunks: tuple = ((shape[0],), (shape[1],))
+    else:
+        dsk = {}
+        for i, (path, stored, ref, desc) in enumerate(frames):
+            if only is not None and i not in only:
+                dsk[(name, i, 0, 0)] = (np.zeros, (1, *shape), np.uint8)
+            else:
+                dsk[(name, i, 0, 0)] = (_plane_chunk, path, group, stored, ref, desc, shape, plane, True)
+        chunks = ((1,) * n, (shape[0],), (shape[1],))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return da.Array(graph, name, chunks, dtype=np.uint8)
+
+
+def _plane_kwargs(image: LayerData, group: int, source: str, extra_name: str = "", **meta) -> dict:
+    ndim = image.spatial_ndim
+    kw = _shape_kwargs(
+        image.kwargs,
+        ndim,
+        f"{image.name} · overlay {group:04X}{extra_name}",
+        "overlay_plane",
+        source,
+        0,
+        opacity=0.9,
+        colormap={0: "transparent", 1: PLANE_COLOR, None: PLANE_COLOR},
+    )
+    kw.pop("ndim", None)  # labels take their dimensions from the data
+    kw["metadata"][OVERLAY].update({"group": group, **meta})
+    return kw
+
+
+def overlay_plane_tuples(stacks: list, image_tuples: list) -> tuple[list[LayerData], list[tuple[str, str]]]:
+    """Labels layers for the 60xx overlay planes of the images (one per plane, after
+    its image, nonzero where the bitmap is set); returns (layers, [(path, problem)])."""
+    from ..dicom import overlay_planes as op
+
+    out: list[LayerData] = []
+    notes: list[tuple[str, str]] = []
+    for stack, t in zip(stacks, image_tuples):
+        t = LayerData.of(t)
+        groups = stack.info.get("overlay_groups")
+        if not groups or not t.is_image or t.rgb:
+            continue
+        path0 = stack.frames[0].ref.path
+        try:
+            planes, problems = op.planes_of(path0)
+        except Exception as exc:
+            notes.append((path0, f"overlay planes not readable: {type(exc).__name__}: {exc}"))
+            continue
+        notes += [(path0, reason) for _, reason in problems]
+        frames = [(f.ref.path, f.ref.index, f.ref, f.desc) for f in stack.frames]
+        shape = (int(stack.shape[0]), int(stack.shape[1]))
+        for p in planes:
+            if p.embedded and stack.frames[0].desc.transfer_syntax not in _native_syntaxes():
+                notes.append((path0, f"{p.name}: embedded in compressed pixel data, not drawn"))
+                continue
+            data = plane_array(frames, shape, p.group)
+            kw = _plane_kwargs(
+                t,
+                p.group,
+                path0,
+                description=p.description or p.label,
+                type=p.type,
+                embedded=p.embedded,
+            )
+            out.append(LayerData(data, kw, "labels"))
+    return out, notes
+
+
+def _native_syntaxes() -> set:
+    from ..dicom.scan import NATIVE_SYNTAXES
+
+    return set(NATIVE_SYNTAXES)
+
+
+def gsps_plane_layers(index: ImageIndex, ds, path: str, label: str) -> tuple[list[LayerData], list[str]]:
+    """A presentation state's own overlay planes (with Overlay Data) that it activates,
+    on the images (and frames) it references; returns (layers, problems)."""
+    from ..dicom import overlay_planes as op
+
+    activated = op.activated_groups(ds)
+    planes, problems = op.planes_from_dataset(ds)
+    notes = [reason for g, reason in problems if g in activated]
+    out = []
+    for p in planes:
+        if p.group not in activated or p.embedded:
+            continue  # not shown, or the image's own plane (drawn with the image)
+        for uid, frames in ov._refs_of(ds):
+            hit = index.place(uid, frames)
+            if hit is None:
+                continue
+            t, displays = hit
+            md = t.metadata
+            ndim = t.spatial_ndim
+            rows, cols = t.frame_shape
+            n = int(t.data.shape[0]) if ndim == 3 else 1
+            # a single-frame plane of a presentation state applies to every frame it references
+            all_frames = [
+                (md["frame_paths"][d], md["display_to_stored"][d] if p.n_frames > 1 else 0, None, None)
+                for d in range(n)
+            ]
+            data = plane_array(all_frames, (rows, cols), p.group, plane=p, only=set(displays) if ndim == 3 else None)
+            kw = _plane_kwargs(
+                t,
+                p.group,
+                path,
+                f" ({label})",
+                description=p.description or p.label,
+                activation_layer=p.activation_layer,
+            )
+            out.append(LayerData(data, kw, "labels"))
+    return out, notes
