@@ -125,7 +125,7 @@ def read(
     if report.overlays:
         from .layers.overlays import overlay_tuples
 
-        extra, notes = overlay_tuples(layers, report.overlays)
+        extra, notes = overlay_tuples(layers, report.overlays, report.problems)
         report.overlay_notes = notes
         for n in notes:
             log.info("%s: %s", *n)

@@ -193,9 +193,15 @@ def gsps_layers(index: ImageIndex, path: str):
                 md["windows"].append(entry)
     planes, problems = gsps_plane_layers(index, ds, path, f"GSPS {label}")
     layers += planes
-    for msg in problems:
+    shown, more = gsps_display_layers(index, ds, path, f"GSPS {label}")
+    layers += shown
+    for msg in problems + more:
         log.warning("%s: %s", path, msg)
+        _PROBLEMS.append((path, msg))
     return layers, attached > 0
+
+
+_PROBLEMS: list[tuple[str, str]] = []  # display problems of the objects being read (see overlay_tuples)
 
 
 def cad_layers(index: ImageIndex, path: str):
@@ -379,10 +385,14 @@ def pm_layers(index: ImageIndex, path: str):
     return out, bool(placed)
 
 
-def overlay_tuples(image_tuples: list, overlay_headers: list) -> tuple[list, list]:
-    """Layers for the overlay objects; returns (layers, report [(path, message)])."""
+def overlay_tuples(image_tuples: list, overlay_headers: list, problems: list | None = None) -> tuple[list, list]:
+    """Layers for the overlay objects; returns (layers, report [(path, message)]).
+
+    ``problems`` collects (path, message) for parts of objects that cannot be shown
+    (a malformed shutter, overlay plane or LUT) while the rest is."""
     index = ImageIndex(image_tuples)
     out, report = [], []
+    _PROBLEMS.clear()
     for h in overlay_headers:
         kind = ov.kind_of(h.sop_class_uid)
         try:
@@ -414,6 +424,10 @@ def overlay_tuples(image_tuples: list, overlay_headers: list) -> tuple[list, lis
             report.append((h.path, f"{kind}: {type(exc).__name__}: {exc}"))
             continue
         out += layers
+    if problems is not None:
+        problems += _PROBLEMS
+    _PROBLEMS.clear()
+    apply_spatial_transforms(list(image_tuples) + out)
     return out, report
 
 
@@ -591,3 +605,153 @@ def gsps_plane_layers(index: ImageIndex, ds, path: str, label: str) -> tuple[lis
             )
             out.append(LayerData(data, kw, "labels"))
     return out, notes
+
+
+# --------------------------------------------------------------------------
+# presentation-state display: grayscale pipeline, shutters, spatial transformation, displayed area
+
+SPATIAL = "napari_dcm_spatial"  # image metadata: {"rotation", "flip", "source"} from a presentation state
+AREA = "napari_dcm_displayed_area"  # image metadata: the region to fit, in data (row, column) coordinates
+
+
+def _value_range(t: LayerData) -> tuple[float, float]:
+    dt = np.dtype(t.data.dtype)
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        return float(info.min), float(min(info.max, 65535))
+    lo, hi = t.kwargs.get("contrast_limits") or (0.0, 1.0)
+    return float(lo), float(hi)
+
+
+def gsps_display_layers(index: ImageIndex, ds, path: str, title: str) -> tuple[list[LayerData], list[str]]:
+    """A presentation state's shutter layers, its grayscale pipeline (a LUT preset of each
+    image) and its spatial transformation and displayed area (image metadata the reader
+    and the viewer apply); returns (layers, problems)."""
+    from ..dicom import overlay_planes as op
+    from ..dicom import presentation as pres
+
+    out: list[LayerData] = []
+    problems: list[str] = []
+    planes = {p.group: p for p in op.planes_from_dataset(ds)[0]}
+    seen: set[int] = set()
+    for uid, frames in ov._refs_of(ds):
+        hit = index.place(uid, frames)
+        if hit is None or id(hit[0]) in seen:
+            continue
+        t = hit[0]
+        seen.add(id(t))
+        md = t.metadata
+        disp = pres.display_of(ds, uid)
+        problems += [f"{title}: {m}" for m in disp.problems]
+        rows, cols = t.frame_shape
+        if disp.shutter is not None:
+            bitmap = None
+            if disp.shutter.bitmap_group is not None:
+                plane = planes.get(disp.shutter.bitmap_group)
+                if plane is None or plane.embedded:
+                    problems.append(
+                        f"{title}: bitmap shutter overlay {disp.shutter.bitmap_group:04X} is not in the state"
+                    )
+                else:
+                    bitmap = op.place(plane.bits(0), plane.origin, (rows, cols))
+            out.append(_shutter_layer(t, disp.shutter, bitmap, path, title))
+        if disp.rotation or disp.flip:
+            if SPATIAL in md:
+                problems.append(f"{title}: {t.name} already turned by {md[SPATIAL]['source']}; not turned again")
+            else:
+                md[SPATIAL] = {"rotation": disp.rotation, "flip": disp.flip, "source": title}
+        if disp.area is not None and AREA not in md:
+            (r0, c0), (r1, c1) = disp.area
+            md[AREA] = {
+                "top_left": [r0 - 1.0, c0 - 1.0],  # 1-based pixels -> data coordinates
+                "bottom_right": [r1 - 1.0, c1 - 1.0],
+                "mode": disp.size_mode,
+                "magnification": disp.magnification,
+                "source": title,
+            }
+        if pres.has_grayscale(ds, uid):
+            try:
+                rescale = md.get("rescale")
+                lut = pres.grayscale_lut(ds, uid, tuple(rescale) if rescale else None, _value_range(t), title)
+                md.setdefault("voi_luts", []).append(lut)
+            except Exception as exc:
+                problems.append(f"{title}: grayscale pipeline: {type(exc).__name__}: {exc}")
+    return out, problems
+
+
+def _shutter_chunk(shutter, shape, bitmap):
+    from ..dicom import presentation as pres
+
+    return pres.shutter_mask(shutter, shape, bitmap)
+
+
+def _shutter_layer(t: LayerData, shutter, bitmap, path: str, title: str) -> LayerData:
+    """The shutter as a 2D labels layer over the image (every frame): 1 where hidden,
+    drawn opaque in the Shutter Presentation Value (computed when first shown)."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    rows, cols = t.frame_shape
+    name = f"dicom-shutter-{tokenize(shutter, (rows, cols), bitmap)}"
+    graph = HighLevelGraph.from_collections(name, {(name, 0, 0): (_shutter_chunk, shutter, (rows, cols), bitmap)}, ())
+    data = da.Array(graph, name, ((rows,), (cols,)), dtype=np.uint8)
+    g = float(shutter.value)
+    color = [g, g, g, 1.0]
+    kw = _shape_kwargs(
+        t.kwargs,
+        2,
+        f"{t.name} · {title} shutter",
+        "shutter",
+        path,
+        0,
+        opacity=1.0,
+        blending="translucent",
+        colormap={0: "transparent", 1: color, None: color},
+    )
+    kw.pop("ndim", None)
+    kw["metadata"][OVERLAY].update({"shapes": list(shutter.shapes)})
+    return LayerData(data, kw, "labels")
+
+
+def spatial_affine(t: LayerData, ndim: int) -> np.ndarray | None:
+    """The presentation state's rotation / flip of image ``t`` as a napari affine on the
+    world coordinates of a layer with ``ndim`` dimensions drawn on the image's grid."""
+    from ..dicom import presentation as pres
+
+    sp = t.metadata.get(SPATIAL)
+    if not sp:
+        return None
+    rows, cols = t.frame_shape
+    m = pres.spatial_matrix(int(sp["rotation"]), bool(sp["flip"]), rows, cols)
+    scale = np.asarray(t.kwargs.get("scale", (1.0,) * t.spatial_ndim), dtype=float)[-2:]
+    translate = np.asarray(t.kwargs.get("translate", (0.0,) * t.spatial_ndim), dtype=float)[-2:]
+    d = np.diag(scale)
+    lin = d @ m[:2, :2] @ np.linalg.inv(d)
+    shift = d @ m[:2, 2] + translate - lin @ translate
+    out = np.eye(ndim + 1)
+    out[-3:-1, -3:-1] = lin
+    out[-3:-1, -1] = shift
+    return out
+
+
+def apply_spatial_transforms(tuples: list) -> None:
+    """Give every image turned by a presentation state, and each layer drawn on it, the
+    state's rotation / flip as their affine."""
+    items = [LayerData.of(t) for t in tuples]
+    for t in items:
+        if not t.is_image or SPATIAL not in t.metadata:
+            continue
+        for layer in items:
+            if layer is t or layer.metadata.get(OF) == t.name:
+                a = spatial_affine(t, _layer_ndim(layer))
+                if a is not None:
+                    layer.kwargs["affine"] = a
+
+
+def _layer_ndim(layer: LayerData) -> int:
+    if layer.layer_type == "image":
+        return layer.spatial_ndim
+    if layer.layer_type == "labels":
+        return int(np.ndim(layer.data))
+    return int(layer.kwargs.get("ndim") or 2)
