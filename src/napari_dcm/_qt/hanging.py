@@ -499,6 +499,32 @@ def prefetch_cells(viewer, images: list) -> list[tuple[float, float]]:
     return prefetch_frames(jobs)
 
 
+def prefetch_tuples(layer_data: list) -> list[tuple[float, float]]:
+    """Before DICOMweb layers are added (napari would fetch their shown frames one after
+    the other as it slices each new layer): fetch the frame each will show, all at once."""
+    from ..layers import LayerData
+
+    jobs = []
+    for item in layer_data:
+        t = LayerData.of(item)
+        md = t.metadata
+        if not t.is_image:
+            continue
+        n = int(t.data.shape[0]) if t.spatial_ndim >= 3 else 1
+        d = (n - 1) // 2  # napari centres its sliders on a new layer
+        key = md[keys.FRAME_PATHS][d]
+        if "://" in key:
+            jobs.append((key, md[keys.DISPLAY_TO_STORED][d], int(md.get(keys.NUMBER_OF_FRAMES) or 1)))
+    if len(jobs) < 2:
+        return []
+    t0 = time.perf_counter()
+    times = prefetch_frames(jobs)
+    _notify.info(
+        f"napari-dcm: fetched the shown frame of {len(jobs)} image(s) in parallel in {time.perf_counter() - t0:.2f} s"
+    )
+    return times
+
+
 def prefetch_frames(jobs: list[tuple[str, int, int]]) -> list[tuple[float, float]]:
     """Fetch DICOMweb frames (key, stored index, number of frames) in parallel into the
     frame cache; errors are left for the real request to report."""

@@ -89,8 +89,11 @@ def _int(v: Any, default: int | None = None) -> int | None:
         return default
 
 
-def plane_from_dataset(ds: Dataset, group: int) -> OverlayPlane:
-    """The overlay plane of ``group``; raises OverlayError naming what is wrong."""
+def plane_from_dataset(ds: Dataset, group: int, bulk_pending: bool = False) -> OverlayPlane:
+    """The overlay plane of ``group``; raises OverlayError naming what is wrong.
+
+    ``bulk_pending``: a DICOMweb header whose Overlay Data was left out as bulk data
+    (fetched when the plane is first drawn)."""
     name = f"overlay {group:04X}"
 
     def el(elem: int) -> Any:
@@ -112,6 +115,8 @@ def plane_from_dataset(ds: Dataset, group: int) -> OverlayPlane:
     n_frames = _int(el(0x0015), 1) or 1
     frame_origin = _int(el(0x0051), 1) or 1
     data = el(0x3000)
+    if bulk_pending and bits_alloc == 1 and not data:
+        data = b""
     if data is not None and not isinstance(data, (bytes, bytearray)):
         raise OverlayError(f"{name}: Overlay Data is not binary")
     if data is None:
@@ -151,12 +156,12 @@ def groups_in(ds: Dataset) -> list[int]:
     return [g for g in GROUPS if any(((g << 16) | e) in ds for e in (0x0010, 0x0011, 0x3000))]
 
 
-def planes_from_dataset(ds: Dataset) -> tuple[list[OverlayPlane], list[tuple[int, str]]]:
+def planes_from_dataset(ds: Dataset, bulk_pending: bool = False) -> tuple[list[OverlayPlane], list[tuple[int, str]]]:
     """Every overlay plane of a dataset, and [(group, reason)] for the malformed ones."""
     planes, problems = [], []
     for g in groups_in(ds):
         try:
-            planes.append(plane_from_dataset(ds, g))
+            planes.append(plane_from_dataset(ds, g, bulk_pending))
         except OverlayError as exc:
             problems.append((g, str(exc)))
     return planes, problems
@@ -264,6 +269,17 @@ def _fetch_bulk(key: str, ds: Dataset) -> None:
             continue  # reported as "no Overlay Data" by the plane parser
         if value:
             ds.add_new(tag, "OW", value)
+
+
+def planes_listed(path: str) -> tuple[tuple[OverlayPlane, ...], tuple[tuple[int, str], ...]]:
+    """The overlay planes of a file, or of a DICOMweb instance without fetching its bulk
+    Overlay Data (what opening needs: which planes there are, and which are malformed)."""
+    if "://" not in path:
+        return planes_of(path)
+    from .tags import read_header
+
+    planes, problems = planes_from_dataset(read_header(path), bulk_pending=True)
+    return tuple(planes), tuple(problems)
 
 
 def plane_of(path: str, group: int) -> OverlayPlane | None:

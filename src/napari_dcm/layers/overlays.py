@@ -538,7 +538,7 @@ def overlay_plane_tuples(stacks: list, image_tuples: list) -> tuple[list[LayerDa
             continue
         path0 = stack.frames[0].ref.path
         try:
-            planes, problems = op.planes_of(path0)
+            planes, problems = op.planes_listed(path0)
         except Exception as exc:
             notes.append((path0, f"overlay planes not readable: {type(exc).__name__}: {exc}"))
             continue
