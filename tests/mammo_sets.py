@@ -151,3 +151,43 @@ def four_view(bases: Bases, d: Path, date: str = "20240101", patient: str = "MGT
             bases, d / f"{date}_{name}.dcm", view, lat, date=date, po=po, inst=i + 1, patient=patient, **kw
         )
     return out
+
+
+def relabel(
+    corpus: Path,
+    src: str,
+    dst,
+    view: str,
+    lat: str,
+    *,
+    date: str,
+    po: tuple[str, str],
+    inst: int,
+    patient: str = "MGDEMO",
+    **tags,
+) -> Path:
+    """A corpus mammogram with edited tags (its pixel data copied as they are, compressed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(Path(corpus) / src)
+    ds.PatientID = ds.PatientName = patient
+    ds.StudyDate = date
+    ds.ViewPosition = view
+    ds.ImageLaterality = lat
+    if "Laterality" in ds:
+        ds.Laterality = lat
+    if "ViewCodeSequence" in ds:
+        del ds.ViewCodeSequence
+    if view in VIEW_CODES:
+        ds.ViewCodeSequence = Sequence([code_item(*VIEW_CODES[view])])
+    ds.PatientOrientation = list(po)
+    ds.InstanceNumber = inst
+    ds.SeriesDescription = f"{lat}{view}"
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[patient, date])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[str(dst), patient, date, "series"])
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[str(dst), patient, date])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    ds.save_as(dst)
+    return Path(dst)

@@ -396,7 +396,7 @@ def test_mixed_spacing_film_beside_ffdm(make_napari_viewer, bases, tmp_path):
     # the film gets its neighbours' height in mm
     heights = {c: img.data.shape[-2] * abs(img.scale[-2]) for c, img in hang.cells.items()}
     assert heights[1] == pytest.approx(heights[0], rel=1e-6)
-    assert hang.labels[1].name == f"LCC · {hanging.NOMINAL_LABEL}"
+    assert hang.labels[1].name == f"LCC\n{hanging.NOMINAL_LABEL}"
     check_cells(shot_of(viewer), lay)
     assert viewer.layers.extent.units is not None and len(units_warnings()) == n_warn
     # the status bar says the size is nominal

@@ -73,8 +73,17 @@ def current(viewer) -> Hanging | None:
 
 
 def mammo_images(viewer) -> list:
+    """The images a hanging places: MG images and any other that names a mammography view
+    (a digitised film stored as RG or OT, say); all images when none does."""
     imgs = dicom_images(viewer)
-    mg = [layer for layer in imgs if str(layer.metadata.get("modality", "")).upper() == "MG"]
+    views = {"CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM", "FB", "SIO", "ISO"}
+
+    def is_mammo(layer) -> bool:
+        md = layer.metadata
+        view = str(md.get("view_position") or "").strip().upper()
+        return str(md.get("modality", "")).upper() == "MG" or view in views or view.removesuffix("ID") in views
+
+    mg = [layer for layer in imgs if is_mammo(layer)]
     return mg or imgs
 
 
@@ -325,7 +334,7 @@ def _label_layer(viewer, slot: mammo.Slot, image, nominal: set[str]):
         elif (own.laterality, own.view, bool(own.modifiers)) != (slot.laterality, slot.view, False):
             text = f"{slot.label}: {own.label} {date}".strip()  # assigned by hand
         if image.name in nominal:
-            text += f" · {NOMINAL_LABEL}"
+            text += f"\n{NOMINAL_LABEL}"  # a second line: the label stays narrow
     layer = None
     for lyr in viewer.layers:
         if lyr.metadata.get(PLACEHOLDER) == f"label {slot.cell}":
@@ -408,10 +417,12 @@ def fit(viewer) -> None:
 
 
 def _label_fonts(hang: Hanging, vw: float) -> None:
-    """Labels as large as 12 pt, but each within its own cell (about 1 px per pt per character)."""
+    """One font size for every label: as large as 12 pt while the longest one fits its
+    cell (about 1 px per pt per character)."""
+    n = max([4] + [len(line) for label in hang.labels.values() for line in label.name.split("\n")])
+    size = float(np.clip((vw - 24) / n, 7.0, 12.0))
     for label in hang.labels.values():
-        n = max(4, len(label.name))
-        label.name_overlay.font_size = float(np.clip((vw - 24) / n, 6.0, 12.0))
+        label.name_overlay.font_size = size
 
 
 def _path_of(hang: Hanging, img) -> str:

@@ -163,6 +163,11 @@ class LayoutTab(QWidget):
             labels = {
                 p.path: p.label + (f" {mammo.fmt_date(p.study_date)}" if p.study_date else "") for p in lay.placements
             }
+            seen: dict[str, int] = {}
+            for p in lay.placements:  # two images with one label: number them
+                seen[labels[p.path]] = seen.get(labels[p.path], 0) + 1
+                if seen[labels[p.path]] > 1:
+                    labels[p.path] += f" ({seen[labels[p.path]]})"
             self.cells.setRowCount(len(lay.slots))
             for i, s in enumerate(lay.slots):
                 self.cells.setItem(i, 0, QTableWidgetItem(str(s.cell)))
@@ -174,7 +179,7 @@ class LayoutTab(QWidget):
                     layer = names[p.path]
                     if layer is None:
                         continue
-                    combo.addItem(f"{labels[p.path]} ({_short(layer.name)})", layer.name)
+                    combo.addItem(labels[p.path], layer.name)
                     combo.setItemData(combo.count() - 1, layer.name, Qt.ItemDataRole.ToolTipRole)
                     if s.path == p.path:
                         current = combo.count() - 1
@@ -198,11 +203,12 @@ class LayoutTab(QWidget):
                 layer = names[p.path]
                 if layer is None:
                     continue
-                text = f"{labels[p.path]} · {layer.name} — {p.reason}"
+                text = f"{labels[p.path]} — {p.reason}"
                 if p.conflicts:
                     text += " ⚠ " + "; ".join(p.conflicts)
                 item = QListWidgetItem(text)
                 item.setData(NAME_ROLE, layer.name)
+                item.setToolTip(layer.name)
                 self.off_grid.addItem(item)
             self.cells.resizeColumnsToContents()
         finally:
@@ -213,7 +219,3 @@ class LayoutTab(QWidget):
             return
         name = combo.currentData()
         self.assign(name, cell, clear=name is None)
-
-
-def _short(name: str, n: int = 18) -> str:
-    return name if len(name) <= n else "…" + name[-(n - 1) :]

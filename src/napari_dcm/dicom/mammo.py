@@ -765,11 +765,12 @@ def breast_extent(frame: Any, chest_wall_right: bool, inverted: bool = False) ->
     """The share of an image's width, from its chest-wall edge, that holds the breast.
 
     Mammograms are mostly background on the nipple side; a hanging fits the
-    breast, not the background, to its cell.  Columns count as breast when
-    more than 2 % of their pixels are brighter (darker when ``inverted``) than
-    10 % of the 1st-99th percentile range; the breast ends at the first gap of
-    empty columns wider than 3 % of the image (so burned-in markers and
-    labels beyond it do not count).  1.0 when nothing can be told.
+    breast, not the background, to its cell.  Pixels brighter (darker when
+    ``inverted``) than Otsu's threshold between breast and background count
+    as breast; columns count when more than 2 % of their pixels do; the
+    breast ends at the first gap of empty columns wider than 3 % of the image
+    (so burned-in markers and labels beyond it do not count).  1.0 when
+    nothing can be told.
     """
     import numpy as np
 
@@ -781,10 +782,11 @@ def breast_extent(frame: Any, chest_wall_right: bool, inverted: bool = False) ->
     finite = a[np.isfinite(a)]
     if finite.size == 0:
         return 1.0
-    lo, hi = np.percentile(finite, [1.0, 99.0])
+    lo, hi = np.percentile(finite, [0.5, 99.5])
     if hi <= lo:
         return 1.0
-    tissue = a < hi - 0.1 * (hi - lo) if inverted else a > lo + 0.1 * (hi - lo)
+    threshold = _otsu(np.clip(finite, lo, hi))
+    tissue = a < threshold if inverted else a > threshold
     occupied = tissue.mean(axis=0) > 0.02
     if chest_wall_right:
         occupied = occupied[::-1]  # from the chest wall outwards
@@ -801,3 +803,18 @@ def breast_extent(frame: Any, chest_wall_right: bool, inverted: bool = False) ->
     if last < 0:
         return 1.0
     return float(min(1.0, max(0.2, (last + 1) / cols)))
+
+
+def _otsu(values: Any, bins: int = 256) -> float:
+    """Otsu's threshold: the value that best splits ``values`` in two classes."""
+    import numpy as np
+
+    hist, edges = np.histogram(values, bins=bins)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist).astype(np.float64)
+    w1 = w0[-1] - w0
+    m = np.cumsum(hist * centers)
+    mu0 = m / np.maximum(w0, 1)
+    mu1 = (m[-1] - m) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centers[int(np.argmax(between))])
