@@ -272,6 +272,8 @@ def apply_layout(
     grid.enabled = True
     _connect(viewer)
     fit(viewer)
+    if by_cell:  # the first hung image is the active layer (not a label or pad)
+        viewer.layers.selection.active = by_cell[min(by_cell)]
     return lay
 
 
