@@ -475,3 +475,16 @@ def test_camera_refits_when_the_dock_opens(make_napari_viewer, study, qtbot):
     viewer.scene.camera.zoom = 0.1
     viewer.reset_view()
     check_cells(shot_of(viewer), lay)
+
+
+@pytest.mark.viewer
+def test_contradictory_tags_flagged_in_the_dock(make_napari_viewer, bases, tmp_path, study):
+    study["RCC"] = write_view(bases, tmp_path / "odd.dcm", "CC", "R", po=("P", "L"), SeriesDescription="L CC")
+    viewer = big_viewer(make_napari_viewer)
+    napari_dcm.view(list(map(str, study.values())), viewer=viewer)
+    tab = dd.dicom_dock(viewer).layout_tab
+    lay = tab.hang()
+    assert lay.slots[0].path == str(study["RCC"])  # placed by ImageLaterality, never dropped
+    notes = tab.cells.item(0, 3).text()
+    assert "⚠ laterality: ImageLaterality R, SeriesDescription L" in notes
+    assert all("⚠" not in tab.cells.item(i, 3).text() for i in (1, 2, 3))
