@@ -99,12 +99,11 @@ def read_dicomweb(
     log.info(report.summary().replace("napari-dcm:", f"napari-dcm (DICOMweb {server.base}):"))
     layers = layer_tuples(stacks, strict=strict)
     if any(s.info.get("overlay_groups") for s in stacks):  # 60xx overlay planes (bulk data fetched when shown)
-        from .api import _after_images
-        from .layers.overlays import overlay_plane_tuples
+        from .layers.overlays import after_images, overlay_plane_tuples
 
         planes, problems = overlay_plane_tuples(stacks, layers)
         report.problems += problems
-        layers = _after_images(layers, planes)
+        layers = after_images(layers, planes)
     return layers
 
 

@@ -755,3 +755,13 @@ def _layer_ndim(layer: LayerData) -> int:
     if layer.layer_type == "labels":
         return int(np.ndim(layer.data))
     return int(layer.kwargs.get("ndim") or 2)
+
+
+def after_images(images: list, extra: list) -> list:
+    """Each overlay layer right after its image (then its siblings); standalone ones at the end."""
+    out: list = []
+    for t in images:
+        out.append(t)
+        out += [e for e in extra if LayerData.of(e).metadata.get(OF) == LayerData.of(t).name]
+    out += [e for e in extra if OF not in LayerData.of(e).metadata]
+    return out
