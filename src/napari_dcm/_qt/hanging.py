@@ -497,18 +497,16 @@ def _on_status(viewer):
 
 
 def prefetch_cells(viewer, images: list) -> list[tuple[float, float]]:
-    """Fetch the shown frame of every DICOMweb image at once (threads), before napari
-    slices the cells one after the other; returns each fetch's (start, end) time."""
+    """Fetch (and decode) the shown frame of every DICOMweb image at once (threads),
+    before napari slices the cells one after the other; returns each job's (start, end)."""
     from .window import current_frame
 
     jobs = []
     for img in images:
-        md = img.metadata
         d = current_frame(viewer, img)
-        key = md[keys.FRAME_PATHS][d]
-        if "://" not in key:
-            continue
-        jobs.append((key, md[keys.DISPLAY_TO_STORED][d], int(md.get(keys.NUMBER_OF_FRAMES) or 1)))
+        if "://" in img.metadata[keys.FRAME_PATHS][d]:
+            nd = img.data.ndim - int(bool(getattr(img, "rgb", False)))
+            jobs.append(img.data[d] if nd >= 3 else img.data)
     return prefetch_frames(jobs)
 
 
@@ -520,14 +518,12 @@ def prefetch_tuples(layer_data: list) -> list[tuple[float, float]]:
     jobs = []
     for item in layer_data:
         t = LayerData.of(item)
-        md = t.metadata
         if not t.is_image:
             continue
         n = int(t.data.shape[0]) if t.spatial_ndim >= 3 else 1
         d = (n - 1) // 2  # napari centres its sliders on a new layer
-        key = md[keys.FRAME_PATHS][d]
-        if "://" in key:
-            jobs.append((key, md[keys.DISPLAY_TO_STORED][d], int(md.get(keys.NUMBER_OF_FRAMES) or 1)))
+        if "://" in t.metadata[keys.FRAME_PATHS][d]:
+            jobs.append(t.data[d] if t.spatial_ndim >= 3 else t.data)
     if len(jobs) < 2:
         return []
     t0 = time.perf_counter()
@@ -538,17 +534,18 @@ def prefetch_tuples(layer_data: list) -> list[tuple[float, float]]:
     return times
 
 
-def prefetch_frames(jobs: list[tuple[str, int, int]]) -> list[tuple[float, float]]:
-    """Fetch DICOMweb frames (key, stored index, number of frames) in parallel into the
-    frame cache; errors are left for the real request to report."""
+def prefetch_frames(jobs: list) -> list[tuple[float, float]]:
+    """Compute lazy frames (each one dask chunk: the layer's own frame reference fetches
+    it as the reader would, then it is decoded) in parallel; the decoded frames land in
+    napari-dcm's frame cache, where napari's slicing finds them.  Errors are left for the
+    real read to report."""
     if not jobs:
         return []
-    from ..dicom import dicomweb
 
-    def one(job):
+    def one(arr):
         t0 = time.perf_counter()
         with contextlib.suppress(Exception):
-            dicomweb.fetch_frame(*job)
+            arr.compute(scheduler="sync")
         return t0, time.perf_counter()
 
     with cf.ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="napari-dcm-hang") as pool:
