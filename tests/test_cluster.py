@@ -248,6 +248,29 @@ def test_embed_rois_matched_on_remote_paths_and_exported_here(dask_remote, tmp_p
     assert f'{series}/not-there.dcm,1,"[[1,2,3,4]]",[]' in lines  # unmatched rows are kept
 
 
+def test_rois_on_remote_images_saved_as_sr_here_and_read_back(dask_remote, tmp_path):
+    """Write-back: the SR of ROIs on a remote image is written here (the source header read on
+    the worker) and, opened through the cluster beside its image, becomes the ROI layer again."""
+    import pydicom
+
+    from napari_dcm.layers import keys
+
+    image = dask_remote.remote["j2k_multiframe"]
+    csv = tmp_path / "rois.csv"
+    csv.write_text(f'anon_dicom_path,num_ROI,ROI_coords,ROI_frames\n{image},1,"[[5,6,30,40]]","[[2,3]]"\n')
+    with never_touched(dask_remote.remote_root):
+        layers = napari_dcm.read(image, scheduler=dask_remote.address, annotations=csv)
+        (sr_path,) = napari_dcm.save_rois_sr(layers, tmp_path / "out")
+        back = napari_dcm.read([image, sr_path], scheduler=dask_remote.address)
+    sr = pydicom.dcmread(sr_path)
+    src = pydicom.dcmread(dask_remote.sources[image], stop_before_pixels=True)
+    assert sr.PatientID == src.PatientID and sr.StudyInstanceUID == src.StudyInstanceUID
+    rois = [t for t in back if keys.ROI in t[1].get("metadata", {})]
+    (roi,) = rois
+    before = [t for t in layers if keys.ROI in t[1].get("metadata", {})][0]
+    assert [np.asarray(v).tolist() for v in roi[0]] == [np.asarray(v).tolist() for v in before[0]]
+
+
 def test_overlays_are_built_on_the_worker(dask_remote, tmp_path, corpus):
     """A GSPS beside its image and a standalone SEG: read on the worker, layers equal local ones."""
     import pydicom
@@ -268,12 +291,32 @@ def test_overlays_are_built_on_the_worker(dask_remote, tmp_path, corpus):
         remote = napari_dcm.read(d, scheduler=dask_remote.address)
     assert [(t[2], t[1]["name"]) for t in remote] == [(t[2], t[1]["name"]) for t in local]
     assert [t[2] for t in remote] == ["image", "shapes", "points", "labels"]
+    assert remote[0][1]["metadata"]["windows"] == local[0][1]["metadata"]["windows"]  # the GSPS preset too
+    assert any("GSPS" in w["explanation"] for w in local[0][1]["metadata"]["windows"])
     for r, lo in zip(remote[1:], local[1:]):
         if r[2] == "shapes":
             assert all(np.allclose(a, b) for a, b in zip(r[0], lo[0]))
         else:
             assert np.array_equal(np.asarray(r[0]), np.asarray(lo[0]))
         assert r[1]["metadata"] == lo[1]["metadata"]
+
+
+def test_overlay_planes_and_presentation_state_from_the_worker(dask_remote, corpus):
+    """60xx overlay planes (the image's own, and those a GSPS activates) as for local files."""
+    paths = [corpus / "presentation_state" / "overlay.dcm", corpus / "presentation_state" / "prOverlay.dcm"]
+    with never_touched(*paths):
+        remote = napari_dcm.read(paths, scheduler=dask_remote.address)
+        remote_arrays = [np.asarray(t[0]) for t in remote]
+    local = napari_dcm.read(paths)
+    assert [(t[2], t[1]["name"]) for t in remote] == [(t[2], t[1]["name"]) for t in local]
+    assert sum(t[2] == "labels" for t in remote) >= 6
+    for r, lo, arr in zip(remote, local, remote_arrays):
+        assert np.array_equal(arr, np.asarray(lo[0]))
+        md = dict(r[1]["metadata"])
+        md.pop("paths", None), md.pop("frame_paths", None), md.pop("scheduler", None)
+        lmd = dict(lo[1]["metadata"])
+        lmd.pop("paths", None), lmd.pop("frame_paths", None)
+        assert md == lmd  # the presentation state's changes to the image reached this side
 
 
 # --------------------------------------------------------------------------

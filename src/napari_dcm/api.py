@@ -156,13 +156,21 @@ def read(
     if scheduler is not None:
         for t in layers:
             t.metadata[keys.SCHEDULER] = scheduler  # the files are on this scheduler's workers
+    if any(s.info.get("overlay_groups") for s in stacks):  # 60xx overlay planes
+        from .layers.overlays import overlay_plane_tuples
+
+        planes, problems = overlay_plane_tuples(stacks, layers)
+        report.problems += problems
+        for n in problems:
+            log.warning("%s: %s", *n)
+        layers = _after_images(layers, planes)
     if report.overlays:
         if scheduler is not None:
             from .layers.cluster import overlay_tuples  # built on a worker, where the files are
         else:
             from .layers.overlays import overlay_tuples
 
-        extra, notes = overlay_tuples(layers, report.overlays)
+        extra, notes = overlay_tuples(layers, report.overlays, report.problems)
         report.overlay_notes = notes
         for n in notes:
             log.info("%s: %s", *n)
@@ -179,6 +187,14 @@ def read(
         report.unmatched_rows = [r.path for r in unmatched]
         if unmatched:
             log.warning(unmatched_message(annotations, report.unmatched_rows))
+    if report.overlays:
+        # SRs napari-dcm wrote (EMBED ROIs as TID 1500) come back as editable ROI layers
+        from .layers.writeback import rois_from_srs
+
+        sr_notes: list = []
+        layers = rois_from_srs(layers, sr_notes)
+        for n in sr_notes:
+            log.info("%s: %s", *n)
     return layers
 
 
