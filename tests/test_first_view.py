@@ -160,10 +160,20 @@ def test_whole_view_after_hanging_right_after_the_dock(make_napari_viewer, corpu
     qtbot.waitUntil(lambda: viewer.canvas.size[1] < w0, timeout=5000)
     settle(qtbot)
     assert viewer.canvas.grid.enabled
-    # the grid's cells fit: every cell's image sits inside its viewbox (napari's fit of the grid)
-    zoom_now = viewer.scene.camera.zoom
-    viewer.fit_to_view()
+    # the hanging was fitted for the canvas the dock left (fitting again changes nothing)
+    from napari_dcm._qt import hanging
+
+    zoom_now, center_now = viewer.scene.camera.zoom, tuple(viewer.scene.camera.center)
+    hanging.fit(viewer)
     assert viewer.scene.camera.zoom == pytest.approx(zoom_now)
+    assert tuple(viewer.scene.camera.center) == pytest.approx(center_now)
+    # and every cell shows its image's whole height (its width is the breast's: the hanging
+    # fits the breast, not the background beside it, into the cell)
+    vh, _ = viewer.canvas.viewbox_size(viewer.layers)
+    for img in hanging.current(viewer).cells.values():
+        ext = img.extent.world[:, -2]
+        height = (ext[1] - ext[0] + abs(img.scale[-2])) * zoom_now
+        assert height <= vh + 1, (height, vh)
 
 
 @pytest.mark.viewer

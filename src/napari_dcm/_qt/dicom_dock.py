@@ -80,9 +80,10 @@ class DicomDock(QWidget):
 
     def hang(self, layout: str | None = None, cells: dict | None = None):
         lay = self.layout_tab.hang(layout, cells)
-        fit_visible(self.viewer)  # the placed images, not the hidden rest
-        keep_whole_view(self.viewer)  # a hanging right after the dock opened: refit once the canvas settles
-        return lay
+        if lay is not None and lay.name == "1x1":  # back to one view: fit the visible layers, keep them whole
+            fit_visible(self.viewer)
+            keep_whole_view(self.viewer)
+        return lay  # a hanging fits itself, also when the canvas then changes size
 
     # ---- following the viewer
     def current_image(self):

@@ -155,6 +155,9 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
     for layer, visible in zip(added, shown):
         layer.visible = visible
     if added:
+        from .presentation import apply_displayed_area
+
+        apply_displayed_area(viewer, added)  # a presentation state's displayed area (issue 9)
         keymod.install(viewer)
         if first:
             keep_whole_view(viewer)
@@ -238,11 +241,23 @@ def whole_view(viewer: Any) -> bool:
     return bool(np.all(lo >= center - half - slack) and np.all(hi <= center + half + slack))
 
 
+def _hung(viewer: Any) -> bool:
+    """A mammography hanging is shown: it places its images and fits the camera itself
+    (``napari_dcm._qt.hanging.fit``, on canvas resizes and napari's reset view)."""
+    from .hanging import current
+
+    return current(viewer) is not None and bool(viewer.canvas.grid.enabled)
+
+
 def fit_visible(viewer: Any) -> None:
     """Fit the camera to the visible layers (napari's own fit counts hidden ones too: a
-    hanging that hides the images it does not place would show its cells tiny or off centre)."""
+    grid that hides some layers would show its cells tiny or off centre).  A mammography
+    hanging fits itself."""
     from .compat import fit_to_layers
 
+    if _hung(viewer):
+        state.of(viewer).fit_camera = None
+        return
     shown = visible_layers(viewer)
     if shown:
         fit_to_layers(viewer, shown)
@@ -257,8 +272,8 @@ def keep_whole_view(viewer: Any) -> None:
 
     When the canvas shows every visible layer whole now, the camera is refitted
     (``viewer.fit_to_view`` on the visible layers) on every canvas resize until
-    someone moves the camera (zoom, pan, a reset elsewhere).  A grid change (a
-    hanging, back to one view) refits to the visible layers once it is done.
+    someone moves the camera (zoom, pan, a reset elsewhere).  A grid change refits to
+    the visible layers once it is done; a mammography hanging fits itself.
     """
     st = state.of(viewer)
     if not st.fit_watch:
@@ -269,7 +284,7 @@ def keep_whole_view(viewer: Any) -> None:
             if v is None:
                 return
             vs = state.of(v)
-            if vs.fit_camera is not None and vs.fit_camera == _camera_key(v):
+            if vs.fit_camera is not None and vs.fit_camera == _camera_key(v) and not _hung(v):
                 fit_visible(v)
 
         def on_grid(event: Any = None) -> None:
@@ -277,7 +292,7 @@ def keep_whole_view(viewer: Any) -> None:
 
             def later() -> None:
                 v = ref()
-                if v is not None:
+                if v is not None and not _hung(v):
                     fit_visible(v)
 
             QTimer.singleShot(0, later)  # after the hanging (or napari) finished moving layers
@@ -387,12 +402,15 @@ def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any
     finally:
         prog.close()
     layers = _on_shown_images(viewer, report, layers)
-    if report.skipped:
+    if report.skipped or report.problems:
         _notify.warning(report.summary())
     else:
         _notify.info(report.summary())
     if report.unmatched_rows:
         _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
+    from .presentation import after_read
+
+    after_read(layers)  # a presentation state's displayed area, once napari has added the layers
     return layers
 
 
@@ -455,11 +473,22 @@ def view(
 
     ``dicomweb``, ``study``, ``series``, ``instance``, ``auth``, ``token``,
     ``verify``: as in :func:`napari_dcm.read_dicomweb`.
+    ``scheduler``, ``remote_decode``, ``insecure``: as in :func:`napari_dcm.read`;
+    ``tunnel="user@host"`` (with ``remote_python``, ``ssh_args``): start a dask
+    scheduler and worker there over SSH, closed with the viewer (docs/remote.md).
     """
     import napari
 
     if viewer is None:
         viewer = napari.Viewer(show=show)
+    if options.get("tunnel"):  # files on another machine, through SSH (napari_dcm._qt.remote)
+        from .remote import remote_options
+
+        keys_ = ("scheduler", "tunnel", "remote_python", "ssh_args", "remote_decode", "insecure")
+        remote = remote_options(viewer, **{k: options.pop(k) for k in keys_ if k in options})
+        if remote is None:
+            return viewer
+        options.update(remote)
     if paths:
         add_to_viewer(viewer, [os.fspath(p) for p in paths] if isinstance(paths, (list, tuple)) else paths, **options)
     if dicomweb:

@@ -16,7 +16,8 @@ OVERLAY = "napari_dcm_overlay"  # an overlay layer: {"kind", "source", ...}
 OVERLAY_OF = "napari_dcm_overlay_of"  # the name of the image an overlay belongs to
 SR_DOCUMENT = "napari_dcm_sr"  # path of the structured report a layer stands for
 LAYOUT_SAVED = "napari_dcm_layout_saved"  # scale/translate/visibility before a hanging
-PLACEHOLDER = "napari_dcm_placeholder"  # an empty layer padding a hanging cell
+PLACEHOLDER = "napari_dcm_placeholder"  # an empty layer padding a hanging cell (or its label)
+MAMMO = "napari_dcm_mammo"  # hanging values read once from an image's header (view codes, spacing, ...)
 
 # ---- image metadata fields
 PATHS = "paths"  # the files (or DICOMweb keys) of the image, in display order of first use
@@ -30,6 +31,7 @@ FRAME_WINDOWS = "frame_windows"  # per display frame, when frames differ (Enhanc
 VALUE_UNIT = "value_unit"  # unit of the values after the modality LUT: "HU" for CT, else RescaleType (or "")
 WORLD_UNIT = "world_unit"  # "mm" when scale and translate are millimetres (PixelSpacing known)
 PADDING = "padding"  # [low, high] modality values that are pixel padding (PixelPaddingValue / RangeLimit)
+SCHEDULER = "scheduler"  # files on dask workers: the scheduler's address (paths are the workers')
 
 
 class ImageMetadata(TypedDict, total=False):
@@ -54,6 +56,7 @@ class ImageMetadata(TypedDict, total=False):
     value_unit: str
     world_unit: str
     padding: list[float]
+    scheduler: str
 
 
 def is_image(metadata: dict[str, Any]) -> bool:
