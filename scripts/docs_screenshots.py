@@ -39,7 +39,7 @@ def main():
     layer.colormap = "bone"
     layer.rendering = "iso"
     layer.iso_threshold = 400
-    viewer.camera.angles = (0, 35, 55)
+    viewer.scene.camera.angles = (0, 35, 55)
     shot("sample_study_3d.png")
     viewer.dims.ndisplay = 2
     viewer.layers.clear()
@@ -72,8 +72,7 @@ def main():
         layer.edge_width = 12
         viewer.reset_view()
         shot("rois.png")
-        for w in list(viewer.window._dock_widgets.values()):
-            viewer.window.remove_dock_widget(w)
+        viewer.window.remove_dock_widget("all")
         viewer.layers.clear()
         # the DICOM dock: tags, then a 2x2 hanging of a synthetic four-view set
         import pydicom
@@ -178,8 +177,8 @@ def mammo_screenshots(viewer, dock, shot):
     dock.filter.setText("60")  # the overlay plane groups in the tag browser
     napari.qt.get_qapp().processEvents()
     viewer.reset_view()
-    viewer.camera.center = (200.0, 256.0)
-    viewer.camera.zoom *= 1.4
+    viewer.scene.camera.center = (200.0, 256.0)
+    viewer.scene.camera.zoom *= 1.4
     shot("overlay_planes.png")
     dock.filter.setText("")
     viewer.layers.clear()

@@ -93,19 +93,20 @@ def test_presets_set_expected_limits(make_napari_viewer, sample_study, corpus):
     dock = dd.dicom_dock(viewer)
     labels = [p[0] for p in dock._presets]
     assert labels[:2] == ["Header 1: 40/80 BRAIN", "Header 2: 400/2000 BONE"]
+    # every label carries its numbers
     assert {
-        "Default",
-        "Full dynamic",
-        "Brain",
-        "Subdural",
-        "Stroke",
-        "Lung",
-        "Mediastinum",
-        "Abdomen",
-        "Liver",
-        "Bone",
-        "Angio",
+        "Default 40/80",
+        "Brain 40/80",
+        "Subdural 75/215",
+        "Stroke 40/40",
+        "Lung -600/1500",
+        "Mediastinum 50/350",
+        "Abdomen 60/400",
+        "Liver 90/150",
+        "Bone 480/2500",
+        "Angio 300/600",
     } <= set(labels)
+    assert any(label.startswith("Full dynamic ") and " to " in label for label in labels)
     assert dock.choose_preset("Header 2: 400/2000 BONE") == pytest.approx((400 - 0.5 - 999.5, 400 - 0.5 + 999.5))
     assert tuple(layer.contrast_limits) == pytest.approx((-600.0, 1399.0))
     assert dock.choose_preset("Lung") == pytest.approx((-600 - 0.5 - 749.5, -600 - 0.5 + 749.5))
@@ -145,26 +146,19 @@ def test_voi_functions_honoured(make_napari_viewer, tmp_path):
 
 @pytest.mark.viewer
 def test_window_level_mouse_drag(make_napari_viewer, sample_study, qtbot):
-    from vispy.app.canvas import MouseEvent
+    from qtevents import mouse_drag
 
     viewer = make_napari_viewer(show=True)
     (layer,) = viewer.open(str(sample_study), plugin="napari-dcm")
     dock = dd.dicom_dock(viewer)
     dock.wl_button.setChecked(True)
-    assert dock.wl.active and viewer.text_overlay.visible
+    text = viewer.canvas.overlays["text"]
+    assert dock.wl.active and text.visible
     lo0, hi0 = layer.contrast_limits
-    canvas = viewer.window._qt_viewer.canvas._scene_canvas
-    p0 = (200.0, 200.0)
-    canvas.events.mouse_press(pos=p0, modifiers=(), button=1)
-    for k in range(1, 6):
-        p = (200.0 + 20 * k, 200.0 + 10 * k)  # right (wider) and down (lower center)
-        canvas.events.mouse_move(
-            pos=p, modifiers=(), button=1, press_event=MouseEvent(pos=p0, type="mouse_press", button=1)
-        )
-        qtbot.wait(5)
-    canvas.events.mouse_release(pos=p, modifiers=(), button=1)
+    qtbot.wait(50)
+    mouse_drag(viewer, (200.0, 200.0), (300.0, 250.0), qtbot=qtbot)  # right (wider) and down (lower center)
     lo1, hi1 = layer.contrast_limits
     assert hi1 - lo1 > hi0 - lo0 and (lo1 + hi1) / 2 < (lo0 + hi0) / 2
-    assert viewer.text_overlay.text.startswith("WC ") and " / WW " in viewer.text_overlay.text
+    assert text.text.startswith("WC ") and " / WW " in text.text
     dock.wl_button.setChecked(False)
-    assert not viewer.text_overlay.visible
+    assert not text.visible

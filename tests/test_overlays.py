@@ -461,15 +461,14 @@ def test_g_toggles_and_n_jumps(make_napari_viewer, tmp_path):
     viewer.dims.set_current_step(0, 0)
     name, frame = srd.next_overlay(viewer)
     assert frame == 3 and viewer.dims.current_step[0] == 3 and name == viewer.layers[0].name
-    # the SR dock shows the report and jumps to the referenced image
+    # the SR dock shows the report (no layer stands for it) and jumps to the referenced image
     dock = srd.sr_dock(viewer)
     assert dock.choice.count() == 1
-    top = dock.tree.topLevelItem(0)
-    assert top.text(0) == "Imaging Measurement Report"
+    assert not any("napari_dcm_sr" in l.metadata for l in viewer.layers)
+    assert dock.text().startswith("Imaging Measurement Report")
     viewer.dims.set_current_step(0, 0)
-    region_item = top.child(0)
-    assert region_item.text(0) == "Image Region"
-    assert dock._jump(region_item) and viewer.dims.current_step[0] == 3
+    (region_node,) = [n for n in dock.links if n.concept == "Image Region"]
+    assert dock.jump(region_node) and viewer.dims.current_step[0] == 3
 
 
 def test_filled_graphics_and_scoord3d(tmp_path):

@@ -63,7 +63,7 @@ def test_volume_renders_in_3d(make_napari_viewer, sample_study):
     viewer.open(str(sample_study), plugin="napari-dcm")
     viewer.layers[0].contrast_limits = (-200, 1500)
     viewer.dims.ndisplay = 3
-    viewer.camera.angles = (0, 30, 60)
+    viewer.scene.camera.angles = (0, 30, 60)
     img = viewer.screenshot(canvas_only=True, flash=False)
     assert lit_fraction(img) > 0.05
 
@@ -152,17 +152,10 @@ def test_view_api_decodes_one_frame(make_napari_viewer, big_multiframe):
 
 def test_drag_and_drop_file(make_napari_viewer, corpus, qtbot):
     """A real drop event on the canvas (an extensionless DICOM: napari-dcm is the only reader)."""
-    from qtpy.QtCore import QMimeData, QPointF, Qt, QUrl
-    from qtpy.QtGui import QDropEvent
+    from qtevents import drop_files
 
     viewer = make_napari_viewer(show=True)
-    qt_viewer = viewer.window._qt_viewer
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(corpus / "transfer_syntax" / "CT1_RLE"))])
-    event = QDropEvent(
-        QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
-    )
-    qt_viewer.dropEvent(event)
+    drop_files(viewer, [corpus / "transfer_syntax" / "CT1_RLE"])
     qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=10000)
     assert viewer.layers[0].data.shape == (512, 512)
     assert viewer.layers[0].metadata["transfer_syntax"] == "1.2.840.10008.1.2.5"

@@ -31,7 +31,11 @@ def get_reader(path):
 
 
 def read_dicom(path, **options):
-    """npe2 reader function: layer data for DICOM ``path`` (file, folder or list)."""
-    from ._qt.viewer import read_with_notifications
+    """npe2 reader function: napari layers for DICOM ``path`` (file, folder or list).
 
-    return read_with_notifications(_as_list(path), **options)
+    Layers rather than layer-data tuples (napari accepts both) so that images
+    get napari-dcm's status text; see ``napari_dcm._qt.viewer.read_for_napari``.
+    """
+    from ._qt.viewer import read_for_napari
+
+    return read_for_napari(_as_list(path), **options)

@@ -94,6 +94,7 @@ def read(
     progress: Callable[[int, int], None] | None = None,
     report: ReadReport | None = None,
     annotations=None,
+    on_stacks: Callable[[list], None] | None = None,
     scheduler=None,
     remote_decode: bool = False,
     insecure: bool = False,
@@ -119,6 +120,10 @@ def read(
         An EMBED ROI CSV: every image gets a shapes layer (after it) holding
         its ROIs; rows that match no loaded file are kept for export.
         Raises ``EmbedCSVError`` (line and reason) for an invalid CSV.
+    on_stacks : callable, optional
+        Called with the ImageStacks (``napari_dcm.dicom.series``) once the headers
+        are read, before the layer data is built (napari-dcm's viewer starts
+        decoding the frames it will show first from there).
     scheduler : str or distributed.Client, optional
         Read files that live on the workers of this dask scheduler (``paths``
         are paths there): the header scan runs on the workers, each frame's
@@ -152,6 +157,8 @@ def read(
         remote_decode=remote_decode,
     )
     log.info(report.summary())
+    if on_stacks is not None:
+        on_stacks(stacks)
     layers = layer_tuples(stacks, strict=strict)
     if scheduler is not None:
         for t in layers:

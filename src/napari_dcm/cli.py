@@ -1,11 +1,13 @@
 """The ``napari-dcm`` command.
 
     napari-dcm [PATH ...] [--filter FIELD=VALUE ...] [--no-recursive]
-               [--screenshot PNG] [--exit]
+               [--screenshot PNG [--canvas-only]] [--exit]
 
-Opens napari with the napari-dcm reader.  ``--screenshot`` saves the canvas
-once the data is shown; with ``--exit`` (implied when there is no display)
-napari quits afterwards, which is how the README's demo runs under Xvfb.
+Opens napari with the napari-dcm reader.  ``--screenshot`` saves the whole
+napari window (canvas, layer list, docks) once the data is shown, or the
+canvas alone with ``--canvas-only``; with ``--exit`` (implied when there is
+no display) napari quits afterwards, which is how the README's demo runs
+under Xvfb.
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--annotations", metavar="CSV", help="import EMBED ROIs from this CSV (shapes layers; never modified)"
     )
     p.add_argument("--sample", action="store_true", help="open the bundled synthetic sample study")
-    p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the canvas once the data is shown")
+    p.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        help="once the data is shown, save a screenshot of the whole napari window (canvas, layer list, docks)",
+    )
+    p.add_argument(
+        "--canvas-only", action="store_true", help="with --screenshot: save the canvas (the image view) alone"
+    )
     p.add_argument("--exit", action="store_true", help="quit after loading (and after --screenshot)")
     p.add_argument("--ndisplay", type=int, choices=(2, 3), default=2, help="2D or 3D view")
     p.add_argument(
@@ -285,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                 QTimer.singleShot(250, finish)
                 return
             if args.screenshot:
-                viewer.screenshot(args.screenshot, canvas_only=False)
-                print(f"napari-dcm: screenshot saved to {args.screenshot}")
+                viewer.screenshot(args.screenshot, canvas_only=args.canvas_only)
+                what = "canvas" if args.canvas_only else "window"
+                print(f"napari-dcm: screenshot of the {what} saved to {args.screenshot}")
             if args.exit or headless:
                 viewer.close()
                 from qtpy.QtWidgets import QApplication

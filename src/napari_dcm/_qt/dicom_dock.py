@@ -14,7 +14,7 @@ from . import keys as keymod
 from . import state
 from .layout_tab import LayoutTab
 from .tags_tab import TagsTab
-from .viewer import dicom_images, image_of
+from .viewer import dicom_images, fit_visible, image_of, keep_whole_view
 from .window import current_frame
 from .window_tab import WindowTab
 
@@ -49,7 +49,10 @@ class DicomDock(QWidget):
         keymod.install(napari_viewer)
         napari_viewer.layers.selection.events.active.connect(self._on_active)
         napari_viewer.dims.events.current_step.connect(self._on_step)
+        self.tabs.currentChanged.connect(self._on_tab)
         self.refresh()
+        # the dock takes its share of the window: keep a whole first view whole
+        keep_whole_view(napari_viewer)
 
     # ---- delegation to the tabs
     def show_tags(self, path: str, stored_frame: int = 0):
@@ -76,7 +79,11 @@ class DicomDock(QWidget):
         self.window_tab._apply_numbers()
 
     def hang(self, layout: str | None = None, cells: dict | None = None):
-        return self.layout_tab.hang(layout, cells)
+        lay = self.layout_tab.hang(layout, cells)
+        if lay is not None and lay.name == "1x1":  # back to one view: fit the visible layers, keep them whole
+            fit_visible(self.viewer)
+            keep_whole_view(self.viewer)
+        return lay  # a hanging fits itself, also when the canvas then changes size
 
     # ---- following the viewer
     def current_image(self):
@@ -85,14 +92,31 @@ class DicomDock(QWidget):
     def _on_active(self, event=None):
         self.refresh()
 
+    def _frame_key(self, img) -> tuple[str, int]:
+        d = current_frame(self.viewer, img)
+        return img.metadata[keys.FRAME_PATHS][d], img.metadata[keys.DISPLAY_TO_STORED][d]
+
     def _on_step(self, event=None):
+        """The slice changed: the visible tab follows now; a hidden Tags tab when it is shown again."""
         img = self.current_image()
         if img is None:
             return
-        d = current_frame(self.viewer, img)
-        key = (img.metadata[keys.FRAME_PATHS][d], img.metadata[keys.DISPLAY_TO_STORED][d])
-        if key != self._shown and self.tabs.currentIndex() == 0:
-            self.show_tags(*key)
+        if self.tabs.currentWidget() is self.tags_tab:
+            key = self._frame_key(img)
+            if key != self._shown:
+                self.show_tags(*key)
+        self.window_tab.on_step()
+
+    def _on_tab(self, index: int = 0):
+        img = self.current_image()
+        if img is None:
+            return
+        if self.tabs.currentWidget() is self.tags_tab:
+            key = self._frame_key(img)
+            if key != self._shown:  # stale: the slice changed while another tab was shown
+                self.show_tags(*key)
+        elif self.tabs.currentWidget() is self.window_tab:
+            self.window_tab.refresh_presets()
 
     def refresh(self):
         img = self.current_image()

@@ -92,6 +92,9 @@ class DicomWebDock(QWidget):
         self.search_btn.clicked.connect(self.search)
         self.results.itemExpanded.connect(self._expand)
         self.results.itemDoubleClicked.connect(self._open)
+        from .viewer import keep_whole_view
+
+        keep_whole_view(napari_viewer)  # the dock takes its share of the window
 
     def connect_server(self) -> dw.Server | None:
         url = self.url.text().strip()

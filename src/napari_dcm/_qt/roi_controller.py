@@ -12,6 +12,27 @@ from ..layers.rois import EDGE_COLOR, META, RoiSet, features_frame, snap_box
 
 log = logging.getLogger("napari_dcm")
 
+#: ROI outlines are this wide on screen at every zoom (napari's edge width is in data pixels,
+#: so a fixed 2-pixel edge is sub-pixel, i.e. invisible, on a whole mammogram at fit zoom)
+SCREEN_EDGE_PX = 2.0
+
+
+def edge_width_for(layer, zoom: float) -> float:
+    """Edge width in data pixels that is ``SCREEN_EDGE_PX`` screen pixels at camera ``zoom``."""
+    s = float(np.max(np.abs(np.asarray(layer.scale, dtype=float)[-2:]))) or 1.0
+    return SCREEN_EDGE_PX / max(float(zoom) * s, 1e-9)
+
+
+def fit_edges(layer, zoom: float, force: bool = False) -> None:
+    """Set a shapes layer's edge width (its shapes and new ones) for ``zoom``; skipped when within 15 %."""
+    w = edge_width_for(layer, zoom)
+    cur = float(layer.current_edge_width)
+    if not force and cur > 0 and abs(w - cur) <= 0.15 * cur:
+        return
+    layer.current_edge_width = w
+    if len(layer.data):
+        layer.edge_width = w
+
 
 class RoiController:
     """Keeps an ROI shapes layer consistent while it is edited in napari.
@@ -128,7 +149,9 @@ class RoiController:
             if len(layer.data):
                 layer.data = []
             if data:
-                layer.add_rectangles(data, edge_color=EDGE_COLOR, face_color="transparent", edge_width=2)
+                layer.add_rectangles(
+                    data, edge_color=EDGE_COLOR, face_color="transparent", edge_width=float(layer.current_edge_width)
+                )
             layer.features = features_frame(feats)
             layer.selected_data = {i for i, r in enumerate(feats["roi"]) if r in sel_ids}
             layer.mode = mode

@@ -34,8 +34,8 @@ from ..layers.roi_export import save_embed_csv
 from ..layers.rois import META, roi_layer_tuple
 from . import state
 from .compat import qt_main_window
-from .roi_controller import RoiController
-from .viewer import dicom_images, layer_data, roi_layer_for
+from .roi_controller import RoiController, fit_edges
+from .viewer import dicom_images, keep_whole_view, layer_data, roi_layer_for
 
 DOCK = "roi"
 _controllers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -62,6 +62,8 @@ def attach_controller(viewer, layer) -> RoiController:
         _controllers[layer] = c
         _install_close_guard(viewer)
         _bind_keys(viewer)
+        _follow_zoom(viewer)
+        fit_edges(layer, viewer.scene.camera.zoom, force=True)
         saved = load_recovery(c.meta["paths"])
         if saved and saved.get("rois") is not None:
             dock = state.dock(viewer, DOCK)
@@ -111,6 +113,24 @@ def _install_close_guard(viewer) -> None:
     guard = _CloseGuard(viewer)
     win.installEventFilter(guard)
     st.close_guard = guard
+
+
+def _follow_zoom(viewer) -> None:
+    """Keep ROI outlines a fixed width on screen while the camera zooms (once per viewer)."""
+    st = state.of(viewer)
+    if st.docks.get("roi_zoom"):
+        return
+    ref = weakref.ref(viewer)
+
+    def on_zoom(event=None):
+        v = ref()
+        if v is None:
+            return
+        for c in controllers(v):
+            fit_edges(c.layer, v.scene.camera.zoom)
+
+    viewer.scene.camera.events.zoom.connect(on_zoom)
+    st.docks["roi_zoom"] = on_zoom
 
 
 def _bind_keys(viewer) -> None:
@@ -248,6 +268,7 @@ class RoiDock(QWidget):
         for img in image_layers(napari_viewer):
             self._check_recovery(img)
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
+        keep_whole_view(napari_viewer)  # the dock takes its share of the window
 
     def _on_inserted(self, event):
         layer = event.value

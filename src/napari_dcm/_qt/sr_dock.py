@@ -1,24 +1,27 @@
 """SR document view and overlay keys.
 
-* A dock listing the structured reports that were opened, each as a readable
-  tree (concept names, values with units, dates, codes); double-clicking an
-  image reference (or a region) jumps to that image and frame.
+* A dock listing the structured reports that were opened, each as readable
+  text (containers as headings, "concept: value unit" lines, codes in notes);
+  clicking an image reference (or a region) jumps to that image and frame.
 * ``G`` toggles every overlay layer; ``N`` jumps to the next image or frame
   that has an overlay.
 """
 
 from __future__ import annotations
 
+import html
+import os
+
 import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from .. import _notify
 from ..dicom import overlays as ov
 from ..layers import keys
 from ..layers.overlays import read_object
 from . import state
+from .viewer import keep_whole_view
 
 OF, OVERLAY, SR_KEY = keys.OVERLAY_OF, keys.OVERLAY, keys.SR_DOCUMENT
 DOCK = "sr"
@@ -110,8 +113,81 @@ def jump_to(viewer, uid: str, frames=None) -> bool:
     return False
 
 
+def _esc(text) -> str:
+    return html.escape(str(text or ""))
+
+
+def _node_line(node: ov.SrNode) -> tuple[str, str]:
+    """(value, note) of a content item as a reader wants it: value with its unit, code in a note."""
+    if node.value_type == "CODE" and node.value_code:
+        v, scheme, meaning = (list(node.value_code) + ["", "", ""])[:3]
+        return meaning or v, f"{scheme} {v}".strip()
+    if node.value_type == "NUM":
+        if node.number is None:
+            return "(no value)", ""
+        unit = node.units
+        unit = {"[hnsf'U]": "HU", "1": "", "{ratio}": ""}.get(unit, unit)
+        return f"{node.number:g} {unit}".strip(), ""
+    if node.value_type in ("IMAGE", "COMPOSITE", "WAVEFORM"):
+        frames = sorted({f for _, fr in node.refs for f in (fr or [])})
+        return "", (f"frame(s) {', '.join(map(str, frames))}" if frames else "")
+    if node.value_type == "CONTAINER":
+        return "", ""
+    return node.value, ""
+
+
+def report_html(root: ov.SrNode, title: str = "", loaded=lambda uid: True) -> tuple[str, list[ov.SrNode]]:
+    """The report as HTML (headings for containers, "concept: value unit" lines, links to
+    images and regions) and the nodes the links point at (``node:<index>``).  References
+    to images that ``loaded(uid)`` says are not open are shown, not linked."""
+    links: list[ov.SrNode] = []
+    out = [f"<h2>{_esc(root.concept or 'Structured report')}</h2>"]
+    if title:
+        out.append(f"<p style='color:#999'>{_esc(title)}</p>")
+
+    def link(node: ov.SrNode, label: str) -> str:
+        links.append(node)
+        return f"<a href='node:{len(links) - 1}'>{_esc(label)}</a>"
+
+    def emit(node: ov.SrNode, depth: int) -> None:
+        pad = f"margin-left:{10 * max(depth - 1, 0)}px"
+        if node.value_type == "CONTAINER":
+            h = "h3" if depth <= 1 else "h4"
+            out.append(f"<{h} style='{pad}'>{_esc(node.concept or 'Container')}</{h}>")
+        else:
+            value, note = _node_line(node)
+            concept = _esc(node.concept or node.value_type.title())
+            refs = node.refs or [r for c in node.children if c.value_type == "IMAGE" for r in c.refs]
+            here = any(loaded(u) for u, _ in refs)
+            if node.value_type in ("IMAGE", "COMPOSITE"):
+                body = link(node, "show image") if here else "<i>image not loaded</i>"
+            elif node.value_type in ("SCOORD", "SCOORD3D"):
+                label = f"region: {node.value}"
+                body = link(node, f"show {label}") if here or node.value_type == "SCOORD3D" else _esc(label)
+            else:
+                body = _esc(value)
+            extra = f" <span style='color:#999'>({_esc(note)})</span>" if note else ""
+            out.append(f"<p style='{pad};margin-top:2px;margin-bottom:2px'><b>{concept}</b>: {body}{extra}</p>")
+        for c in node.children:
+            emit(c, depth + 1)
+
+    for c in root.children:
+        emit(c, 1)
+    if not root.children:
+        out.append("<p><i>(empty report)</i></p>")
+    return "\n".join(out), links
+
+
+def referenced_uids(root: ov.SrNode) -> set[str]:
+    return {u for node, _ in ov.walk(root) for u, _ in node.refs}
+
+
 class SrDock(QWidget):
-    """Structured reports as readable trees."""
+    """Structured reports as readable text: headings, values with units, links that jump to images.
+
+    Follows the layer selection: selecting an SR's overlay, or an image a report
+    refers to, shows that report.
+    """
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -119,54 +195,104 @@ class SrDock(QWidget):
         state.of(napari_viewer).docks[DOCK] = self
         bind_overlay_keys(napari_viewer)
         self.choice = QComboBox()
-        self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Concept", "Value", "Relationship"])
+        self.view = QTextBrowser()
+        self.view.setOpenLinks(False)
+        self.view.setOpenExternalLinks(False)
+        # links readable on napari's dark theme (Qt's default link blue is not)
+        self.view.document().setDefaultStyleSheet("a { color: #6cb6ff; }")
+        self.view.anchorClicked.connect(self._on_link)
+        self.setMinimumWidth(320)
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("Structured report"))
+        lay.addWidget(QLabel("Structured report (click a link to show its image)"))
         lay.addWidget(self.choice)
-        lay.addWidget(self.tree)
+        lay.addWidget(self.view)
         self.choice.currentIndexChanged.connect(self._show)
-        self.tree.itemDoubleClicked.connect(self._jump)
-        napari_viewer.layers.events.inserted.connect(lambda e: self.refresh())
-        napari_viewer.layers.events.removed.connect(lambda e: self.refresh())
+        napari_viewer.layers.selection.events.active.connect(self._on_active)
+        # links follow what is open: an image opened later makes its references clickable
+        napari_viewer.layers.events.inserted.connect(self._relink)
+        napari_viewer.layers.events.removed.connect(self._relink)
         self._paths: list = []
+        self._roots: dict = {}
+        self.links: list[ov.SrNode] = []
         self.refresh()
+        keep_whole_view(napari_viewer)  # the dock takes its share of the window
+
+    # ---- the documents
+    def documents(self) -> list[str]:
+        st = state.of(self.viewer)
+        legacy = [l.metadata[SR_KEY] for l in self.viewer.layers if SR_KEY in l.metadata]  # layer data added by hand
+        return list(dict.fromkeys(st.sr_documents + legacy))
+
+    def root(self, path: str) -> ov.SrNode:
+        r = self._roots.get(path)
+        if r is None:
+            r = self._roots[path] = ov.parse_sr(read_object(path))
+        return r
 
     def refresh(self):
-        paths = [l.metadata[SR_KEY] for l in self.viewer.layers if SR_KEY in l.metadata]
+        paths = self.documents()
         if paths == self._paths:
             return
         self._paths = paths
         self.choice.blockSignals(True)
         self.choice.clear()
-        self.choice.addItems([p.rsplit("/", 1)[-1] for p in paths])
+        self.choice.addItems([f"{self.root(p).concept or 'SR'} ({os.path.basename(p)})" for p in paths])
         self.choice.blockSignals(False)
         self._show(0)
 
     def _show(self, i: int):
-        self.tree.clear()
+        self.view.clear()
+        self.links = []
         if not 0 <= i < len(self._paths):
             return
-        root = ov.parse_sr(read_object(self._paths[i]))
-        self.tree.addTopLevelItem(self._item(root))
-        self.tree.expandToDepth(2)
+        shown = {u for l in self.viewer.layers for u in (l.metadata.get("sop_instance_uids") or [])}
+        text, self.links = report_html(
+            self.root(self._paths[i]), os.path.basename(self._paths[i]), loaded=shown.__contains__
+        )
+        self.view.setHtml(text)
 
-    def _item(self, node: ov.SrNode) -> QTreeWidgetItem:
-        value = node.value
-        if node.value_type == "CODE" and node.value_code:
-            value = f"{node.value_code[2]} ({node.value_code[1]} {node.value_code[0]})"
-        it = QTreeWidgetItem([node.concept or node.value_type, value, node.relationship])
-        it.setData(0, Qt.ItemDataRole.UserRole, node)
-        if node.value_type in ("IMAGE", "SCOORD"):
-            it.setToolTip(1, "double-click to show this image")
-        for c in node.children:
-            it.addChild(self._item(c))
-        return it
+    def _relink(self, event=None) -> None:
+        self.refresh()
+        self._show(self.choice.currentIndex())
 
-    def _jump(self, item: QTreeWidgetItem, column: int = 0) -> bool:
-        node = item.data(0, Qt.ItemDataRole.UserRole)
+    def show_document(self, path: str) -> bool:
+        if path not in self._paths:
+            return False
+        i = self._paths.index(path)
+        if self.choice.currentIndex() != i:
+            self.choice.setCurrentIndex(i)
+        return True
+
+    def text(self) -> str:
+        return self.view.toPlainText()
+
+    # ---- following the viewer
+    def _on_active(self, event=None):
+        layer = self.viewer.layers.selection.active
+        if layer is None or not self._paths:
+            return
+        ovm = layer.metadata.get(OVERLAY)
+        if isinstance(ovm, dict) and ovm.get("source") in self._paths:
+            self.show_document(ovm["source"])
+            return
+        uids = set(layer.metadata.get("sop_instance_uids") or [])
+        if uids:
+            for p in self._paths:
+                if referenced_uids(self.root(p)) & uids:
+                    self.show_document(p)
+                    return
+
+    # ---- jumping
+    def _on_link(self, url) -> None:
+        s = url.toString()
+        if s.startswith("node:"):
+            self.jump(self.links[int(s[5:])])
+
+    def jump(self, node: ov.SrNode) -> bool:
+        """Show the image (and frame) a content item refers to."""
         refs = node.refs or [r for c in node.children if c.value_type == "IMAGE" for r in c.refs]
         if not refs:
+            _notify.info("napari-dcm: this region names no image")
             return False
         uid, frames = refs[0]
         return jump_to(self.viewer, uid, frames)

@@ -18,6 +18,9 @@ class ViewerState:
     keys_bound: bool = False
     close_guard: Any = None
     docks: dict[str, Any] = field(default_factory=dict)  # dock kind -> widget
+    fit_camera: Any = None  # the camera (center, zoom, angles) of napari-dcm's last whole-image fit
+    fit_watch: bool = False  # canvas resizes refit an untouched whole-image view
+    sr_documents: list[str] = field(default_factory=list)  # structured reports opened (paths)
     hanging: Any = None  # the current mammography hanging (napari_dcm._qt.hanging.Hanging)
     hanging_hooks: bool = False  # the hanging follows canvas size, reset view, status
 

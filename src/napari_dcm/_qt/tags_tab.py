@@ -17,16 +17,17 @@ class TagsTab(QWidget):
         super().__init__(parent)
         v = QVBoxLayout(self)
         self.filter = QLineEdit()
-        self.filter.setPlaceholderText("filter: tag, keyword or value")
+        self.filter.setPlaceholderText("filter: tag, keyword, name or value (searches inside sequences)")
         self.tree = QTreeWidget()
         self.tree.setColumnCount(4)
         self.tree.setHeaderLabels(["Tag", "VR", "Keyword", "Value"])
         self.tree.setUniformRowHeights(True)
         hdr = self.tree.header()
         fm = self.tree.fontMetrics()
-        hdr.resizeSection(0, fm.horizontalAdvance("(0000,0000)  ") + 30)
+        self.tree.setIndentation(12)  # sequences nest: keep the tag readable three levels down
+        hdr.resizeSection(0, fm.horizontalAdvance("(0000,0000)  ") + 3 * 12 + 24)
         hdr.resizeSection(1, fm.horizontalAdvance("VRVR") + 8)
-        hdr.resizeSection(2, fm.horizontalAdvance("ReferencedImageSequence"))
+        hdr.resizeSection(2, fm.horizontalAdvance("ReferencedImageSequen"))
         self.tree.itemExpanded.connect(self._expand)
         self.tree.itemClicked.connect(self._copy)
         self.filter.textChanged.connect(self._apply_filter)
@@ -72,6 +73,8 @@ class TagsTab(QWidget):
     def _item(self, row: tagmod.TagRow) -> QTreeWidgetItem:
         it = QTreeWidgetItem([row.tag, row.vr, row.keyword, row.value])
         it.setData(0, Qt.ItemDataRole.UserRole, row)
+        it.setToolTip(2, row.name or row.keyword)
+        it.setToolTip(3, row.value if len(row.value) < 2000 else row.value[:2000] + "…")
         if row.is_sequence and row.n_items:
             it.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
         return it
@@ -95,7 +98,58 @@ class TagsTab(QWidget):
             QApplication.clipboard().setText(row.full_value)
 
     def _apply_filter(self, text: str):
+        """Hide rows that do not match; a sequence with a match inside is opened to show it."""
+        self.tree.setUpdatesEnabled(False)
+        try:
+            for i in range(self.tree.topLevelItemCount()):
+                self._filter_item(self.tree.topLevelItem(i), text, tagmod.SEARCH_DEPTH)
+        finally:
+            self.tree.setUpdatesEnabled(True)
+
+    def _filter_item(self, it: QTreeWidgetItem, text: str, depth: int) -> bool:
+        data = it.data(0, Qt.ItemDataRole.UserRole)
+        if not text:
+            it.setHidden(False)
+            for k in range(it.childCount()):
+                self._filter_item(it.child(k), text, depth)
+            return True
+        if isinstance(data, tagmod.TagRow):
+            if tagmod.matches(data, text):
+                it.setHidden(False)
+                for k in range(it.childCount()):  # a matching sequence shows all it holds
+                    self._show_all(it.child(k))
+                return True
+            inside = data.is_sequence and depth > 0 and tagmod.deep_matches(data, text, depth)
+        elif isinstance(data, tuple) and data[0] == "item":
+            inside = depth > 0 and tagmod.item_matches(data[1], text, depth)
+        else:
+            inside = False
+        if inside:
+            self._expand(it)
+            child_depth = depth - 1 if isinstance(data, tagmod.TagRow) else depth  # as deep_matches counts
+            for k in range(it.childCount()):
+                self._filter_item(it.child(k), text, child_depth)
+            it.setExpanded(True)
+        it.setHidden(not inside)
+        return inside
+
+    def _show_all(self, it: QTreeWidgetItem) -> None:
+        it.setHidden(False)
+        for k in range(it.childCount()):
+            self._show_all(it.child(k))
+
+    def visible_rows(self) -> list[tuple[int, str]]:
+        """(depth, "tag keyword") of every row the filter leaves visible (tests, scripts)."""
+        out: list[tuple[int, str]] = []
+
+        def walk(it: QTreeWidgetItem, depth: int) -> None:
+            if it.isHidden():
+                return
+            out.append((depth, f"{it.text(0)} {it.text(2)}".strip()))
+            if it.isExpanded():
+                for k in range(it.childCount()):
+                    walk(it.child(k), depth + 1)
+
         for i in range(self.tree.topLevelItemCount()):
-            it = self.tree.topLevelItem(i)
-            row = it.data(0, Qt.ItemDataRole.UserRole)
-            it.setHidden(bool(text) and not tagmod.matches(row, text))
+            walk(self.tree.topLevelItem(i), 0)
+        return out

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import weakref
 from typing import Any
 
+import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
 
 from .. import _notify
 from ..layers import LayerData, keys
+from . import state
+from .status import Image as DicomImage
 
-LAYER_TYPES = {"image": Image, "labels": Labels, "points": Points, "shapes": Shapes}
+LAYER_TYPES = {"image": DicomImage, "labels": Labels, "points": Points, "shapes": Shapes}
 
 
 # --------------------------------------------------------------------------
@@ -80,6 +85,53 @@ def center_sliders(viewer: Any) -> None:
     viewer.dims.current_step = tuple(int((n - 1) / 2) for n in viewer.dims.nsteps)
 
 
+def is_sr_document(item: Any) -> bool:
+    """Layer data that stands for a structured report (shown in the SR dock, never as a layer)."""
+    return keys.SR_DOCUMENT in LayerData.of(item).metadata
+
+
+def standalone_overlays(layers: list[Any]) -> list[Any]:
+    """Segmentations and parametric maps shown on their own (their source images are not loaded)."""
+    return [
+        l
+        for l in layers
+        if isinstance(l.metadata.get(keys.OVERLAY), dict) and l.metadata[keys.OVERLAY].get("standalone")
+    ]
+
+
+def make_layers(items: list[Any]) -> tuple[list[Any], list[bool], list[str]]:
+    """napari layers (hidden) for napari-dcm layer data: (layers, wanted visibility, SR document paths).
+
+    Images become :class:`napari_dcm._qt.status.Image` (a napari Image whose
+    status text has the pixel row/column, frame and value unit).
+    """
+    layers, shown, reports = [], [], []
+    for item in items:
+        if not item or item[0] is None:
+            continue
+        if is_sr_document(item):
+            reports.append(LayerData.of(item).metadata[keys.SR_DOCUMENT])
+            continue
+        t = LayerData.of(item)
+        kwargs = dict(t.kwargs)
+        visible = kwargs.pop("visible", True)
+        cls = LAYER_TYPES.get(t.layer_type)
+        if cls is None:
+            raise ValueError(f"unknown layer type {t.layer_type!r}")
+        layers.append(cls(t.data, visible=False, **kwargs))
+        shown.append(visible)
+    alone = standalone_overlays(layers)
+    if len(alone) > 1:  # unrelated objects would be piled into one canvas: show one, say so
+        for l in alone[:-1]:
+            shown[layers.index(l)] = False
+        _notify.warning(
+            f"napari-dcm: {len(alone)} segmentations / parametric maps whose images are not loaded "
+            f"were opened on their own; showing {alone[-1].name!r}, the others are hidden "
+            f"(tick them in the layer list): {', '.join(l.name for l in alone[:-1])}"
+        )
+    return layers, shown, reports
+
+
 def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
     """Add napari-dcm layer data to ``viewer`` (ROI controllers, key bindings, SR dock).
 
@@ -89,26 +141,16 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
     """
     from . import keys as keymod
 
-    added = []
-    shown = []
-    for item in layers:
-        if not item or item[0] is None:
-            continue
-        t = LayerData.of(item)
-        kwargs = dict(t.kwargs)
-        visible = kwargs.pop("visible", True)
-        cls = LAYER_TYPES.get(t.layer_type)
-        if cls is None:
-            raise ValueError(f"unknown layer type {t.layer_type!r}")
-        layer = cls(t.data, visible=False, **kwargs)
+    first = len(viewer.layers) == 0
+    added, shown, reports = make_layers(layers)
+    wait_prefetch()  # the first frames decoded while the layers were built
+    for layer in added:
         viewer.layers.append(layer)
-        added.append(layer)
-        shown.append(visible)
-        if t.layer_type == "shapes" and keys.ROI in layer.metadata:
+        if isinstance(layer, Shapes) and keys.ROI in layer.metadata:
             from .roi_dock import attach_controller
 
             attach_controller(viewer, layer)
-    if added and len(viewer.layers) == len(added):
+    if added and first:
         center_sliders(viewer)
     for layer, visible in zip(added, shown):
         layer.visible = visible
@@ -117,11 +159,150 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
 
         apply_displayed_area(viewer, added)  # a presentation state's displayed area (issue 9)
         keymod.install(viewer)
-        if any(keys.SR_DOCUMENT in layer.metadata for layer in added):
-            from .sr_dock import sr_dock
-
-            sr_dock(viewer)
+        if first:
+            keep_whole_view(viewer)
+    if reports:
+        open_reports(viewer, reports)
     return added
+
+
+def open_reports(viewer: Any, paths: list[str]) -> None:
+    """Show structured reports in the SR dock (opened if needed)."""
+    st = state.of(viewer)
+    for p in paths:
+        if p not in st.sr_documents:
+            st.sr_documents.append(p)
+    from .sr_dock import sr_dock
+
+    sr_dock(viewer).refresh()
+
+
+def reader_layers(items: list[Any]) -> list[Any]:
+    """The npe2 reader's result: napari layers (not tuples), so images get napari-dcm's status text.
+
+    When napari adds them as the first layers of a viewer it slices frame 0
+    before centring the sliders; they are therefore made hidden and shown once
+    the last one is in (napari's own insert handler, which centres, runs first).
+    Structured reports go to the SR dock of the current viewer.
+    """
+    import napari
+
+    layers, shown, reports = make_layers(items)
+    wait_prefetch()  # the first frames decoded while the layers were built
+    viewer = napari.current_viewer()
+    if viewer is None or len(viewer.layers):
+        for layer, visible in zip(layers, shown):
+            layer.visible = visible
+    elif layers:
+        pending = {id(l): (l, v) for l, v in zip(layers, shown)}
+
+        def reveal(event: Any) -> None:
+            pending.pop(id(event.value), None)
+            if pending:
+                return
+            viewer.layers.events.inserted.disconnect(reveal)
+            for layer, visible in zip(layers, shown):
+                layer.visible = visible
+            keep_whole_view(viewer)
+
+        viewer.layers.events.inserted.connect(reveal)
+    if viewer is not None and reports:
+        open_reports(viewer, reports)
+    if not layers:
+        return [(None,)]
+    return layers
+
+
+# --------------------------------------------------------------------------
+# keeping the whole image in view
+
+
+def _camera_key(viewer: Any) -> tuple:
+    cam = viewer.scene.camera
+    return (tuple(round(float(v), 9) for v in cam.center), round(float(cam.zoom), 9), tuple(cam.angles))
+
+
+def visible_layers(viewer: Any) -> list[Any]:
+    return [layer for layer in viewer.layers if layer.visible]
+
+
+def whole_view(viewer: Any) -> bool:
+    """Whether the canvas shows every visible layer whole (as after napari's fit), in 2D."""
+    shown = visible_layers(viewer)
+    if viewer.canvas.grid.enabled or viewer.dims.ndisplay == 3 or not shown:
+        return True
+    ext = viewer.layers.get_extent(shown)
+    # the displayed (trailing) axes; pixels are drawn from -0.5 to +0.5 around their centres
+    lo, hi = ext.world[0][-2:] - ext.step[-2:] / 2, ext.world[1][-2:] + ext.step[-2:] / 2
+    cam = viewer.scene.camera
+    half = np.asarray(viewer.canvas.size, dtype=float) / float(cam.zoom) / 2
+    center = np.asarray(cam.center[-2:], dtype=float)
+    slack = 1.0 / float(cam.zoom)  # one screen pixel
+    return bool(np.all(lo >= center - half - slack) and np.all(hi <= center + half + slack))
+
+
+def _hung(viewer: Any) -> bool:
+    """A mammography hanging is shown: it places its images and fits the camera itself
+    (``napari_dcm._qt.hanging.fit``, on canvas resizes and napari's reset view)."""
+    from .hanging import current
+
+    return current(viewer) is not None and bool(viewer.canvas.grid.enabled)
+
+
+def fit_visible(viewer: Any) -> None:
+    """Fit the camera to the visible layers (napari's own fit counts hidden ones too: a
+    grid that hides some layers would show its cells tiny or off centre).  A mammography
+    hanging fits itself."""
+    from .compat import fit_to_layers
+
+    if _hung(viewer):
+        state.of(viewer).fit_camera = None
+        return
+    shown = visible_layers(viewer)
+    if shown:
+        fit_to_layers(viewer, shown)
+    else:
+        viewer.fit_to_view()
+    state.of(viewer).fit_camera = _camera_key(viewer)
+
+
+def keep_whole_view(viewer: Any) -> None:
+    """Keep the image whole when the canvas resizes: a dock taking its share of the
+    window, the window's first layout, a hanging.
+
+    When the canvas shows every visible layer whole now, the camera is refitted
+    (``viewer.fit_to_view`` on the visible layers) on every canvas resize until
+    someone moves the camera (zoom, pan, a reset elsewhere).  A grid change refits to
+    the visible layers once it is done; a mammography hanging fits itself.
+    """
+    st = state.of(viewer)
+    if not st.fit_watch:
+        ref = weakref.ref(viewer)
+
+        def on_resize(event: Any = None) -> None:
+            v = ref()
+            if v is None:
+                return
+            vs = state.of(v)
+            if vs.fit_camera is not None and vs.fit_camera == _camera_key(v) and not _hung(v):
+                fit_visible(v)
+
+        def on_grid(event: Any = None) -> None:
+            from qtpy.QtCore import QTimer
+
+            def later() -> None:
+                v = ref()
+                if v is not None and not _hung(v):
+                    fit_visible(v)
+
+            QTimer.singleShot(0, later)  # after the hanging (or napari) finished moving layers
+
+        viewer.canvas.events.size.connect(on_resize)
+        grid = viewer.canvas.grid
+        for name in ("enabled", "shape", "stride"):
+            getattr(grid.events, name).connect(on_grid)
+        st.fit_watch = True
+    st.fit_camera = _camera_key(viewer) if whole_view(viewer) else None
 
 
 class _Progress:
@@ -144,23 +325,83 @@ class _Progress:
             self.pbar.close()
 
 
-def read_with_notifications(paths: list[str], **options: Any) -> list[Any]:
-    """``napari_dcm.read`` with a progress bar, and errors and skipped files as notifications."""
+# --------------------------------------------------------------------------
+# the first frames, decoded while the layers are built
+
+_prefetches: list[Any] = []
+#: stacks whose first shown frame is decoded ahead (the layers napari shows at once)
+PREFETCH_STACKS = 8
+
+
+def prefetch_first_frames(stacks: list[Any]) -> None:
+    """Decode the frame napari will show first of each stack, in a background thread.
+
+    It runs while the main thread imports dask.array, builds the layer data and
+    napari's layers (the decoders release the GIL); the frame lands in the
+    decoded-frame cache where napari's first slice finds it.  Only stacks whose
+    window comes from the header: without one, building the layer data decodes
+    that frame anyway (for the percentiles).
+    """
+    import threading
+
+    from ..dicom.decode import load_frame
+    from ..layers.images import initial_frame
+
+    todo = []
+    for st in stacks[:PREFETCH_STACKS]:
+        f = st.frames[initial_frame(st)]
+        if (f.windows or st.windows) or (st.rgb and st.dtype.itemsize == 1):
+            todo.append((f, st))
+    if not todo:
+        return
+
+    def run() -> None:
+        for f, st in todo:
+            # strict: no report from here; napari's own read reports the frame when it shows it
+            with contextlib.suppress(Exception):
+                load_frame(f.ref, f.desc, f.transform, st.shape, st.dtype.str, True)
+
+    t = threading.Thread(target=run, name="napari-dcm-first-frame", daemon=True)
+    t.start()
+    _prefetches.append(t)
+
+
+def wait_prefetch(timeout: float = 30.0) -> None:
+    """Wait for the first-frame decodes (called before napari slices the new layers)."""
+    while _prefetches:
+        _prefetches.pop().join(timeout)
+
+
+def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any) -> list[Any]:
+    """``napari_dcm.read`` with a progress bar, and errors and skipped files as notifications.
+
+    With a ``viewer``, presentation states, CAD/SR regions, segmentations and
+    parametric maps whose images are not in ``paths`` are placed on the images
+    the viewer already shows (napari opens the files of one drop one by one).
+    """
     from ..api import read
     from ..dicom.embed import unmatched_message
     from ..dicom.report import ReadReport
-    from ..errors import DicomError
+    from ..errors import DicomError, NoDicomFoundError
 
     _notify.install_decode_notifier()
     report = ReadReport()
     prog = _Progress()
     try:
-        layers = read(paths, progress=prog, report=report, **options)
+        layers = read(paths, progress=prog, report=report, on_stacks=prefetch_first_frames, **options)
+    except NoDicomFoundError as exc:
+        layers = _on_shown_images(viewer, report, [])
+        if not layers:
+            _notify.error(f"napari-dcm: {exc}")
+            return [(None,)]
+        _notify.info(f"napari-dcm: {len(layers)} overlay layer(s) placed on the images already open")
+        return layers
     except DicomError as exc:  # includes EmbedCSVError (line and reason)
         _notify.error(f"napari-dcm: {exc}")
         return [(None,)]
     finally:
         prog.close()
+    layers = _on_shown_images(viewer, report, layers)
     if report.skipped or report.problems:
         _notify.warning(report.summary())
     else:
@@ -173,11 +414,45 @@ def read_with_notifications(paths: list[str], **options: Any) -> list[Any]:
     return layers
 
 
+def _on_shown_images(viewer: Any, report: Any, layers: list[Any]) -> list[Any]:
+    """Overlay objects whose images were not in this read, placed on the viewer's images
+    (replacing a segmentation or parametric map that was going to be shown on its own)."""
+    if viewer is None or not report.overlays:
+        return layers
+    unplaced = {p for p, m in report.overlay_notes if "not loaded" in m}
+    headers = [h for h in report.overlays if h.path in unplaced]
+    images = [layer_data(l) for l in dicom_images(viewer)]
+    if not headers or not images:
+        return layers
+    from ..layers.overlays import overlay_tuples
+
+    extra, _ = overlay_tuples(images, headers)
+    placed = [e for e in extra if keys.OVERLAY_OF in e.metadata]
+    sources = {e.metadata[keys.OVERLAY]["source"] for e in placed}
+    if not sources:
+        return layers
+
+    def standalone_of_placed(t: Any) -> bool:
+        ov = LayerData.of(t).metadata.get(keys.OVERLAY)
+        return isinstance(ov, dict) and bool(ov.get("standalone")) and ov.get("source") in sources
+
+    return [t for t in layers if not standalone_of_placed(t)] + placed
+
+
+def read_for_napari(paths: list[str], **options: Any) -> list[Any]:
+    """What the npe2 reader gives napari (File > Open, drag and drop, ``viewer.open``): the
+    layers of ``paths``, overlays placed on images the current viewer already shows."""
+    import napari
+
+    viewer = napari.current_viewer()
+    return reader_layers(read_with_notifications(paths, viewer=viewer, **options))
+
+
 def add_to_viewer(viewer: Any, paths: Any, **options: Any) -> list[Any]:
     """Read ``paths`` and add the layers to ``viewer``; errors become notifications."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return add_layer_tuples(viewer, read_with_notifications([os.fspath(p) for p in paths], **options))
+    return add_layer_tuples(viewer, read_with_notifications([os.fspath(p) for p in paths], viewer=viewer, **options))
 
 
 def view(

@@ -35,6 +35,39 @@ def frame_array(image, d: int) -> np.ndarray:
     return np.asarray(image.data[d] if nd >= 3 else image.data)
 
 
+def padding(image) -> tuple[float, float] | None:
+    """The image's pixel-padding value range (modality units), or None."""
+    pad = image.metadata.get(keys.PADDING)
+    return (float(pad[0]), float(pad[1])) if pad else None
+
+
+def window_of(viewer, image) -> tuple[float, float, str]:
+    """(center, width, VOI LUT function) of the window an image shows.
+
+    The window last applied (a preset, the numbers, a W/L drag) or a header
+    window of the current frame when the contrast limits are still its limits,
+    so a LINEAR window reads as the header or preset wrote it (Lung -600/1500,
+    not the limits' -600.5/1499); otherwise the limits as an exact window
+    (center = mid-point, width = high - low, e.g. after napari's contrast slider).
+    """
+    lo, hi = (float(v) for v in image.contrast_limits)
+    tol = 1e-6 * max(1.0, abs(lo), abs(hi))
+    cands = []
+    last = state.layer_state(image).get("window")
+    if last is not None:
+        cands.append(last)
+    d = current_frame(viewer, image) if viewer is not None else 0
+    cands += [
+        (float(w["center"]), float(w["width"]), (w.get("function") or "LINEAR").upper())
+        for w in frame_windows(image, d)
+    ]
+    for c, w, fn in cands:
+        a, b = voi.window_limits(c, w, fn)
+        if abs(a - lo) <= tol and abs(b - hi) <= tol:
+            return c, w, fn
+    return (lo + hi) / 2, hi - lo, "LINEAR_EXACT"
+
+
 def apply_window(image, center: float, width: float, function: str = "LINEAR") -> tuple[float, float]:
     """Set an image's contrast limits (and colormap for SIGMOID) for a window in modality units."""
     from napari.utils.colormaps import Colormap
@@ -45,44 +78,66 @@ def apply_window(image, center: float, width: float, function: str = "LINEAR") -
     lo, hi = voi.window_limits(center, width, f)
     inverted = luts.inverted(image)  # MONOCHROME1 or Presentation LUT Shape INVERSE
     if f == "SIGMOID":
-        t, y = voi.sigmoid_ramp()
-        g = 1 - y if inverted else y
-        colors = np.column_stack([g, g, g, np.ones_like(g)])
-        image.colormap = Colormap(colors=colors, controls=t, name=f"sigmoid{'_r' if inverted else ''}")
+        name = f"sigmoid{'_r' if inverted else ''}"
+        if image.colormap.name != name:
+            t, y = voi.sigmoid_ramp()
+            g = 1 - y if inverted else y
+            colors = np.column_stack([g, g, g, np.ones_like(g)])
+            image.colormap = Colormap(colors=colors, controls=t, name=name)
     elif image.colormap.name.startswith("sigmoid") or luts.is_lut_colormap(image):
         image.colormap = "gray_r" if inverted else "gray"
     rng = list(image.contrast_limits_range)
     if lo < rng[0] or hi > rng[1]:
         image.contrast_limits_range = (min(lo, rng[0]), max(hi, rng[1]))
+    state.layer_state(image)["window"] = (float(center), float(width), f)
     image.contrast_limits = (lo, hi)
     return lo, hi
 
 
+def _num(v: float) -> str:
+    return f"{v:.6g}"
+
+
 def presets(viewer, image) -> list[tuple[str, float, float, str]]:
-    """(label, center, width, function) of the presets for the current frame."""
+    """(label, center, width, function) of the presets for the current frame; labels carry the numbers."""
     d = current_frame(viewer, image)
     out = []
     wins = frame_windows(image, d)
     for i, w in enumerate(wins):
-        label = f"Header {i + 1}: {w['center']:g}/{w['width']:g}"
+        label = f"Header {i + 1}: {_num(w['center'])}/{_num(w['width'])}"
         if w.get("explanation"):
             label += f" {w['explanation']}"
         out.append((label, float(w["center"]), float(w["width"]), w.get("function") or "LINEAR"))
     lut_presets = luts.presets(image)  # VOI LUT Sequence (and presentation states' LUTs): issue 9
     out += lut_presets
+    pad = padding(image)
     if wins:
         w = wins[0]
-        out.append(("Default", float(w["center"]), float(w["width"]), w.get("function") or "LINEAR"))
+        out.append(
+            (
+                f"Default {_num(w['center'])}/{_num(w['width'])}",
+                float(w["center"]),
+                float(w["width"]),
+                w.get("function") or "LINEAR",
+            )
+        )
     elif lut_presets:
-        out.append(("Default", *lut_presets[0][1:]))
+        out.append((f"Default: {lut_presets[0][0]}", *lut_presets[0][1:]))
     else:
-        lo, hi = voi.percentile_limits(frame_array(image, d), 1.0, 99.0)
-        out.append(("Default", (lo + hi) / 2, hi - lo, "LINEAR_EXACT"))
-    lo, hi = voi.full_dynamic(frame_array(image, d))
-    out.append(("Full dynamic", (lo + hi) / 2, hi - lo, "LINEAR_EXACT"))
+        lo, hi = voi.percentile_limits(frame_array(image, d), 1.0, 99.0, padding=pad)
+        c, w = (lo + hi) / 2, hi - lo
+        out.append((f"Default {_num(c)}/{_num(w)} (1st-99th percentile)", c, w, "LINEAR_EXACT"))
+    lo, hi = voi.full_dynamic(frame_array(image, d), padding=pad)
+    out.append((f"Full dynamic {_num(lo)} to {_num(hi)}", (lo + hi) / 2, hi - lo, "LINEAR_EXACT"))
     if str(image.metadata.get("modality", "")).upper() == "CT":
-        out += [(name, float(c), float(w), "LINEAR") for name, c, w in voi.CT_PRESETS]
+        out += [(f"{name} {c}/{w}", float(c), float(w), "LINEAR") for name, c, w in voi.CT_PRESETS]
     return out
+
+
+def value_range(viewer, image) -> float:
+    """The span of the current frame's values (padding left out): what a W/L drag is scaled to."""
+    lo, hi = voi.full_dynamic(frame_array(image, current_frame(viewer, image)), padding=padding(image))
+    return max(hi - lo, 1e-6)
 
 
 # --------------------------------------------------------------------------
@@ -117,6 +172,10 @@ class WindowLevelMode:
         """napari's canvas text overlay, where the live "WC / WW" readout goes."""
         return self.viewer.canvas.overlays["text"]
 
+    #: a W/L drag of this many screen pixels changes the window by the image's whole value range
+    #: (OHIF / cornerstone scale the drag the same way: range / 1024 per pixel)
+    PIXELS_PER_RANGE = 1024.0
+
     def _install(self):
         for img in dicom_images(self.viewer):
             if self._drag not in img.mouse_drag_callbacks:
@@ -124,7 +183,11 @@ class WindowLevelMode:
                 state.layer_state(img)["mouse_pan"] = getattr(img, "mouse_pan", True)
                 img.mouse_pan = False
                 self._layers.append(weakref.ref(img))
-        self.overlay.visible = True
+        ov = self.overlay
+        ov.position = "top_left"  # napari's notifications pop up bottom right
+        ov.box = True
+        ov.font_size = 12
+        ov.visible = True
         self._show(image_of(self.viewer, self.viewer.layers.selection.active))
 
     def _uninstall(self):
@@ -140,24 +203,25 @@ class WindowLevelMode:
         if image is None:
             self.overlay.text = "W/L"
             return
-        lo, hi = image.contrast_limits
-        self.overlay.text = f"WC {(lo + hi) / 2:.6g} / WW {hi - lo:.6g}"
+        c, w, _ = window_of(self.viewer, image)
+        self.overlay.text = f"WC {_num(round(c, 4))} / WW {_num(round(w, 4))}"
 
     def _drag(self, layer, event):
         if not self.active:
             return
         image = layer
-        lo, hi = image.contrast_limits
-        c0, w0 = (lo + hi) / 2, hi - lo
-        rng = image.contrast_limits_range
-        per_px = max(float(rng[1] - rng[0]), 1e-6) / 500.0
+        c0, w0, fn = window_of(self.viewer, image)
+        per_px = value_range(self.viewer, image) / self.PIXELS_PER_RANGE
+        integer = np.dtype(image.data.dtype).kind in "iub"
         x0, y0 = event.pos[0], event.pos[1]
         yield
         while event.type == "mouse_move":
             dx, dy = event.pos[0] - x0, event.pos[1] - y0
-            w = max(w0 + dx * per_px * 2, per_px)
+            w = max(w0 + dx * per_px, 1.0 if integer else per_px)
             c = c0 - dy * per_px
-            image.contrast_limits = (c - w / 2, c + w / 2)
+            if integer:
+                c, w = float(round(c)), float(max(round(w), 1))
+            apply_window(image, c, w, fn)
             self._show(image)
             yield
 

@@ -117,6 +117,8 @@ _WANTED = {
     0x00280100: ("bits_allocated", "u"),
     0x00280101: ("bits_stored", "u"),
     0x00280103: ("pixel_representation", "u"),
+    0x00280120: ("pixel_padding_value", "u"),  # US or SS: signed by PixelRepresentation (layers.images)
+    0x00280121: ("pixel_padding_range_limit", "u"),
     0x00281050: ("window_center", "f"),
     0x00281051: ("window_width", "f"),
     0x00281052: ("rescale_intercept", "f"),

@@ -395,6 +395,10 @@ def _info(h: Header) -> dict[str, Any]:
         "series_instance_uid",
         "instance_number",
         "sop_instance_uid",
+        # for the value unit and pixel padding (journey, issue 10)
+        "rescale_type",
+        "pixel_padding_value",
+        "pixel_padding_range_limit",
         "presentation_lut_shape",
     ]
     info = {k: v.get(k) for k in keys if v.get(k) not in (None, "", [])}

@@ -32,6 +32,7 @@ class TagRow:
     is_sequence: bool = False
     n_items: int = 0
     element: object = None  # the pydicom DataElement (for lazy expansion)
+    name: str = ""  # the dictionary name ("Pixel Spacing")
 
 
 # files whose headers are read elsewhere (e.g. on dask workers): path -> reader(path)
@@ -94,19 +95,19 @@ def element_row(ds: Dataset, el: DataElement) -> TagRow:
         kw = f"[{creator}] {el.name}" if creator else (el.name or "Private tag")
     elif tag.is_private_creator:
         kw = "Private Creator"
+    name = str(el.name or "")
     if vr == "SQ":
         n = len(el.value) if el.value is not None else 0
-        return TagRow(tag_s, vr, kw, f"<sequence of {n} item(s)>", "", True, n, el)
+        return TagRow(tag_s, vr, kw, f"<sequence of {n} item(s)>", "", True, n, el, name)
     raw = el.value
     if vr in BINARY_VRS or isinstance(raw, (bytes, bytearray)):
         n = len(raw) if raw is not None else 0
         shown = f"<{n} bytes>"
-        return TagRow(
-            tag_s, vr, kw, shown, raw.hex() if isinstance(raw, (bytes, bytearray)) and n <= 4096 else shown, element=el
-        )
+        full = raw.hex() if isinstance(raw, (bytes, bytearray)) and n <= 4096 else shown
+        return TagRow(tag_s, vr, kw, shown, full, element=el, name=name)
     text = _text(raw)
     shown = text if len(text) <= MAX_VALUE_CHARS else f"{text[:MAX_VALUE_CHARS]}… ({len(text)} chars)"
-    return TagRow(tag_s, vr, kw, shown, text, element=el)
+    return TagRow(tag_s, vr, kw, shown, text, element=el, name=name)
 
 
 def _text(v: Any) -> str:
@@ -143,11 +144,42 @@ def frame_view(ds: Dataset, stored_frame: int) -> Dataset:
     return view
 
 
+def _squash(s: str) -> str:
+    """Lower case without spaces, underscores, hyphens, commas and brackets: "Pixel Spacing",
+    "pixel_spacing" and "PixelSpacing" all read "pixelspacing"; "(0028,0030)" reads "00280030"."""
+    return "".join(ch for ch in s.lower() if ch not in " _-,()\t")
+
+
 def matches(row: TagRow, text: str) -> bool:
-    t = text.lower()
-    return (
-        t in row.tag.lower()
-        or t in row.keyword.lower()
-        or t in row.value.lower()
-        or t in row.tag.replace("(", "").replace(")", "").replace(",", "").lower()
-    )
+    """Whether a row matches a filter: its tag, keyword, name or value contains ``text``
+    (case-insensitive; spaces, underscores and tag punctuation ignored)."""
+    t = text.strip().lower()
+    if not t:
+        return True
+    if t in row.value.lower() or t in row.keyword.lower() or t in row.name.lower() or t in row.tag.lower():
+        return True
+    q = _squash(t)
+    return bool(q) and (q in _squash(row.keyword) or q in _squash(row.name) or q in _squash(row.tag))
+
+
+#: sequences are searched this many levels deep, and this many items per sequence
+SEARCH_DEPTH = 6
+SEARCH_ITEMS = 256
+
+
+def deep_matches(row: TagRow, text: str, depth: int = SEARCH_DEPTH) -> bool:
+    """``matches`` for the row or any element inside it (sequence items, recursively)."""
+    if matches(row, text):
+        return True
+    return row.is_sequence and depth > 0 and any(item_matches(item, text, depth - 1) for item in sequence_items(row))
+
+
+def sequence_items(row: TagRow) -> list[Dataset]:
+    """The items of a sequence row (at most ``SEARCH_ITEMS``)."""
+    el = row.element
+    value = getattr(el, "value", None) or []
+    return list(value[:SEARCH_ITEMS])
+
+
+def item_matches(item: Dataset, text: str, depth: int = SEARCH_DEPTH) -> bool:
+    return any(deep_matches(element_row(item, el), text, depth) for el in item)

@@ -56,13 +56,37 @@ def windows_from(
     return out
 
 
-def percentile_limits(frame: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
-    """Contrast limits from percentiles of one frame (never the whole volume)."""
+def without_padding(a: np.ndarray, padding: tuple[float, float] | None) -> np.ndarray:
+    """The values of ``a`` that are not pixel padding, flattened.
+
+    ``padding`` is the inclusive [low, high] range of padding values in the units
+    of ``a`` (from PixelPaddingValue / PixelPaddingRangeLimit).  Lossy compression
+    smears padding (-3024 HU comes back as -3340..-2600), so when the padding lies
+    below (above) the frame's median, values within a fifth of the way from the
+    padding to the median are taken as padding too.
+    """
+    if padding is None or a.size == 0:
+        return a
+    lo, hi = padding
+    flat = np.asarray(a).ravel()
+    med = float(np.median(flat))
+    if hi < med:
+        return flat[flat > hi + 0.2 * (med - hi)]
+    if lo > med:
+        return flat[flat < lo - 0.2 * (lo - med)]
+    return flat[(flat < lo) | (flat > hi)]
+
+
+def percentile_limits(
+    frame: np.ndarray, low: float = 1.0, high: float = 99.0, padding: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """Contrast limits from percentiles of one frame (never the whole volume), pixel padding excluded."""
     a = np.asarray(frame)
     if a.size > 4_000_000:  # subsample huge frames: percentiles barely move
         step = int(np.ceil(np.sqrt(a.size / 4_000_000)))
         a = a[::step, ::step]
     a = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    a = without_padding(a, padding)
     if a.size == 0:
         return 0.0, 1.0
     lo, hi = np.percentile(a, [low, high])
@@ -119,10 +143,12 @@ CT_PRESETS = [
 ]
 
 
-def full_dynamic(frame: np.ndarray) -> tuple[float, float]:
+def full_dynamic(frame: np.ndarray, padding: tuple[float, float] | None = None) -> tuple[float, float]:
+    """(min, max) of one frame, pixel padding excluded."""
     a = np.asarray(frame)
     if a.dtype.kind == "f":
         a = a[np.isfinite(a)]
+    a = without_padding(a, padding)
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
     return (lo, hi if hi > lo else lo + 1)
 

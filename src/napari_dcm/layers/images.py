@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from ..dicom import voi
-from ..dicom.decode import load_frame
+from ..dicom.decode import Rescale, load_frame
 from ..dicom.series import ImageStack
 from ..dicom.volume import stack_array
 from . import keys
@@ -65,9 +67,47 @@ def initial_frame(stack: ImageStack) -> int:
     return (stack.nframes - 1) // 2
 
 
+def padding_range(stack: ImageStack) -> tuple[float, float] | None:
+    """Modality values that are pixel padding (PS3.3 C.7.5.1.1.2), or None.
+
+    PixelPaddingValue (and PixelPaddingRangeLimit, inclusive) are stored values,
+    US or SS as PixelRepresentation says (implicit VR files give the raw unsigned
+    16 bits); the modality rescale maps them to the values napari-dcm shows.
+    """
+    i = stack.info
+    pv = i.get("pixel_padding_value")
+    if pv is None or stack.rgb:
+        return None
+    f = stack.frames[initial_frame(stack)]
+    signed = f.desc.pixel_representation == 1
+    ends = []
+    for v in (pv, i.get("pixel_padding_range_limit", pv)):
+        v = int(v)
+        if signed and f.desc.bits_allocated == 16 and v >= 1 << 15:
+            v -= 1 << 16
+        ends.append(v)
+    t = f.transform
+    if t is None:
+        vals = [float(v) for v in ends]
+    elif isinstance(t, Rescale):
+        vals = [float(v) * t.slope + t.intercept for v in ends]
+    else:  # a Modality LUT Sequence: padding is not mapped by a formula; leave it in
+        return None
+    return min(vals), max(vals)
+
+
+def value_unit(stack: ImageStack) -> str:
+    """Unit of the shown values: HU for CT, else the RescaleType when it names one ("" otherwise)."""
+    modality = str(stack.info.get("modality") or "").upper()
+    rt = str(stack.info.get("rescale_type") or "").strip()
+    if modality == "CT" and rt.upper() in ("", "HU"):
+        return "HU"
+    return "" if rt.upper() in ("", "US") else rt
+
+
 def contrast_limits(stack: ImageStack, strict: bool = False) -> tuple[float, float]:
     """First header window (modality units) of the first shown frame, else
-    1st/99th percentiles of that one frame."""
+    1st/99th percentiles of that one frame with pixel padding left out."""
     f = stack.frames[initial_frame(stack)]
     wins = f.windows or stack.windows
     if wins and not stack.rgb:
@@ -79,7 +119,7 @@ def contrast_limits(stack: ImageStack, strict: bool = False) -> tuple[float, flo
     if stack.rgb and stack.dtype.itemsize == 1:
         return 0.0, 255.0
     arr = load_frame(f.ref, f.desc, f.transform, stack.shape, stack.dtype.str, strict)
-    return voi.percentile_limits(arr, 1.0, 99.0)
+    return voi.percentile_limits(arr, 1.0, 99.0, padding=padding_range(stack))
 
 
 def metadata(stack: ImageStack) -> dict[str, Any]:
@@ -103,7 +143,11 @@ def metadata(stack: ImageStack) -> dict[str, Any]:
         "photometric": f0.desc.photometric,
         "transfer_syntax": f0.desc.transfer_syntax,
         "notes": list(stack.notes),
+        keys.VALUE_UNIT: value_unit(stack),
     }
+    pad = padding_range(stack)
+    if pad is not None:
+        md[keys.PADDING] = [pad[0], pad[1]]
     if f0.orientation:
         md["image_orientation"] = [float(v) for v in f0.orientation]
     if hasattr(shown.transform, "slope"):  # a rescale: presentation states' modality LUTs need stored values
@@ -124,12 +168,68 @@ def metadata(stack: ImageStack) -> dict[str, Any]:
     return md
 
 
+def _steps(n: int, s: float, t: float) -> int:
+    """How many slider steps napari makes of an axis of ``n`` samples at scale ``s``,
+    translate ``t``: its world extent is ``[t, (n - 1) * s + t]`` and it counts
+    ``int((stop - start) / step) + 1`` steps (napari 0.9, ``Dims._nsteps_from_range``)."""
+    start = 0.0 * s + t
+    stop = (n - 1) * s + t
+    return int((stop - start) / s) + 1
+
+
+def _exact_axis(n: int, s: float, t: float) -> tuple[float, float]:
+    """(scale, translate) within about 1e-12 mm of ``(s, t)`` whose extent napari divides
+    back into exactly ``n - 1`` steps.
+
+    The extent ``((n - 1) * s + t) - t`` loses low bits to the grid of the larger
+    operand (its unit in the last place ``g``, a power of two) and may come out a hair
+    short.  With scale and translate whole multiples of ``g`` every step is exact: the
+    sum and the difference are multiples of ``g`` that fit in 53 bits, the difference
+    gives ``(n - 1) * s`` back and the quotient is ``n - 1``.
+    """
+    cs = s
+    for _ in range(8):  # usually one or two ulps of the scale do, and change less
+        cs = float(np.nextafter(cs, np.inf if s > 0 else -np.inf))
+        if _steps(n, cs, t) == n:
+            return cs, t
+    span = (n - 1) * s
+    g = max(float(np.spacing(abs(t))), float(np.spacing(abs(span + t))), float(np.spacing(abs(span))))
+    for _ in range(4):  # a coarser grid if the sum lands in the next binade
+        cs, ct = round(s / g) * g, round(t / g) * g
+        if cs != 0 and _steps(n, cs, ct) == n:
+            return cs, ct
+        g *= 2
+    return s, t  # not found (never seen in tests): napari keeps its own count
+
+
+def exact_steps(shape: tuple[int, ...], scale: tuple[float, ...], translate: tuple[float, ...]) -> tuple:
+    """(scale, translate) adjusted in their last bits so napari makes exactly one slider step per sample.
+
+    napari derives an axis' step count from its world extent divided by the
+    scale and truncates: with a 24-slice stack at 3.7999995 mm the quotient is
+    22.9999999 and the last slice cannot be reached.  Changes of at most 1e-9 of
+    the scale (usually one unit in the last place) and 1e-11 mm of the translate
+    make the division exact; the geometry is unchanged for any practical purpose.
+    """
+    out_s, out_t = list(scale), list(translate)
+    for ax, (n, s, t) in enumerate(zip(shape, scale, translate)):
+        if n < 2 or s == 0 or _steps(n, s, t) == n:
+            continue
+        out_s[ax], out_t[ax] = _exact_axis(n, s, t)
+    return tuple(out_s), tuple(out_t)
+
+
 def layer_tuple(stack: ImageStack, name: str, strict: bool = False) -> LayerData:
     data = stack_array(stack, strict=strict)
+    scale = tuple(float(x) for x in stack.scale)
+    translate = tuple(float(x) for x in stack.translate)
+    if len(scale) == 3:  # the frame axis (in-plane axes keep PixelSpacing exactly as written)
+        (s0,), (t0,) = exact_steps((stack.nframes,), scale[:1], translate[:1])
+        scale, translate = (s0, *scale[1:]), (t0, *translate[1:])
     kwargs = {
         "name": name,
-        "scale": tuple(float(x) for x in stack.scale),
-        "translate": tuple(float(x) for x in stack.translate),
+        "scale": scale,
+        "translate": translate,
         "contrast_limits": contrast_limits(stack, strict),
         "rgb": stack.rgb,
         "multiscale": False,
@@ -144,7 +244,9 @@ def layer_tuple(stack: ImageStack, name: str, strict: bool = False) -> LayerData
     if stack.frames[0].pixel_spacing is not None and (
         len(stack.scale) == 2 or all(f.position is not None for f in stack.frames)
     ):
-        kwargs["units"] = ("mm",) * len(stack.scale)
+        # scale-only: the unit is said in the metadata (and the status bar), not given to
+        # napari, which otherwise warns "inconsistent units" beside any image without spacing
+        kwargs["metadata"][keys.WORLD_UNIT] = "mm"
     return LayerData(data, kwargs, "image")
 
 

@@ -28,6 +28,9 @@ SOP_INSTANCE_UIDS = "sop_instance_uids"  # of every display frame
 NUMBER_OF_FRAMES = "number_of_frames"  # multi-frame only
 WINDOWS = "windows"  # header windows of the first shown frame: [{"center","width","explanation","function"}]
 FRAME_WINDOWS = "frame_windows"  # per display frame, when frames differ (Enhanced objects)
+VALUE_UNIT = "value_unit"  # unit of the values after the modality LUT: "HU" for CT, else RescaleType (or "")
+WORLD_UNIT = "world_unit"  # "mm" when scale and translate are millimetres (PixelSpacing known)
+PADDING = "padding"  # [low, high] modality values that are pixel padding (PixelPaddingValue / RangeLimit)
 SCHEDULER = "scheduler"  # files on dask workers: the scheduler's address (paths are the workers')
 
 
@@ -50,6 +53,9 @@ class ImageMetadata(TypedDict, total=False):
     transfer_syntax: str
     notes: list[str]
     image_orientation: list[float]
+    value_unit: str
+    world_unit: str
+    padding: list[float]
     scheduler: str
 
 

@@ -151,13 +151,18 @@ class RoiSet:
         return s
 
     def _where(self, verts):
-        """File and stored frame of a rectangle drawn on a display frame."""
+        """File and frames of a rectangle drawn on a display frame: the stored frame it was
+        drawn on, or None (every frame, exported as ``[]``) when the file has a single frame."""
         v = np.asarray(verts)
         fp, d2s = self.meta["frame_paths"], self.meta["display_to_stored"]
         if self.ndim == 2 or v.shape[1] == 2:
-            return fp[0], [d2s[0]]
-        d = int(np.clip(round(float(v[0, 0])), 0, len(fp) - 1))
-        return fp[d], [d2s[d]]
+            path, stored = fp[0], d2s[0]
+        else:
+            d = int(np.clip(round(float(v[0, 0])), 0, len(fp) - 1))
+            path, stored = fp[d], d2s[d]
+        if self.meta.get("nframes_by_path", {}).get(path, 1) <= 1:
+            return path, None
+        return path, [stored]
 
     # -- EMBED rows
     def rows_for_export(self) -> list[tuple[EmbedRow, int | None]]:
