@@ -20,6 +20,7 @@ import numpy as np
 from . import codecs
 from .cache import CACHE
 from .imagepixel import PixelDesc
+from .limits import DEFLATE_MAX_RATIO, encoded_budget, inflate
 from .scan import EXPLICIT_BE, EXPLICIT_LE, NATIVE_SYNTAXES
 from .sources import EncodedFrame, FrameRef
 
@@ -117,6 +118,10 @@ def decode(enc: EncodedFrame, desc: PixelDesc) -> np.ndarray:
     if ts != desc.transfer_syntax:
         desc = replace(desc, transfer_syntax=ts)
     if ts not in NATIVE_SYNTAXES:
+        n = enc.data.nbytes if isinstance(enc.data, (np.ndarray, memoryview)) else len(enc.data)
+        cap = encoded_budget(desc.native_frame_nbytes)
+        if n > cap:  # whatever the source: never hand a codec more than any real frame holds
+            raise ValueError(f"the frame's codestream holds {n} bytes, more than any codec needs ({cap} at most)")
         return decode_codestream(bytes(enc.data) if not isinstance(enc.data, bytes) else enc.data, desc)
     if desc.bits_allocated == 1 and enc.nframes == 1:
         npix = desc.rows * desc.columns * desc.samples_per_pixel
@@ -152,16 +157,17 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
             raw = codecs.rle_decode_frame(codestream, desc.rows * desc.columns, desc.bits_allocated)
             arr = np.frombuffer(raw, _simple_dtype(desc)).reshape(desc.rows, desc.columns)
             return _unused_bits(arr, desc)
-        except Exception:
-            pass  # pydicom's decoders below give the detailed error
+        except BaseException as exc:  # pyo3's PanicException derives from BaseException
+            if not codec_failure(exc):
+                raise
+            # pydicom's decoders below give the detailed error
     if ts == codecs.DEFLATED_IMAGE_FRAME:
-        import zlib
-
-        raw = zlib.decompress(codestream, -15)
-        from dataclasses import replace
-
-        native = replace(desc, transfer_syntax=EXPLICIT_LE)
-        return _decode_native_buffer(np.frombuffer(bytearray(raw), np.uint8), native, 0, 1)
+        return _inflate_frame(codestream, desc)
+    problem = codecs.codestream_problem(
+        ts, codestream, desc.rows, desc.columns, desc.samples_per_pixel, desc.bits_allocated
+    )
+    if problem:
+        raise ValueError(problem)
     try:
         decoder = get_decoder(ts)
     except NotImplementedError:
@@ -176,16 +182,53 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
     errors = []
     # no warnings.catch_warnings() here: this runs on dask's threads, and a process-wide
     # "ignore" filter set from one thread would swallow another thread's DicomDecodeWarning
+    # the plugins are named, never pydicom's default order (which reaches GDCM, see codecs)
     for plugin in codecs.plugin_order(ts):
-        if plugin and plugin not in decoder.available_plugins:
+        if plugin not in decoder.available_plugins:
             continue
         try:
             arr, _ = decoder.as_array(src, index=0, decoding_plugin=plugin, **desc.options(1))
             return arr
-        except Exception as exc:  # try the next codec
+        except BaseException as exc:  # try the next codec (PanicException included)
+            if not codec_failure(exc):
+                raise
             first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
-            errors.append(f"{plugin or 'pydicom'}: {first[:160]}")
+            errors.append(f"{plugin}: {first[:160]}")
+    if not errors:
+        raise RuntimeError(f"no trusted decoder is available for transfer syntax {ts}")
     raise RuntimeError("no decoder could decode the frame (" + "; ".join(errors[:2]) + ")")
+
+
+def codec_failure(exc: BaseException) -> bool:
+    """Is ``exc`` a decoder's failure (to turn into a blank frame and a report)?
+
+    Every Exception, and the BaseExceptions codecs raise although they are not
+    about stopping the program: pyo3's ``PanicException`` (a Rust panic in
+    pylibjpeg-rle, e.g. "index out of bounds") derives from BaseException so
+    that ``except Exception`` does not catch it.  KeyboardInterrupt,
+    SystemExit and GeneratorExit still propagate.
+    """
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
+
+
+def _inflate_frame(codestream: bytes, desc: PixelDesc) -> np.ndarray:
+    """Deflated Image Frame Compression: inflate exactly one native frame, never more."""
+    n = -(-int(desc.rows * desc.columns * desc.samples_per_pixel * desc.bits_allocated) // 8)
+    if n > DEFLATE_MAX_RATIO * len(codestream) + 1024:
+        raise ValueError(
+            f"a deflated frame of {len(codestream)} bytes cannot inflate to the declared {n} bytes "
+            f"(DEFLATE's maximum ratio is {DEFLATE_MAX_RATIO}:1)"
+        )
+    import zlib
+
+    try:
+        raw = inflate(codestream, n + 1)  # a writer may deflate the frame's even-length padding byte
+    except zlib.error as exc:
+        raise ValueError(f"deflated frame does not inflate: {exc}") from None
+    if len(raw) < n:
+        raise EOFError(f"deflated frame inflates to {len(raw)} bytes, the frame needs {n}")
+    native = replace(desc, transfer_syntax=EXPLICIT_LE)
+    return _decode_native_buffer(np.frombuffer(raw, np.uint8, count=n).copy(), native, 0, 1)
 
 
 def _rle_1bit(codestream: bytes, desc: PixelDesc) -> np.ndarray:
@@ -193,10 +236,14 @@ def _rle_1bit(codestream: bytes, desc: PixelDesc) -> np.ndarray:
 
     from rle.utils import decode_segment  # type: ignore[attr-defined]  # rle.utils re-exports it from rle.rle without __all__
 
+    if len(codestream) < 64:
+        raise ValueError(f"1-bit RLE frame of {len(codestream)} bytes is shorter than its 64-byte header")
     nseg = struct.unpack_from("<L", codestream, 0)[0]
     offsets = list(struct.unpack_from("<15L", codestream, 4))
     if nseg != 1:
         raise ValueError(f"1-bit RLE frame has {nseg} segments, expected 1")
+    if not 64 <= offsets[0] < len(codestream):
+        raise ValueError(f"1-bit RLE segment offset {offsets[0]} is outside the frame ({len(codestream)} bytes)")
     raw = np.frombuffer(bytes(decode_segment(codestream[offsets[0] :])), np.uint8)
     npix = desc.rows * desc.columns
     bits = np.unpackbits(raw, bitorder="little")
@@ -312,24 +359,63 @@ def load_frame(
         with STATS.lock:
             STATS.cache_hits += 1
         return hit
-    try:
-        arr = decode(ref.read(), desc)
-        if transform is not None:
-            arr = transform(arr)
-        arr = np.asarray(arr)
-        if arr.dtype != np.dtype(dtype):
-            arr = arr.astype(dtype)
-        if arr.shape != tuple(shape):
-            raise ValueError(f"decoded frame has shape {arr.shape}, expected {tuple(shape)}")
-    except Exception as exc:
-        from ..errors import DicomDecodeError
+    from ..errors import DicomDecodeError, DicomSizeError
 
+    err: DicomDecodeError | None = None
+    arr: np.ndarray | None = None
+    read_ok: list[bool] = []
+    again = False  # would the same bytes decode another time?
+    try:
+        arr = _decode_ref(ref, desc, transform, shape, dtype, read_ok)
+    except BaseException as exc:  # codecs raise BaseExceptions too (pyo3's PanicException)
+        if not codec_failure(exc):
+            raise
         err = DicomDecodeError(ref.path, f"{type(exc).__name__}: {exc}", frame=ref.index)
         if strict:
             raise err from exc
-        _report(err)
-        return np.zeros(shape, dtype)
+        again = not read_ok or isinstance(exc, MemoryError)
+        arr = None
+    if err is not None or arr is None:
+        # outside the except block: the failed decode's buffers (held by the exception's
+        # traceback until the block ends) are released before the blank frame is allocated
+        if err is not None:
+            _report(err)
+        try:
+            blank = np.zeros(shape, dtype)
+        except MemoryError:
+            raise DicomSizeError(
+                ref.path, f"a blank {tuple(shape)} {np.dtype(dtype)} frame does not fit in memory"
+            ) from None
+        if not again:
+            # the bytes were read and do not decode: they will not decode next time either,
+            # so the blank is cached like a decoded frame (a slow failure is paid once);
+            # a failed read (I/O, network) or a lack of memory is tried again
+            CACHE.put(key, blank)
+        return blank
     CACHE.put(key, arr)
+    return arr
+
+
+def _decode_ref(
+    ref: FrameRef,
+    desc: PixelDesc,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    shape: tuple[int, ...],
+    dtype: str,
+    read_ok: list[bool],
+) -> np.ndarray:
+    """Read, decode and transform one frame (its buffers live in this call's frame only,
+    so they are gone once a failure's traceback is)."""
+    enc = ref.read()
+    read_ok.append(True)
+    arr = decode(enc, desc)
+    if transform is not None:
+        arr = transform(arr)
+    arr = np.asarray(arr)
+    if arr.dtype != np.dtype(dtype):
+        arr = arr.astype(dtype)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"decoded frame has shape {arr.shape}, expected {tuple(shape)}")
     return arr
 
 

@@ -36,16 +36,16 @@ def read_header(path: str) -> Dataset:
     """The header of a file (no pixel data), or of a DICOMweb instance given by its frame key."""
     import warnings
 
-    import pydicom
-
     if "://" in path:
         from .dicomweb import instance_dataset
 
         return instance_dataset(path)
 
+    from .scan import read_dataset  # bounded: refuses FIFOs, never inflates a whole deflated file
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return read_dataset(path)
 
 
 def _private_creator(ds: Dataset, tag: BaseTag) -> str:
