@@ -413,13 +413,14 @@ def test_memory_budget_is_configurable(tmp_path):
     p = tmp_path / "ct.dcm"
     _ct(p, rows=256, cols=256)
     assert napari_dcm.read(str(p))
-    old = limits.set_limits(max_frame_mb=0.1)
+    old = napari_dcm.set_limits(max_frame_mb=0.1)
     try:
         with pytest.raises(napari_dcm.DicomSizeError) as info:
             napari_dcm.read(str(p))
-        assert "0 MiB" in info.value.reason or "frame budget" in info.value.reason
+        assert "the frame budget is 0 MiB" in info.value.reason
     finally:
-        limits.restore_limits(old)
+        napari_dcm.set_limits(**old)
+    assert napari_dcm.set_limits() == old
     assert napari_dcm.read(str(p))
     # the environment variable (read when napari-dcm is imported, e.g. on dask workers)
     import subprocess
@@ -504,13 +505,13 @@ def test_blank_that_does_not_fit_is_a_typed_error():
 def test_segmentation_read_whole_respects_the_layer_budget(corpus):
     p = str(corpus / "seg_pm" / "liver.dcm")
     assert napari_dcm.read(p)
-    old = limits.set_limits(max_layer_mb=0.1)
+    old = napari_dcm.set_limits(max_layer_mb=0.1)
     try:
         with pytest.raises(napari_dcm.NoDicomFoundError) as info:
             napari_dcm.read(p)
         assert "layer budget" in info.value.reason
     finally:
-        limits.restore_limits(old)
+        napari_dcm.set_limits(**old)
 
 
 # --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "read",
     "read_dicomweb",
     "save_embed_csv",
+    "set_limits",
     "view",
 ]
 
@@ -68,6 +69,17 @@ def mammo_layout(paths, layout=None):
     from .dicom.mammo import mammo_layout as _ml
 
     return _ml(paths, layout)
+
+
+def set_limits(max_frame_mb=None, max_frames=None, max_layer_mb=None):
+    """Set the memory budget for hostile or huge input (see docs, "Bad input"); returns the old values.
+
+    ``max_frame_mb``: one decoded frame (default 256); ``max_frames``: frames of one layer
+    (default 65,536); ``max_layer_mb``: objects read whole, SEG and parametric maps (default 2048).
+    """
+    from .dicom.limits import set_limits as _set
+
+    return _set(max_frame_mb=max_frame_mb, max_frames=max_frames, max_layer_mb=max_layer_mb)
 
 
 def view(paths=None, **options):

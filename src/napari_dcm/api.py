@@ -54,7 +54,7 @@ def read_stacks(
     if not stacks and report.overlays:
         return stacks, report  # only overlay objects (SR, SEG, PM ...): they open on their own
     if not stacks:
-        single = len(paths) == 1 and os.path.isfile(paths[0])
+        single = len(paths) == 1 and not os.path.isdir(paths[0])  # a file (or a FIFO, a device: named)
         if single and report.skipped:
             path, reason = report.skipped[0]
             if reason == "not DICOM":

@@ -169,6 +169,16 @@ def plugin_order(ts: str) -> list[str]:
     return []
 
 
+def library(ts: str, plugin: str) -> str:
+    """The codec library behind a plugin for ``ts``: once a library failed on a codestream,
+    another plugin wrapping the same library is not tried (it fails again, as slowly)."""
+    if ts in JPEG2000_SYNTAXES and plugin in (J2K_PLUGIN, "pylibjpeg"):
+        return "openjpeg"
+    if ts == RLE and plugin == "pylibjpeg":
+        return "pylibjpeg-rle"
+    return plugin
+
+
 def j2k_parameters(head: bytes) -> dict[str, Any]:
     """Codestream parameters (precision, signedness, ...) from a J2K header (pydicom's parser)."""
     from pydicom.pixels.utils import get_j2k_parameters
@@ -231,7 +241,7 @@ def codestream_problem(ts: str, cs: bytes, rows: int, columns: int, samples: int
         p = j2k_siz(cs)
         kind = "J2K SIZ"
     elif ts in JPEGLS_SYNTAXES or ts in JPEG_SYNTAXES:
-        p = jpeg_parameters(cs[: 1 << 20])
+        p = jpeg_parameters(cs)  # reads only the markers before the SOF
         kind = "JPEG-LS SOF" if ts in JPEGLS_SYNTAXES else "JPEG SOF"
     else:
         return None

@@ -152,6 +152,8 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
     if ts == codecs.RLE and desc.bits_allocated == 1 and desc.samples_per_pixel == 1 and codecs.HAVE_RLE:
         # 1-bit RLE (e.g. SEG): one segment of bit-packed bytes; pydicom 3.0 cannot decode it
         return _rle_1bit(codestream, desc)
+    failed: list[str] = []  # codec libraries that failed on this codestream
+    errors = []
     if ts == codecs.RLE and _simple(desc) and codecs.HAVE_RLE:
         try:
             raw = codecs.rle_decode_frame(codestream, desc.rows * desc.columns, desc.bits_allocated)
@@ -160,7 +162,8 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
         except BaseException as exc:  # pyo3's PanicException derives from BaseException
             if not codec_failure(exc):
                 raise
-            # pydicom's decoders below give the detailed error
+            failed.append("pylibjpeg-rle")
+            errors.append(f"pylibjpeg-rle: {_first_line(exc)}")
     if ts == codecs.DEFLATED_IMAGE_FRAME:
         return _inflate_frame(codestream, desc)
     problem = codecs.codestream_problem(
@@ -179,24 +182,32 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
     from pydicom.encaps import encapsulate
 
     src = encapsulate([codestream])
-    errors = []
     # no warnings.catch_warnings() here: this runs on dask's threads, and a process-wide
     # "ignore" filter set from one thread would swallow another thread's DicomDecodeWarning
     # the plugins are named, never pydicom's default order (which reaches GDCM, see codecs)
+    tried = 0
     for plugin in codecs.plugin_order(ts):
         if plugin not in decoder.available_plugins:
             continue
+        if codecs.library(ts, plugin) in failed:
+            continue  # the same library again: it would fail again, as slowly
+        tried += 1
         try:
             arr, _ = decoder.as_array(src, index=0, decoding_plugin=plugin, **desc.options(1))
             return arr
         except BaseException as exc:  # try the next codec (PanicException included)
             if not codec_failure(exc):
                 raise
-            first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
-            errors.append(f"{plugin}: {first[:160]}")
-    if not errors:
+            failed.append(codecs.library(ts, plugin))
+            errors.append(f"{plugin}: {_first_line(exc)}")
+    if not tried and not errors:
         raise RuntimeError(f"no trusted decoder is available for transfer syntax {ts}")
     raise RuntimeError("no decoder could decode the frame (" + "; ".join(errors[:2]) + ")")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[-1].strip() if text else type(exc).__name__)[:160]
 
 
 def codec_failure(exc: BaseException) -> bool:

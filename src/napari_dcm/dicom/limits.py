@@ -24,8 +24,8 @@ expects, and never more than DEFLATE's maximum ratio allows.  Files are opened
 only when they are regular files (:func:`open_regular`): a FIFO, a device or a
 directory given as a file is refused by name instead of blocking a read.
 
-``set_limits`` changes the budget for this process (dask workers read the
-environment variables when they import napari-dcm).
+``napari_dcm.set_limits`` changes the budget for this process (dask workers
+read the environment variables when they import napari-dcm).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import stat
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 MiB = 1 << 20
 
@@ -93,10 +93,19 @@ def set_limits(
     max_frame_mb: float | None = None,
     max_frames: int | None = None,
     max_layer_mb: float | None = None,
-) -> Limits:
-    """Change the budget of this process; returns the previous one (to restore it)."""
-    global LIMITS
-    old = Limits(**{f.name: getattr(LIMITS, f.name) for f in fields(Limits)})
+) -> dict[str, float]:
+    """Change the budget of this process (``None`` keeps a value).
+
+    Returns the previous values, so ``set_limits(**old)`` puts them back.
+    """
+    old = {
+        "max_frame_mb": LIMITS.max_frame_bytes / MiB,
+        "max_frames": LIMITS.max_frames,
+        "max_layer_mb": LIMITS.max_layer_bytes / MiB,
+    }
+    for name, value in (("max_frame_mb", max_frame_mb), ("max_frames", max_frames), ("max_layer_mb", max_layer_mb)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive, not {value!r}")
     if max_frame_mb is not None:
         LIMITS.max_frame_bytes = int(max_frame_mb * MiB)
     if max_frames is not None:
@@ -104,12 +113,6 @@ def set_limits(
     if max_layer_mb is not None:
         LIMITS.max_layer_bytes = int(max_layer_mb * MiB)
     return old
-
-
-def restore_limits(old: Limits) -> None:
-    """Put back what :func:`set_limits` returned."""
-    for f in fields(Limits):
-        setattr(LIMITS, f.name, getattr(old, f.name))
 
 
 # --------------------------------------------------------------------------
