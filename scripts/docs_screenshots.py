@@ -133,7 +133,83 @@ def main():
         viewer.open(cad_dir, plugin="napari-dcm")
         viewer.reset_view()
         shot("cad_sr.png")
+        viewer.layers.clear()
+        pacs_shots(viewer, shot)
     viewer.close()
+
+
+def pacs_shots(viewer, shot):
+    """The PACS panel (docs/pacs.md): a private Orthanc with DIMSE on loopback (as the
+    tests start it), searched with a wildcard; a series opened while it arrives, then whole."""
+    import tempfile
+    import threading
+    import time
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from orthanc import Orthanc, available
+
+    if not available():
+        print("skipped pacs.png: Orthanc is not installed")
+        return
+    import napari
+
+    from napari_dcm._qt.pacs_dock import pacs_dock
+    from napari_dcm.dicom import dimse
+
+    os.environ["NAPARI_DCM_CACHE"] = tempfile.mkdtemp(prefix="napari-dcm-docs-cache-")  # never the user's cache
+    os.environ["NAPARI_DCM_CONFIG"] = tempfile.mkdtemp(prefix="napari-dcm-docs-config-")
+    server = Orthanc(dimse=True)
+    app = napari.qt.get_qapp()
+
+    def wait(cond, timeout=60.0):
+        t0 = time.time()
+        while not cond() and time.time() - t0 < timeout:
+            app.processEvents()
+            time.sleep(0.02)
+
+    try:
+        for f in sorted((CORPUS / "ct_mr_series" / "orthanc_Knee_T1").iterdir()):
+            server.upload(f)
+        for rel in ("transfer_syntax/CT_small.dcm", "multiframe/emri_small_jpeg_2k_lossless.dcm"):
+            server.upload(CORPUS / rel)
+        viewer.window.remove_dock_widget("all")
+        dock = pacs_dock(viewer, dimse.Node("ORTHANC", "127.0.0.1", server.dicom_port, name="Research PACS"))
+        dock.fields["patient_name"].setText("*")
+        dock.search()
+        wait(lambda: dock.results.topLevelItemCount() > 0)
+        knee = next(
+            dock.results.topLevelItem(i)
+            for i in range(dock.results.topLevelItemCount())
+            if dock.results.topLevelItem(i).text(0) == "KNEE"
+        )
+        knee.setExpanded(True)
+        wait(lambda: knee.childCount() > 0)
+        # a slow network: the transfer waits after 10 files, so the picture shows the series
+        # open and growing (10 of 24 slices there, the rest arriving)
+        gate, arrived = threading.Event(), []
+
+        def slow(path):
+            arrived.append(path)
+            if len(arrived) == 10:
+                gate.wait(30)
+
+        dock.job_hooks.append(lambda job: job.on_file.append(slow))
+        opener = dock._open(knee.child(0))
+        wait(lambda: len(viewer.layers) == 1 and len(arrived) >= 10)
+        wait(lambda: viewer.layers[0].data.shape[0] >= 10, 5)
+        viewer.reset_view()
+        wait(lambda: False, 0.5)  # let the slider labels repaint at their new width
+        shot("pacs_arriving.png")
+        gate.set()
+        wait(lambda: opener.finished)
+        dock.job_hooks.clear()
+        viewer.reset_view()
+        wait(lambda: False, 0.5)
+        shot("pacs.png")
+        viewer.window.remove_dock_widget("all")
+        viewer.layers.clear()
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

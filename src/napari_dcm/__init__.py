@@ -15,6 +15,7 @@ from .errors import (
     DicomReadError,
     DicomSizeError,
     DicomWebError,
+    DimseError,
     EmbedCSVError,
     NoDicomFoundError,
     NotDicomError,
@@ -31,12 +32,14 @@ __all__ = [
     "DicomReadError",
     "DicomSizeError",
     "DicomWebError",
+    "DimseError",
     "EmbedCSVError",
     "NoDicomFoundError",
     "NotDicomError",
     "mammo_layout",
     "read",
     "read_dicomweb",
+    "read_dimse",
     "save_embed_csv",
     "set_limits",
     "view",
@@ -62,6 +65,13 @@ def read_dicomweb(url, study, series=None, instance=None, **options):
     from .web import read_dicomweb as _rd
 
     return _rd(url, study, series, instance, **options)
+
+
+def read_dimse(host, port=None, **options):
+    """Layer-data tuples for a study/series retrieved from a PACS over DIMSE (C-GET or C-MOVE)."""
+    from .pacs import read_dimse as _rd
+
+    return _rd(host, port, **options)
 
 
 def mammo_layout(paths, layout=None):

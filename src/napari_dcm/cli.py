@@ -59,8 +59,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--browse", action="store_true", help="open the DICOMweb browser dock for --dicomweb")
     g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
+    add_dimse_arguments(p)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
+
+
+# --------------------------------------------------------------------------
+# PACS over DIMSE (--dimse)
+
+
+def add_dimse_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("PACS (DIMSE)")
+    g.add_argument(
+        "--dimse",
+        metavar="AET@HOST:PORT",
+        help="retrieve --study [--series] from this DICOM node (or a saved node's name) and open it",
+    )
+    g.add_argument("--calling-aet", metavar="NAME", help="our AE title (default NAPARI_DCM)")
+    g.add_argument(
+        "--dimse-method", choices=("C-GET", "C-MOVE"), help="how to retrieve (default C-GET, or the saved node's)"
+    )
+    g.add_argument(
+        "--move-port", type=int, metavar="PORT", help="C-MOVE: port of the temporary storage SCP (implies C-MOVE)"
+    )
+
+
+def _dimse_node(args):
+    """The node of ``--dimse`` (an exit code when the options are wrong)."""
+    from .pacs import node_from
+
+    if not args.study:
+        print("napari-dcm: --dimse needs --study UID", file=sys.stderr)
+        return 2
+    method = args.dimse_method or ("C-MOVE" if args.move_port else None)
+    try:
+        return node_from(args.dimse, calling_ae=args.calling_aet, method=method, move_port=args.move_port)
+    except ValueError as exc:
+        print(f"napari-dcm: {exc}", file=sys.stderr)
+        return 2
+
+
+def _open_dimse(viewer, node, args):
+    """Start the retrieve in the PACS panel; the series opens in ``viewer`` as it arrives.
+    Returns the ProgressiveOpen (``.finished``, ``.added``, ``.job``)."""
+    from ._qt.pacs_dock import pacs_dock
+
+    dock = pacs_dock(viewer, node)
+    opener = dock.retrieve(args.study, args.series)
+    if opener is not None:
+        shown = opener.on_done
+
+        def done(o):
+            shown(o)
+            _print_layers(o.added)
+
+        opener.on_done = done
+    return opener
+
+
+def _print_layers(layers) -> None:
+    from napari.layers import Shapes
+
+    for layer in layers:
+        if isinstance(layer, Shapes):
+            print(f"napari-dcm: layer {layer.name!r} with {len(layer.data)} rectangle(s)")
+        else:
+            print(f"napari-dcm: layer {layer.name!r} shape={tuple(layer.data.shape)} dtype={layer.data.dtype}")
 
 
 def _open_web(viewer, web: dict, args) -> list:
@@ -108,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             print("napari-dcm: --dicomweb needs --study UID (or --browse)", file=sys.stderr)
             return 2
         web = {"url": args.dicomweb, "study": args.study, "series": args.series, "instance": args.instance}
+    dimse_node = _dimse_node(args) if args.dimse else None
+    if isinstance(dimse_node, int):
+        return dimse_node
     if args.sample:
         from ._sample import SAMPLE_STUDY
 
@@ -143,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             roi_dock(viewer)
     if web is not None:
         added += _open_web(viewer, web, args)
+    pending = _open_dimse(viewer, dimse_node, args) if dimse_node is not None else None
     for layer in added:
         if isinstance(layer, Shapes):
             print(f"napari-dcm: layer {layer.name!r} with {len(layer.data)} rectangle(s)")
@@ -160,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         from qtpy.QtCore import QTimer
 
         def finish():
+            if pending is not None and not pending.finished:  # a DIMSE retrieve still arriving
+                QTimer.singleShot(250, finish)
+                return
             if args.screenshot:
                 viewer.screenshot(args.screenshot, canvas_only=False)
                 print(f"napari-dcm: screenshot saved to {args.screenshot}")
@@ -171,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
 
         QTimer.singleShot(1500, finish)
     napari.run()
+    if pending is not None and not pending.added:
+        return 1
     return 0 if (added or not (paths or web)) else 1
 
 

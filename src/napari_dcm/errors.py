@@ -60,6 +60,23 @@ class DicomWebError(DicomReadError):
         super().__init__(server, reason)
 
 
+class DimseError(DicomReadError):
+    """A DIMSE (C-ECHO, C-FIND, C-GET, C-MOVE) exchange with a PACS node failed.
+
+    ``path`` is the node (``AET@host:port``), ``reason`` says what happened,
+    ``status`` is the DIMSE status when the node sent one, and ``kind`` one of
+    "connect", "rejected", "unknown-ae", "timeout", "aborted", "not-found",
+    "failed", "local" (a problem on this side, e.g. the C-MOVE port in use).
+    """
+
+    def __init__(self, node: str, reason: str, status: int | None = None, kind: str = "failed"):
+        self.status = status
+        self.kind = kind
+        if status is not None and f"0x{status:04X}" not in reason:
+            reason = f"{reason} (DIMSE status 0x{status:04X})"
+        super().__init__(node, reason)
+
+
 class EmbedCSVError(DicomError):
     """An EMBED CSV is invalid.  ``errors`` lists ``(line, reason)``; line 1 is the header."""
 
