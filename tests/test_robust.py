@@ -839,3 +839,20 @@ def test_a_failed_decode_is_paid_once_a_failed_read_is_retried(corpus, tmp_path)
     assert [w for w in caught if w.category is decode.DicomDecodeWarning]
     moved.rename(good)
     assert np.array_equal(np.asarray(layer.data), arr[0])
+
+
+def test_offset_table_that_does_not_increase(tmp_path):
+    """A Basic Offset Table whose entries repeat: refused by name (it used to make a frame
+    with no fragments, read from offset -1)."""
+    from synth import write_multiframe
+
+    p = write_multiframe(tmp_path / "bot.dcm", frames=3, rows=32, cols=32, syntax="rle", enhanced=False)
+    data = bytearray(p.read_bytes())
+    h = scan.scan_header(str(p))
+    bot = h.pixel_offset + 8  # the BOT item's value (three 4-byte offsets)
+    assert struct.unpack_from("<L", data, bot - 4)[0] == 12
+    struct.pack_into("<3L", data, bot, 0, 0, 0)
+    p.write_bytes(bytes(data))
+    with pytest.raises(napari_dcm.DicomReadError) as info:
+        napari_dcm.read(str(p))
+    assert "not increasing" in info.value.reason and info.value.path == str(p)

@@ -161,6 +161,8 @@ def encapsulated_frame_table(hdr: Header, nframes: int) -> list[tuple[tuple[int,
                 while i < len(frags) and (end is None or frags[i][0] - 8 < end):
                     group.append(frags[i])
                     i += 1
+                if not group:  # the next entry is not after this one
+                    raise ValueError(f"offset table entries {k} and {k + 1} are not increasing")
                 table.append(tuple(group))
             return table
         if len(frags) == nframes:
