@@ -143,22 +143,25 @@ def check_regular(path: str) -> None:
 
 
 def open_regular(path: str) -> int:
-    """``os.open(path, O_RDONLY)`` that never blocks: a FIFO or a device is refused.
+    """``os.open(path, O_RDONLY)`` that never blocks: a FIFO or a device is refused."""
+    return open_regular_stat(path)[0]
 
-    ``O_NONBLOCK`` makes opening a FIFO return at once (it has no effect on
-    regular files); the descriptor is then checked with ``fstat``.
+
+def open_regular_stat(path: str) -> tuple[int, os.stat_result]:
+    """:func:`open_regular` and the file's ``fstat``.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once; the descriptor is then
+    checked with ``fstat`` (on a regular file ``O_NONBLOCK`` changes nothing).
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFileError(f"{path} is {_kind(mode)}, not a regular file")
-        if hasattr(os, "O_NONBLOCK"):
-            os.set_blocking(fd, True)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(f"{path} is {_kind(st.st_mode)}, not a regular file")
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st
 
 
 # --------------------------------------------------------------------------

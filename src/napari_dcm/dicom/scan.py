@@ -25,7 +25,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from .limits import LIMITS, InflateLimitError, StreamInflater, open_regular
+from .limits import LIMITS, InflateLimitError, StreamInflater, open_regular, open_regular_stat
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -452,9 +452,9 @@ def scan_header(path: str) -> Header:
     Only regular files are opened (a FIFO or a device raises
     ``limits.NotRegularFileError``, an OSError, instead of blocking).
     """
-    fd = open_regular(path)
+    fd, st = open_regular_stat(path)
     try:
-        size = os.fstat(fd).st_size
+        size = st.st_size
         first = os.read(fd, _FIRST_READ)
         buf = _Buf(fd, first, size)
         return _scan(path, fd, buf, first, size)

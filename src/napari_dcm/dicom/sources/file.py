@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..limits import LIMITS, InflateLimitError, StreamInflater, encoded_budget, open_regular
+from ..limits import LIMITS, InflateLimitError, StreamInflater, encoded_budget, open_regular, open_regular_stat
 from ..scan import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, NATIVE_SYNTAXES, Header
 from . import EncodedFrame
 
@@ -34,9 +34,9 @@ MAX_PREAD = 1 << 30  # Linux caps one pread at ~2 GiB: larger ranges are read in
 
 def pread(path: str, ranges: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> bytes:
     """Read and join byte ranges of ``path`` (opened only for this call)."""
-    fd = open_regular(path)
+    fd, st = open_regular_stat(path)
     try:
-        size = os.fstat(fd).st_size
+        size = st.st_size
         parts = []
         for off, n in ranges:
             if off + n > size:  # before allocating: the file cannot hold the range
@@ -57,12 +57,8 @@ def pread_into(path: str, offset: int, n: int) -> np.ndarray:
     """Read ``n`` bytes at ``offset`` into a fresh writeable uint8 buffer (not zero-filled first)."""
     import numpy as np
 
-    fd = open_regular(path)
-    try:
-        size = os.fstat(fd).st_size
-    except OSError:
-        os.close(fd)
-        raise
+    fd, st = open_regular_stat(path)
+    size = st.st_size
     if offset + n > size:  # before allocating: the file cannot hold the range
         os.close(fd)
         raise EOFError(f"file ends {offset + n - size} bytes early inside the pixel data")
