@@ -827,6 +827,10 @@ def test_a_failed_decode_is_paid_once_a_failed_read_is_retried(corpus, tmp_path)
         (layer,) = napari_dcm.read(str(bad))
         for _ in range(3):
             assert not np.asarray(layer.data).any()
+        assert decode.STATS.decodes == 1
+        # the remembered failure is still an error for a strict read of the same frame
+        with pytest.raises(napari_dcm.DicomDecodeError, match="truncated"):
+            napari_dcm.read(str(bad), strict=True)  # the initial window decodes the frame
     assert decode.STATS.decodes == 1
     good = tmp_path / "ct.dcm"
     arr = _ct(good)

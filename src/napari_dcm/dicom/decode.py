@@ -9,6 +9,7 @@ per-frame task :func:`load_frame` is what every dask chunk calls.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import warnings
@@ -25,7 +26,7 @@ from .scan import EXPLICIT_BE, EXPLICIT_LE, NATIVE_SYNTAXES
 from .sources import EncodedFrame, FrameRef
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
 
     from pydicom import Dataset
 
@@ -370,41 +371,74 @@ def load_frame(
         with STATS.lock:
             STATS.cache_hits += 1
         return hit
-    from ..errors import DicomDecodeError, DicomSizeError
+    from ..errors import DicomDecodeError
 
-    err: DicomDecodeError | None = None
-    arr: np.ndarray | None = None
+    failed_before = _FAILED.get(key)
+    if failed_before is not None:  # these bytes did not decode before: they will not now (no second slow failure)
+        err = DicomDecodeError(ref.path, failed_before, frame=ref.index)
+        if strict:
+            raise err
+        return _blank(ref, shape, dtype, err)
     read_ok: list[bool] = []
-    again = False  # would the same bytes decode another time?
     try:
         arr = _decode_ref(ref, desc, transform, shape, dtype, read_ok)
     except BaseException as exc:  # codecs raise BaseExceptions too (pyo3's PanicException)
         if not codec_failure(exc):
             raise
-        err = DicomDecodeError(ref.path, f"{type(exc).__name__}: {exc}", frame=ref.index)
+        reason = f"{type(exc).__name__}: {exc}"
+        err = DicomDecodeError(ref.path, reason, frame=ref.index)
         if strict:
             raise err from exc
-        again = not read_ok or isinstance(exc, MemoryError)
-        arr = None
-    if err is not None or arr is None:
-        # outside the except block: the failed decode's buffers (held by the exception's
-        # traceback until the block ends) are released before the blank frame is allocated
-        if err is not None:
-            _report(err)
-        try:
-            blank = np.zeros(shape, dtype)
-        except MemoryError:
-            raise DicomSizeError(
-                ref.path, f"a blank {tuple(shape)} {np.dtype(dtype)} frame does not fit in memory"
-            ) from None
-        if not again:
+        if read_ok and not isinstance(exc, MemoryError):
             # the bytes were read and do not decode: they will not decode next time either,
-            # so the blank is cached like a decoded frame (a slow failure is paid once);
-            # a failed read (I/O, network) or a lack of memory is tried again
-            CACHE.put(key, blank)
-        return blank
-    CACHE.put(key, arr)
-    return arr
+            # so the failure is remembered (a slow failure is paid once); a failed read
+            # (I/O, network) or a lack of memory is tried again
+            _FAILED.put(key, reason)
+    else:
+        CACHE.put(key, arr)
+        return arr
+    # outside the except block: the failed decode's buffers (held by the exception's
+    # traceback until the block ends) are released before the blank frame is allocated
+    return _blank(ref, shape, dtype, err)
+
+
+def _blank(ref: FrameRef, shape: tuple[int, ...], dtype: str, err: DicomDecodeError) -> np.ndarray:
+    """The documented blank frame of a failure (reported once per file)."""
+    from ..errors import DicomSizeError
+
+    _report(err)
+    try:
+        return np.zeros(shape, dtype)
+    except MemoryError:
+        raise DicomSizeError(
+            ref.path, f"a blank {tuple(shape)} {np.dtype(dtype)} frame does not fit in memory"
+        ) from None
+
+
+class _Failures:
+    """Frames whose stored bytes did not decode, with the reason (an LRU of keys, not pixels)."""
+
+    def __init__(self, max_items: int = 4096) -> None:
+        self.max_items = max_items
+        self._d: collections.OrderedDict[Hashable, str] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> str | None:
+        with self._lock:
+            return self._d.get(key)
+
+    def put(self, key: Hashable, reason: str) -> None:
+        with self._lock:
+            self._d[key] = reason
+            while len(self._d) > self.max_items:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+_FAILED = _Failures()
 
 
 def _decode_ref(
@@ -434,5 +468,6 @@ def reset() -> None:
     """Forget which files were reported, the cached frames and the counters (tests; a new session)."""
     with _reported_lock:
         _reported.clear()
+    _FAILED.clear()
     CACHE.clear()
     STATS.reset()
