@@ -48,6 +48,7 @@ __all__ = [
     "save_rois_gsps",
     "save_rois_sr",
     "save_seg",
+    "set_limits",
     "store_dicomweb",
     "store_dimse",
     "view",
@@ -126,6 +127,17 @@ def mammo_layout(paths, layout=None, view=None, assign=None):
     from .dicom.mammo import mammo_layout as _ml
 
     return _ml(paths, layout, view, assign)
+
+
+def set_limits(max_frame_mb=None, max_frames=None, max_layer_mb=None):
+    """Set the memory budget for hostile or huge input (see docs, "Bad input"); returns the old values.
+
+    ``max_frame_mb``: one decoded frame (default 256); ``max_frames``: frames of one layer
+    (default 65,536); ``max_layer_mb``: objects read whole, SEG and parametric maps (default 2048).
+    """
+    from .dicom.limits import set_limits as _set
+
+    return _set(max_frame_mb=max_frame_mb, max_frames=max_frames, max_layer_mb=max_layer_mb)
 
 
 def view(paths=None, **options):

@@ -68,7 +68,8 @@ def read_stacks(
     if not stacks and report.overlays:
         return stacks, report  # only overlay objects (SR, SEG, PM ...): they open on their own
     if not stacks:
-        single = len(paths) == 1 and (os.path.isfile(paths[0]) if scheduler is None else result.n_files == 1)
+        # one file (a FIFO or a device too: refused by name); on a cluster, one file found
+        single = len(paths) == 1 and (not os.path.isdir(paths[0]) if scheduler is None else result.n_files == 1)
         if single and report.skipped:
             path, reason = report.skipped[0]
             if reason == "not DICOM":

@@ -303,6 +303,23 @@ def _cause_of(err) -> dict | None:
     return d
 
 
+def after_fork() -> None:
+    """Forget what the parent's threads and pools were (they do not exist in a forked
+    child): dask's thread pools, napari-dcm's scan workers, decoder state.  Matters when
+    the parent already computed something (pytest, which runs other tests first)."""
+    import threading
+
+    import dask.threaded
+
+    dask.threaded.default_pool = None
+    dask.threaded.pools.clear()
+    dask.threaded.pools_lock = threading.Lock()
+    from napari_dcm.dicom import decode, discovery
+
+    discovery._pool = None
+    decode.reset()
+
+
 def _child_main(path: str, result_file: str, log_file: str, mem_limit: int) -> None:
     """Body of the forked child; never returns."""
     code = 0
@@ -317,6 +334,7 @@ def _child_main(path: str, result_file: str, log_file: str, mem_limit: int) -> N
         faulthandler.enable(file=logf, all_threads=True)
         faulthandler.register(signal.SIGUSR1, file=logf, all_threads=True)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        after_fork()
         if mem_limit:
             resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
         res = child_run(path)

@@ -480,11 +480,11 @@ class HeaderReader:
 def _worker_header(path: str) -> Dataset:
     import warnings
 
-    import pydicom
+    from .scan import read_dataset  # bounded: refuses FIFOs, never inflates a whole deflated file
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return read_dataset(path)
 
 
 # --------------------------------------------------------------------------

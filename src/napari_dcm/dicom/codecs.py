@@ -144,19 +144,39 @@ def register_plugins() -> None:
         _registered = True
 
 
+# pydicom's plugins napari-dcm lets decode, by label.  Never "gdcm": on inconsistent
+# input (a codestream that disagrees with the DICOM header) GDCM's C++ assertions
+# abort the whole process; and never "" (pydicom's own order), which reaches GDCM
+# whenever python-gdcm is installed.  Pillow is not used either: it wraps the same
+# OpenJPEG and libjpeg-turbo as the plugins before it, so after they failed it only
+# spent the time of one more failing decode.
+TRUSTED_PLUGINS = ("pyjpegls", "pylibjpeg", "pydicom", J2K_PLUGIN, JPEG8_PLUGIN)
+
+
 def plugin_order(ts: str) -> list[str]:
-    """pydicom plugin names to try, fastest first ("" means pydicom's own order)."""
+    """pydicom plugin labels to try for ``ts``, fastest first: an explicit list of
+    :data:`TRUSTED_PLUGINS` (empty for a syntax napari-dcm has no plugin for)."""
     if ts in JPEG2000_SYNTAXES:
-        return [J2K_PLUGIN, "pylibjpeg", ""] if HAVE_IMAGECODECS else ["pylibjpeg", ""]
+        return [J2K_PLUGIN, "pylibjpeg"] if HAVE_IMAGECODECS else ["pylibjpeg"]
     if ts in JPEGLS_SYNTAXES:
-        return ["pyjpegls", "pylibjpeg", ""]
+        return ["pyjpegls", "pylibjpeg"]
     if ts in (_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit):
-        return ["pylibjpeg", JPEG8_PLUGIN, ""] if HAVE_IMAGECODECS else ["pylibjpeg", ""]
+        return ["pylibjpeg", JPEG8_PLUGIN] if HAVE_IMAGECODECS else ["pylibjpeg"]
     if ts in JPEG_SYNTAXES:
-        return ["pylibjpeg", ""]
+        return ["pylibjpeg"]
     if ts == RLE:
-        return ["pylibjpeg", "pydicom", ""]
-    return [""]
+        return ["pylibjpeg", "pydicom"]
+    return []
+
+
+def library(ts: str, plugin: str) -> str:
+    """The codec library behind a plugin for ``ts``: once a library failed on a codestream,
+    another plugin wrapping the same library is not tried (it fails again, as slowly)."""
+    if ts in JPEG2000_SYNTAXES and plugin in (J2K_PLUGIN, "pylibjpeg"):
+        return "openjpeg"
+    if ts == RLE and plugin == "pylibjpeg":
+        return "pylibjpeg-rle"
+    return plugin
 
 
 def j2k_parameters(head: bytes) -> dict[str, Any]:
@@ -183,3 +203,62 @@ def decode_retired_jpeg(src: bytes) -> np.ndarray:
     if not HAVE_IMAGECODECS:
         raise RuntimeError("decoding retired JPEG syntaxes needs imagecodecs")
     return _ic.jpeg8_decode(src)
+
+
+# --------------------------------------------------------------------------
+# codestream checks before decoding: a codec is never handed a codestream that
+# disagrees with the DICOM header (it could overrun the output pydicom sizes from
+# the header, allocate what the codestream claims, or assert) or that is cut short
+# (CharLS spends seconds on a truncated JPEG-LS stream; other decoders return
+# what they guessed).
+
+
+def j2k_siz(cs: bytes) -> dict[str, int]:
+    """Image size, components and precision from a J2K codestream's SIZ segment
+    (ISO/IEC 15444-1 A.5.1); a JP2 file's codestream box is searched for it.  {} if absent."""
+    import struct
+
+    i = 0 if cs[:4] == b"\xff\x4f\xff\x51" else cs.find(b"\xff\x4f\xff\x51", 0, 1 << 16)
+    if i < 0 or len(cs) < i + 2 + 41:
+        return {}
+    x, y, xo, yo = struct.unpack_from(">4L", cs, i + 8)
+    ncomp = struct.unpack_from(">H", cs, i + 40)[0]
+    if x <= xo or y <= yo or len(cs) < i + 42 + 3 * ncomp or ncomp == 0:
+        return {"components": ncomp, "width": max(x - xo, 0), "height": max(y - yo, 0), "precision": 0}
+    ssiz = cs[i + 42]
+    return {"width": x - xo, "height": y - yo, "components": ncomp, "precision": (ssiz & 0x7F) + 1}
+
+
+def codestream_problem(ts: str, cs: bytes, rows: int, columns: int, samples: int, bits_allocated: int) -> str | None:
+    """Why ``cs`` must not be decoded as a ``rows`` x ``columns`` x ``samples`` frame, or None.
+
+    Checks the codestream's own header (J2K SIZ; JPEG / JPEG-LS SOF) against the
+    DICOM header, that the codestream ends with its end marker (EOI / EOC,
+    0xFFD9, which cannot occur inside coded data; trailing padding is allowed)
+    and that it holds coded data at all (a start of scan / tile marker).
+    """
+    if ts in JPEG2000_SYNTAXES:
+        p = j2k_siz(cs)
+        kind = "J2K SIZ"
+    elif ts in JPEGLS_SYNTAXES or ts in JPEG_SYNTAXES:
+        p = jpeg_parameters(cs)  # reads only the markers before the SOF
+        kind = "JPEG-LS SOF" if ts in JPEGLS_SYNTAXES else "JPEG SOF"
+    else:
+        return None
+    if not p:
+        return f"the codestream has no {kind} header (not a {kind.split()[0]} codestream)"
+    height = p.get("height") or rows  # JPEG: 0 when a DNL marker gives the rows later
+    if (height, p.get("width"), p.get("components")) != (rows, columns, samples):
+        return (
+            f"the codestream's {kind} says {height}x{p.get('width')}x{p.get('components')}, "
+            f"the DICOM header {rows}x{columns}x{samples}"
+        )
+    precision = int(p.get("precision") or 0)
+    if precision > max(bits_allocated, 8):
+        return f"the codestream's {kind} precision ({precision} bits) exceeds BitsAllocated ({bits_allocated})"
+    if b"\xff\xd9" not in cs[-64:]:
+        return "the codestream has no end marker (EOI/EOC): it is truncated"
+    start = b"\xff\x90" if ts in JPEG2000_SYNTAXES else b"\xff\xda"
+    if start not in cs:  # some decoders return a blank image for a codestream without any coded data
+        return "the codestream has no coded data (no " + ("SOT" if ts in JPEG2000_SYNTAXES else "SOS") + " marker)"
+    return None

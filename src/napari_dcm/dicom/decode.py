@@ -9,6 +9,7 @@ per-frame task :func:`load_frame` is what every dask chunk calls.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import warnings
@@ -20,12 +21,13 @@ import numpy as np
 from . import codecs
 from .cache import CACHE
 from .imagepixel import PixelDesc
+from .limits import DEFLATE_MAX_RATIO, encoded_budget, inflate
 from .scan import EXPLICIT_BE, EXPLICIT_LE, NATIVE_SYNTAXES
 from .sources import EncodedFrame, FrameRef
 from .sources.cluster import DECODED
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
 
     from pydicom import Dataset
 
@@ -120,6 +122,10 @@ def decode(enc: EncodedFrame, desc: PixelDesc) -> np.ndarray:
     if ts != desc.transfer_syntax:
         desc = replace(desc, transfer_syntax=ts)
     if ts not in NATIVE_SYNTAXES:
+        n = enc.data.nbytes if isinstance(enc.data, (np.ndarray, memoryview)) else len(enc.data)
+        cap = encoded_budget(desc.native_frame_nbytes)
+        if n > cap:  # whatever the source: never hand a codec more than any real frame holds
+            raise ValueError(f"the frame's codestream holds {n} bytes, more than any codec needs ({cap} at most)")
         return decode_codestream(bytes(enc.data) if not isinstance(enc.data, bytes) else enc.data, desc)
     if desc.bits_allocated == 1 and enc.nframes == 1:
         npix = desc.rows * desc.columns * desc.samples_per_pixel
@@ -150,21 +156,25 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
     if ts == codecs.RLE and desc.bits_allocated == 1 and desc.samples_per_pixel == 1 and codecs.HAVE_RLE:
         # 1-bit RLE (e.g. SEG): one segment of bit-packed bytes; pydicom 3.0 cannot decode it
         return _rle_1bit(codestream, desc)
+    failed: list[str] = []  # codec libraries that failed on this codestream
+    errors = []
     if ts == codecs.RLE and _simple(desc) and codecs.HAVE_RLE:
         try:
             raw = codecs.rle_decode_frame(codestream, desc.rows * desc.columns, desc.bits_allocated)
             arr = np.frombuffer(raw, _simple_dtype(desc)).reshape(desc.rows, desc.columns)
             return _unused_bits(arr, desc)
-        except Exception:
-            pass  # pydicom's decoders below give the detailed error
+        except BaseException as exc:  # pyo3's PanicException derives from BaseException
+            if not codec_failure(exc):
+                raise
+            failed.append("pylibjpeg-rle")
+            errors.append(f"pylibjpeg-rle: {_first_line(exc)}")
     if ts == codecs.DEFLATED_IMAGE_FRAME:
-        import zlib
-
-        raw = zlib.decompress(codestream, -15)
-        from dataclasses import replace
-
-        native = replace(desc, transfer_syntax=EXPLICIT_LE)
-        return _decode_native_buffer(np.frombuffer(bytearray(raw), np.uint8), native, 0, 1)
+        return _inflate_frame(codestream, desc)
+    problem = codecs.codestream_problem(
+        ts, codestream, desc.rows, desc.columns, desc.samples_per_pixel, desc.bits_allocated
+    )
+    if problem:
+        raise ValueError(problem)
     try:
         decoder = get_decoder(ts)
     except NotImplementedError:
@@ -176,19 +186,64 @@ def decode_codestream(codestream: bytes, desc: PixelDesc) -> np.ndarray:
     from pydicom.encaps import encapsulate
 
     src = encapsulate([codestream])
-    errors = []
     # no warnings.catch_warnings() here: this runs on dask's threads, and a process-wide
     # "ignore" filter set from one thread would swallow another thread's DicomDecodeWarning
+    # the plugins are named, never pydicom's default order (which reaches GDCM, see codecs)
+    tried = 0
     for plugin in codecs.plugin_order(ts):
-        if plugin and plugin not in decoder.available_plugins:
+        if plugin not in decoder.available_plugins:
             continue
+        if codecs.library(ts, plugin) in failed:
+            continue  # the same library again: it would fail again, as slowly
+        tried += 1
         try:
             arr, _ = decoder.as_array(src, index=0, decoding_plugin=plugin, **desc.options(1))
             return arr
-        except Exception as exc:  # try the next codec
-            first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
-            errors.append(f"{plugin or 'pydicom'}: {first[:160]}")
+        except BaseException as exc:  # try the next codec (PanicException included)
+            if not codec_failure(exc):
+                raise
+            failed.append(codecs.library(ts, plugin))
+            errors.append(f"{plugin}: {_first_line(exc)}")
+    if not tried and not errors:
+        raise RuntimeError(f"no trusted decoder is available for transfer syntax {ts}")
     raise RuntimeError("no decoder could decode the frame (" + "; ".join(errors[:2]) + ")")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[-1].strip() if text else type(exc).__name__)[:160]
+
+
+def codec_failure(exc: BaseException) -> bool:
+    """Is ``exc`` a decoder's failure (to turn into a blank frame and a report)?
+
+    Every Exception, and the BaseExceptions codecs raise although they are not
+    about stopping the program: pyo3's ``PanicException`` (a Rust panic in
+    pylibjpeg-rle, e.g. "index out of bounds") derives from BaseException so
+    that ``except Exception`` does not catch it.  KeyboardInterrupt,
+    SystemExit and GeneratorExit still propagate.
+    """
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
+
+
+def _inflate_frame(codestream: bytes, desc: PixelDesc) -> np.ndarray:
+    """Deflated Image Frame Compression: inflate exactly one native frame, never more."""
+    n = -(-int(desc.rows * desc.columns * desc.samples_per_pixel * desc.bits_allocated) // 8)
+    if n > DEFLATE_MAX_RATIO * len(codestream) + 1024:
+        raise ValueError(
+            f"a deflated frame of {len(codestream)} bytes cannot inflate to the declared {n} bytes "
+            f"(DEFLATE's maximum ratio is {DEFLATE_MAX_RATIO}:1)"
+        )
+    import zlib
+
+    try:
+        raw = inflate(codestream, n + 1)  # a writer may deflate the frame's even-length padding byte
+    except zlib.error as exc:
+        raise ValueError(f"deflated frame does not inflate: {exc}") from None
+    if len(raw) < n:
+        raise EOFError(f"deflated frame inflates to {len(raw)} bytes, the frame needs {n}")
+    native = replace(desc, transfer_syntax=EXPLICIT_LE)
+    return _decode_native_buffer(np.frombuffer(raw, np.uint8, count=n).copy(), native, 0, 1)
 
 
 def _rle_1bit(codestream: bytes, desc: PixelDesc) -> np.ndarray:
@@ -196,10 +251,14 @@ def _rle_1bit(codestream: bytes, desc: PixelDesc) -> np.ndarray:
 
     from rle.utils import decode_segment  # type: ignore[attr-defined]  # rle.utils re-exports it from rle.rle without __all__
 
+    if len(codestream) < 64:
+        raise ValueError(f"1-bit RLE frame of {len(codestream)} bytes is shorter than its 64-byte header")
     nseg = struct.unpack_from("<L", codestream, 0)[0]
     offsets = list(struct.unpack_from("<15L", codestream, 4))
     if nseg != 1:
         raise ValueError(f"1-bit RLE frame has {nseg} segments, expected 1")
+    if not 64 <= offsets[0] < len(codestream):
+        raise ValueError(f"1-bit RLE segment offset {offsets[0]} is outside the frame ({len(codestream)} bytes)")
     raw = np.frombuffer(bytes(decode_segment(codestream[offsets[0] :])), np.uint8)
     npix = desc.rows * desc.columns
     bits = np.unpackbits(raw, bitorder="little")
@@ -315,24 +374,96 @@ def load_frame(
         with STATS.lock:
             STATS.cache_hits += 1
         return hit
-    try:
-        arr = decode(ref.read(), desc)
-        if transform is not None:
-            arr = transform(arr)
-        arr = np.asarray(arr)
-        if arr.dtype != np.dtype(dtype):
-            arr = arr.astype(dtype)
-        if arr.shape != tuple(shape):
-            raise ValueError(f"decoded frame has shape {arr.shape}, expected {tuple(shape)}")
-    except Exception as exc:
-        from ..errors import DicomDecodeError
+    from ..errors import DicomDecodeError
 
-        err = DicomDecodeError(ref.path, f"{type(exc).__name__}: {exc}", frame=ref.index)
+    failed_before = _FAILED.get(key)
+    if failed_before is not None:  # these bytes did not decode before: they will not now (no second slow failure)
+        err = DicomDecodeError(ref.path, failed_before, frame=ref.index)
+        if strict:
+            raise err
+        return _blank(ref, shape, dtype, err)
+    read_ok: list[bool] = []
+    try:
+        arr = _decode_ref(ref, desc, transform, shape, dtype, read_ok)
+    except BaseException as exc:  # codecs raise BaseExceptions too (pyo3's PanicException)
+        if not codec_failure(exc):
+            raise
+        reason = f"{type(exc).__name__}: {exc}"
+        err = DicomDecodeError(ref.path, reason, frame=ref.index)
         if strict:
             raise err from exc
-        _report(err)
+        if read_ok and not isinstance(exc, MemoryError):
+            # the bytes were read and do not decode: they will not decode next time either,
+            # so the failure is remembered (a slow failure is paid once); a failed read
+            # (I/O, network) or a lack of memory is tried again
+            _FAILED.put(key, reason)
+    else:
+        CACHE.put(key, arr)
+        return arr
+    # outside the except block: the failed decode's buffers (held by the exception's
+    # traceback until the block ends) are released before the blank frame is allocated
+    return _blank(ref, shape, dtype, err)
+
+
+def _blank(ref: FrameRef, shape: tuple[int, ...], dtype: str, err: DicomDecodeError) -> np.ndarray:
+    """The documented blank frame of a failure (reported once per file)."""
+    from ..errors import DicomSizeError
+
+    _report(err)
+    try:
         return np.zeros(shape, dtype)
-    CACHE.put(key, arr)
+    except MemoryError:
+        raise DicomSizeError(
+            ref.path, f"a blank {tuple(shape)} {np.dtype(dtype)} frame does not fit in memory"
+        ) from None
+
+
+class _Failures:
+    """Frames whose stored bytes did not decode, with the reason (an LRU of keys, not pixels)."""
+
+    def __init__(self, max_items: int = 4096) -> None:
+        self.max_items = max_items
+        self._d: collections.OrderedDict[Hashable, str] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> str | None:
+        with self._lock:
+            return self._d.get(key)
+
+    def put(self, key: Hashable, reason: str) -> None:
+        with self._lock:
+            self._d[key] = reason
+            while len(self._d) > self.max_items:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+_FAILED = _Failures()
+
+
+def _decode_ref(
+    ref: FrameRef,
+    desc: PixelDesc,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    shape: tuple[int, ...],
+    dtype: str,
+    read_ok: list[bool],
+) -> np.ndarray:
+    """Read, decode and transform one frame (its buffers live in this call's frame only,
+    so they are gone once a failure's traceback is)."""
+    enc = ref.read()
+    read_ok.append(True)
+    arr = decode(enc, desc)
+    if transform is not None:
+        arr = transform(arr)
+    arr = np.asarray(arr)
+    if arr.dtype != np.dtype(dtype):
+        arr = arr.astype(dtype)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"decoded frame has shape {arr.shape}, expected {tuple(shape)}")
     return arr
 
 
@@ -340,5 +471,6 @@ def reset() -> None:
     """Forget which files were reported, the cached frames and the counters (tests; a new session)."""
     with _reported_lock:
         _reported.clear()
+    _FAILED.clear()
     CACHE.clear()
     STATS.reset()

@@ -17,7 +17,8 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .scan import Header, NotDicom, ScanError, scan_header, sniff
+from .limits import NotRegularFileError
+from .scan import Header, NoFallback, NotDicom, ScanError, refuse_deflated, scan_header, sniff
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -93,13 +94,8 @@ def _walk_dir(root: str, recursive: bool) -> Iterator[str]:
 
 def dicomdir_files(path: str) -> list[str]:
     """Files referenced by a DICOMDIR (falls back to the folder it sits in)."""
-    import pydicom
-    from pydicom.fileset import FileSet
-
     try:
-        ds = pydicom.dcmread(path, force=True)
-        fs = FileSet(ds)
-        files = sorted({os.fspath(inst.path) for inst in fs})
+        files = dicomdir_referenced(path)
         files = [f for f in files if os.path.isfile(f)]
         if files:
             return files
@@ -107,6 +103,61 @@ def dicomdir_files(path: str) -> list[str]:
         log.info("DICOMDIR %s unreadable (%s); scanning its folder", path, exc)
     root = os.path.dirname(os.path.abspath(path))
     return [f for f in iter_files([root]) if not _is_dicomdir_name(f)]
+
+
+def dicomdir_referenced(path: str) -> list[str]:
+    """Paths of every file a DICOMDIR's directory records reference (sorted).
+
+    The records are read as one sequence, never by following their offsets,
+    so a DICOMDIR whose offsets loop cannot make this loop: like pydicom's
+    ``FileSet`` (which follows the offsets, with no guard against cycles),
+    every record with a Referenced File ID counts, in the hierarchy or not.
+    The hierarchy is still walked (each record at most once) to log damage.
+    File IDs that leave the DICOMDIR's folder (``..``, absolute) are refused.
+    """
+    from .scan import read_dataset
+
+    ds = read_dataset(path)
+    records = list(ds.get("DirectoryRecordSequence") or [])
+    root = os.path.dirname(os.path.abspath(path))
+    damage = _dicomdir_damage(ds, records)
+    if damage:
+        log.info("DICOMDIR %s: %s; using every record's file ID", path, damage)
+    files = set()
+    for rec in records:
+        fid = rec.get("ReferencedFileID")
+        if fid is None or fid == "":
+            continue
+        parts = [str(fid)] if isinstance(fid, str) else [str(p) for p in fid]
+        parts = [p.strip() for p in parts if p and p.strip()]
+        if not parts or any(p in (".", "..") or "/" in p or "\\" in p or os.path.isabs(p) for p in parts):
+            log.info("DICOMDIR %s: refused file ID %r (outside its folder)", path, fid)
+            continue
+        files.add(os.path.join(root, *parts))
+    return sorted(files)
+
+
+def _dicomdir_damage(ds: Dataset, records: list[Dataset]) -> str:
+    """Walk the record hierarchy by its offsets, visiting each record once; say what is wrong ('' if nothing)."""
+    by_offset = {getattr(r, "seq_item_tell", None): r for r in records}
+    todo = [int(ds.get("OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity", 0) or 0)]
+    seen: set[int] = set()
+    while todo:
+        off = todo.pop()
+        while off:
+            if off in seen:
+                return f"directory record offsets loop (offset {off} is reached twice)"
+            rec = by_offset.get(off)
+            if rec is None:
+                return f"a record offset ({off}) points at no directory record"
+            seen.add(off)
+            lower = int(rec.get("OffsetOfReferencedLowerLevelDirectoryEntity", 0) or 0)
+            if lower:
+                todo.append(lower)
+            off = int(rec.get("OffsetOfTheNextDirectoryRecord", 0) or 0)
+    if records and len(seen) < len(records):
+        return f"{len(records) - len(seen)} directory record(s) outside the hierarchy"
+    return ""
 
 
 def _is_dicomdir_name(f: str) -> bool:
@@ -165,12 +216,18 @@ def scan_one(path: str) -> Header | tuple[str, str]:
     """Scan one file: a Header, or (path, reason) when it is skipped."""
     try:
         return scan_header(path)
+    except NotRegularFileError as exc:
+        return (path, str(exc))
     except OSError as exc:
         return (path, f"cannot read: {exc.strerror or exc}")
     except NotDicom:
         return (path, "not DICOM")
+    except NoFallback as exc:  # pydicom would not be bounded either (deflated datasets)
+        return (path, str(exc))
     except ScanError as exc:
         reason = str(exc)
+    except MemoryError:  # a size failure: pydicom would not do better
+        return (path, "the header does not fit in memory")
     except Exception as exc:  # never let one file stop a folder
         reason = f"{type(exc).__name__}: {exc}"
     # last resort: pydicom (handles a few oddities the walk refuses)
@@ -179,6 +236,7 @@ def scan_one(path: str) -> Header | tuple[str, str]:
 
         import pydicom
 
+        refuse_deflated(path)  # pydicom would inflate the whole dataset
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True, defer_size=4096)
@@ -187,6 +245,7 @@ def scan_one(path: str) -> Header | tuple[str, str]:
             h = header_from_dataset(path, ds)
         if not h.values.get("rows") and h.has_pixels:
             return (path, reason)
+        h.file_size = os.path.getsize(path)
         return h
     except Exception:
         return (path, reason)

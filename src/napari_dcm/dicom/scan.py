@@ -25,6 +25,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from .limits import LIMITS, InflateLimitError, StreamInflater, open_regular, open_regular_stat
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -192,6 +194,15 @@ class NotDicom(ScanError):
     """Neither a DICM preamble nor a DICOM data element at the start of the file."""
 
 
+class NoFallback(ScanError):
+    """The header cannot be walked, and handing the file to pydicom would not be bounded
+    either (a deflated dataset: pydicom inflates all of it, whatever its size)."""
+
+
+# sequences nested deeper than this are refused (real objects nest a handful of levels)
+MAX_DEPTH = 64
+
+
 @dataclass(slots=True)
 class Header:
     """What napari-dcm knows about one file (or remote instance) after the header scan.
@@ -284,9 +295,9 @@ class _Buf:
         """Make sure data[:end] is loaded; return False if the file is shorter."""
         if end <= len(self.data):
             return True
-        if self.eof:
-            return False
-        want = max(end - len(self.data), len(self.data))  # at least double
+        if self.eof or end > self.size:
+            return False  # the file cannot hold it: read nothing more
+        want = min(max(end - len(self.data), len(self.data)), self.size - len(self.data))  # at least double
         # fh is None only for an in-memory buffer, which starts at eof
         more = os.pread(cast(int, self.fh), want, len(self.data))
         if not more:
@@ -382,8 +393,11 @@ def sniff(path: str, head: bytes | None = None) -> str | None:
     """
     if head is None:
         try:
-            with open(path, "rb") as fh:
-                head = fh.read(132)
+            fd = open_regular(path)  # a FIFO or a device is not DICOM (and must not block)
+            try:
+                head = os.pread(fd, 132, 0)
+            finally:
+                os.close(fd)
         except OSError:
             return None
     if len(head) >= 132 and head[128:132] == b"DICM":
@@ -405,11 +419,49 @@ def sniff(path: str, head: bytes | None = None) -> str | None:
     return None
 
 
+class _InflatedBuf(_Buf):
+    """The header of a deflated dataset, inflated only as far as the walk reads it
+    (it stops at the pixel data) and never past ``LIMITS.max_header_bytes``."""
+
+    __slots__ = ("inflater",)
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.inflater = StreamInflater(fd, offset, size, LIMITS.max_header_bytes)
+        super().__init__(None, b"", 1 << 62)
+        self.eof = False
+
+    def need(self, end: int) -> bool:
+        if end <= len(self.data):
+            return True
+        if self.eof:
+            return False
+        try:
+            # at least double (each growth copies the inflated bytes once), within the limit
+            self.inflater.ensure(min(max(end, 2 * len(self.data), 1 << 16), max(end, LIMITS.max_header_bytes)))
+            ok = len(self.inflater.data) >= end
+            self.data = bytes(self.inflater.data)
+        except InflateLimitError:
+            raise NoFallback(
+                f"deflated dataset: the header inflates past {LIMITS.max_header_bytes >> 20} MiB "
+                "before its pixel data (decompression bomb?)"
+            ) from None
+        except zlib.error as exc:
+            raise NoFallback(f"deflated dataset does not inflate: {exc}") from None
+        if self.inflater.eof:
+            self.eof = True
+            self.size = len(self.data)
+        return ok
+
+
 def scan_header(path: str) -> Header:
-    """Walk a file's header; raise ScanError (or OSError) if it cannot be walked."""
-    fd = os.open(path, os.O_RDONLY)
+    """Walk a file's header; raise ScanError (or OSError) if it cannot be walked.
+
+    Only regular files are opened (a FIFO or a device raises
+    ``limits.NotRegularFileError``, an OSError, instead of blocking).
+    """
+    fd, st = open_regular_stat(path)
     try:
-        size = os.fstat(fd).st_size
+        size = st.st_size
         first = os.read(fd, _FIRST_READ)
         buf = _Buf(fd, first, size)
         return _scan(path, fd, buf, first, size)
@@ -472,13 +524,15 @@ def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
     little = ts != EXPLICIT_BE
     explicit = ts != IMPLICIT_LE
     if ts == DEFLATED_LE:
-        # The dataset after the file meta is one raw DEFLATE stream.
+        # The dataset after the file meta is one raw DEFLATE stream: inflated as the
+        # walk goes, so only the header is inflated (bounded), never the pixel data.
+        dbuf = _InflatedBuf(fh, pos, size)
         try:
-            inflated = zlib.decompress(os.pread(fh, size - pos, pos), -15)
-        except zlib.error as exc:
-            raise ScanError(f"deflated dataset does not inflate: {exc}") from None
-        dbuf = _Buf(None, inflated, len(inflated))
-        _walk(dbuf, 0, True, True, values, hdr, meta_only=False)
+            _walk(dbuf, 0, True, True, values, hdr, meta_only=False)
+        except NoFallback:
+            raise
+        except ScanError as exc:
+            raise NoFallback(f"deflated dataset: {exc}") from None
         hdr.deflated_offset = pos
     else:
         _walk(buf, pos, explicit, little, values, hdr, meta_only=False)
@@ -686,8 +740,10 @@ def _functional_groups(
     return out, _walk_items(buf, pos, length, explicit, little, visit)
 
 
-def _skip_undefined_sequence(buf: _Buf, pos: int, explicit: bool, little: bool) -> int:
+def _skip_undefined_sequence(buf: _Buf, pos: int, explicit: bool, little: bool, depth: int = 0) -> int:
     """Skip items until the sequence delimiter; return the position after it."""
+    if depth > MAX_DEPTH:
+        raise ScanError(f"sequences nested more than {MAX_DEPTH} deep at offset {pos}")
     unpack_tag = struct.Struct("<HH" if little else ">HH").unpack_from
     unpack_u32 = struct.Struct("<L" if little else ">L").unpack_from
     while True:
@@ -702,14 +758,14 @@ def _skip_undefined_sequence(buf: _Buf, pos: int, explicit: bool, little: bool) 
         if tag != 0xFFFEE000:
             raise ScanError(f"unexpected tag ({group:04X},{elem:04X}) in a sequence at offset {pos}")
         if length == UNDEFINED:
-            pos = _skip_undefined_item(buf, pos + 8, explicit, little)
+            pos = _skip_undefined_item(buf, pos + 8, explicit, little, depth)
         else:
             pos = pos + 8 + length
             if pos > buf.size:
                 raise ScanError("sequence item runs past the end of the file")
 
 
-def _skip_undefined_item(buf: _Buf, pos: int, explicit: bool, little: bool) -> int:
+def _skip_undefined_item(buf: _Buf, pos: int, explicit: bool, little: bool, depth: int = 0) -> int:
     unpack_tag = struct.Struct("<HH" if little else ">HH").unpack_from
     unpack_u16 = struct.Struct("<H" if little else ">H").unpack_from
     unpack_u32 = struct.Struct("<L" if little else ">L").unpack_from
@@ -739,8 +795,85 @@ def _skip_undefined_item(buf: _Buf, pos: int, explicit: bool, little: bool) -> i
             length = unpack_u32(data, pos + 4)[0]
             vpos = pos + 8
         if length == UNDEFINED:
-            pos = _skip_undefined_sequence(buf, vpos, explicit and vr != b"UN", little)
+            pos = _skip_undefined_sequence(buf, vpos, explicit and vr != b"UN", little, depth + 1)
         else:
             pos = vpos + length
             if pos > buf.size:
                 raise ScanError("sequence element runs past the end of the file")
+
+
+# --------------------------------------------------------------------------
+# pydicom datasets, bounded
+
+
+def read_dataset(path: str, stop_before_pixels: bool = True, header: Header | None = None) -> Dataset:
+    """pydicom's Dataset of a local file, read without unbounded work.
+
+    For everything that needs pydicom's full parse of a header (LUT sequences,
+    the tag browser, DICOMDIR records, SEG/SR objects).  Only regular files are
+    opened.  A deflated dataset is never handed to pydicom whole (it would
+    inflate all of it, whatever its size): its header is inflated here, up to
+    the pixel data and at most ``LIMITS.max_header_bytes``, and parsed from
+    memory.  ``header`` is the file's scan result when the caller has it.
+    Raises OSError, ScanError or pydicom's errors.
+    """
+    import pydicom
+
+    from .limits import check_regular
+
+    check_regular(path)
+    h = header if header is not None and header.path == path and header.source is None else None
+    if h is None:
+        try:
+            h = scan_header(path)
+        except NoFallback:
+            raise
+        except ScanError:
+            h = None  # pydicom may still parse it (it is not deflated: that would be NoFallback)
+    if h is None:
+        refuse_deflated(path)
+    if h is None or h.deflated_offset < 0:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+    return _inflated_dataset(h, stop_before_pixels)
+
+
+def refuse_deflated(path: str) -> None:
+    """Raise NoFallback when pydicom would find a deflated dataset in ``path`` (and inflate all of it)."""
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        meta_ts = str(read_file_meta_info(path).get("TransferSyntaxUID", ""))
+    except Exception:  # no usable file meta: pydicom guesses the syntax (never deflated)
+        return
+    if meta_ts == DEFLATED_LE:
+        raise NoFallback("deflated dataset whose header cannot be walked")
+
+
+def _inflated_dataset(h: Header, stop_before_pixels: bool) -> Dataset:
+    import io
+
+    from pydicom.filereader import read_dataset as _read_dataset
+    from pydicom.filereader import read_file_meta_info
+
+    if h.has_pixels and not stop_before_pixels:
+        raise NoFallback("deflated dataset: pixel data is read frame by frame, never as a whole dataset")
+    fd = open_regular(h.path)
+    try:
+        size = os.fstat(fd).st_size
+        inflater = StreamInflater(fd, h.deflated_offset, size, LIMITS.max_header_bytes)
+        end = h.pixel_offset if h.has_pixels else LIMITS.max_header_bytes
+        try:
+            inflater.ensure(end)
+        except (InflateLimitError, zlib.error) as exc:
+            raise NoFallback(f"deflated dataset: {exc}") from None
+        data = bytes(inflater.data[:end])
+    finally:
+        os.close(fd)
+
+    def at_pixels(tag: Any, vr: Any, length: int) -> bool:
+        return int(tag) in _PIXEL_TAGS
+
+    ds = _read_dataset(io.BytesIO(data), False, True, stop_when=at_pixels)
+    ds.file_meta = read_file_meta_info(h.path)
+    ds.filename = h.path
+    return ds

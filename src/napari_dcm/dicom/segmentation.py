@@ -21,11 +21,11 @@ LABEL_MAP_SEG = "1.2.840.10008.5.1.4.1.1.66.7"
 
 def read_header(path: str) -> Any:
     """The pydicom header of an object (no pixel data)."""
-    import pydicom
+    from .scan import read_dataset  # bounded: refuses FIFOs, never inflates a whole deflated file
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return read_dataset(path)
 
 
 def stored_frames(path: str) -> np.ndarray:
@@ -42,9 +42,22 @@ def stored_frames(path: str) -> np.ndarray:
     if not stacks:
         raise ValueError(skipped[0][1] if skipped else "no frames")
     st = stacks[0]
+    check_layer_size(st.nframes, st.shape, st.dtype, path)
     arr = np.asarray(stack_array(st, force_3d=True).compute())  # type: ignore[no-untyped-call]  # dask's compute() has no annotations
     order = np.argsort([f.ref.index for f in st.frames])
     return arr[order]
+
+
+def check_layer_size(nframes: int, shape: tuple[int, ...], dtype: Any, path: str) -> None:
+    """Refuse to read a whole object larger than the layer budget (``limits.max_layer_bytes``)."""
+    from .limits import LIMITS
+
+    need = nframes * int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if need > LIMITS.max_layer_bytes:
+        raise ValueError(
+            f"{os.path.basename(path)}: {nframes} frames of {shape} ({need / 2**30:.1f} GiB) are too large to read "
+            f"whole (the layer budget is {LIMITS.max_layer_bytes / 2**30:.1f} GiB; see NAPARI_DCM_MAX_LAYER_MB)"
+        )
 
 
 def functional_group(ds: Any, i: int, seq: str) -> Any:

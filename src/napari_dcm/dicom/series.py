@@ -25,6 +25,7 @@ import numpy as np
 from . import geometry, voi
 from .decode import DatasetTransform, Rescale
 from .imagepixel import PixelDesc
+from .limits import DEFLATE_MAX_RATIO, LIMITS
 from .scan import DEFLATED_LE, EXPLICIT_LE, NATIVE_SYNTAXES, Header
 from .sources import FrameRef
 from .sources.file import file_frame_refs
@@ -50,7 +51,7 @@ NON_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.1.3.10": "DICOMDIR",
 }
 
-MAX_FRAME_BYTES = 2 * 2**30  # one decoded frame above this is refused
+MAX_FRAME_BYTES = LIMITS.max_frame_bytes  # the default frame budget (see limits; set_limits changes it)
 
 
 class StackError(Exception):
@@ -116,11 +117,11 @@ def load_dataset(h: Header) -> Dataset:
     """The pydicom Dataset of a header: the one it carries (DICOMweb metadata), else the file's."""
     if h.dataset is not None:
         return h.dataset
-    import pydicom
+    from .scan import read_dataset  # bounded: never inflates a whole deflated file
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(h.path, stop_before_pixels=True, force=True)
+        return read_dataset(h.path, header=h)
 
 
 def _fg_from_dataset(ds: Dataset, nframes: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -217,21 +218,54 @@ def _out_samples(desc: PixelDesc) -> int:
 
 
 def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
-    """Refuse absurd declared sizes before anything is allocated."""
+    """Refuse absurd declared sizes before anything is allocated.
+
+    Every figure comes from the file, so each is checked against the memory
+    budget (:mod:`.limits`) and against what the file's bytes can hold:
+    frames x rows x columns x samples must fit in the pixel data of a native
+    file, in DEFLATE's maximum ratio of a deflated one, and one frame must fit
+    the frame budget.  Size refusals say "too large" (the API raises
+    ``DicomSizeError`` for them).
+    """
+    budget = LIMITS.frame_budget()
     per_frame = desc.rows * desc.columns * max(_out_samples(desc), 1) * max(desc.bits_allocated, 8) // 8
-    if desc.rows > 65000 or desc.columns > 65000 or per_frame > MAX_FRAME_BYTES:
+    if desc.rows > 65000 or desc.columns > 65000 or per_frame > budget:
         raise StackError(
             f"declared frame size {desc.rows}x{desc.columns}x{desc.samples_per_pixel} "
-            f"({per_frame / 2**30:.1f} GiB) is too large to display"
+            f"({_mib(per_frame)}) is too large to display (the frame budget is {_mib(budget)}; "
+            "see NAPARI_DCM_MAX_FRAME_MB)"
         )
     if nframes < 1:
         raise StackError(f"NumberOfFrames is {nframes}")
-    if h.file_size and nframes > h.file_size:
+    if nframes > LIMITS.max_frames:
         raise StackError(
-            f"NumberOfFrames {nframes} is more than the file has bytes ({h.file_size}): beyond any real data"
+            f"NumberOfFrames {nframes} is too large (a layer holds at most {LIMITS.max_frames} frames; "
+            "see NAPARI_DCM_MAX_FRAMES)"
         )
+    if h.file_size and nframes > h.file_size:
+        raise StackError(f"NumberOfFrames {nframes} is too large: more than the file has bytes ({h.file_size})")
     if h.source is not None:
         return  # remote: no local file to check against
+    if not h.walked and h.file_size > budget:
+        raise StackError(
+            f"file of {_mib(h.file_size)} is too large to read whole (only pydicom can parse it, and it "
+            f"reads the whole file for a frame; the frame budget is {_mib(budget)})"
+        )
+    if h.deflated_offset >= 0:
+        # DEFLATE inflates one byte to at most 1032: more declared pixels than that is not deflate
+        stream = max(h.file_size - h.deflated_offset, 0)
+        need = desc.native_frame_nbytes * nframes
+        if h.pixel_offset + need > DEFLATE_MAX_RATIO * stream + 1024:
+            raise StackError(
+                f"declared size too large: a deflated dataset of {stream} bytes cannot hold {nframes} frame(s) of "
+                f"{desc.rows}x{desc.columns}x{desc.samples_per_pixel} at {desc.bits_allocated} bits "
+                f"({int(need)} bytes: more than DEFLATE's {DEFLATE_MAX_RATIO}:1 maximum ratio)"
+            )
+        if h.pixel_length >= 0 and h.pixel_length + 1 < need:
+            raise StackError(
+                f"pixel data holds {h.pixel_length} bytes but {nframes} frame(s) need {int(need)} "
+                "(truncated file or wrong header)"
+            )
     if h.pixel_length >= 0 and h.walked and h.deflated_offset < 0:
         need = desc.native_frame_nbytes * nframes
         if h.pixel_length + 1 < need:
@@ -254,6 +288,18 @@ def check_size(h: Header, desc: PixelDesc, nframes: int) -> None:
             )
     if nframes * per_frame > 2**44:
         raise StackError(f"{nframes} frames of {per_frame} bytes is beyond any memory")
+    if not native and h.deflated_offset < 0 and h.pixel_length < 0 and nframes > 1:
+        # encapsulated: every frame is at least one 8-byte item (tag + length) in the file
+        have = h.file_size - h.pixel_offset
+        if 8 * nframes > have:
+            raise StackError(
+                f"NumberOfFrames {nframes} is too large for the encapsulated pixel data "
+                f"({have} bytes; every frame needs at least an 8-byte item)"
+            )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def _refs(h: Header, desc: PixelDesc, nframes: int) -> list[FrameRef]:
@@ -455,6 +501,11 @@ def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[t
             skipped.append((h.path, f"{type(exc).__name__}: {exc}"))
     for members in singles.values():
         try:
+            if len(members) > LIMITS.max_frames:
+                raise StackError(
+                    f"a series of {len(members)} images is too large for one layer (at most {LIMITS.max_frames} "
+                    "frames; see NAPARI_DCM_MAX_FRAMES)"
+                )
             stacks.append(_series_stack(members))
         except StackError as exc:
             skipped += [(h.path, str(exc)) for h, _ in members]

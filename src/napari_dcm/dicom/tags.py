@@ -61,8 +61,6 @@ def read_header(path: str) -> Dataset:
     or of a file on another machine registered with :func:`add_header_source`."""
     import warnings
 
-    import pydicom
-
     remote = _header_sources.get(path)
     if remote is not None:
         return remote(path)
@@ -71,9 +69,11 @@ def read_header(path: str) -> Dataset:
 
         return instance_dataset(path)
 
+    from .scan import read_dataset  # bounded: refuses FIFOs, never inflates a whole deflated file
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return read_dataset(path)
 
 
 def _private_creator(ds: Dataset, tag: BaseTag) -> str:

@@ -27,8 +27,7 @@ SR_KEY = keys.SR_DOCUMENT
 
 def read_object(path: str):
     """The whole pydicom dataset of a (small, pixel-free) presentation state or report."""
-    import pydicom
-
+    from ..dicom.scan import read_dataset  # bounded: refuses FIFOs, never inflates a whole deflated file
     from ..dicom.tags import header_source
 
     remote = header_source(path)  # a file on a dask worker (napari_dcm.dicom.cluster)
@@ -37,7 +36,7 @@ def read_object(path: str):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, force=True)
+        return read_dataset(path, stop_before_pixels=False)
 
 
 class ImageIndex:

@@ -20,6 +20,7 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..limits import LIMITS, InflateLimitError, StreamInflater, encoded_budget, open_regular, open_regular_stat
 from ..scan import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, NATIVE_SYNTAXES, Header
 from . import EncodedFrame
 
@@ -33,10 +34,13 @@ MAX_PREAD = 1 << 30  # Linux caps one pread at ~2 GiB: larger ranges are read in
 
 def pread(path: str, ranges: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> bytes:
     """Read and join byte ranges of ``path`` (opened only for this call)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd, st = open_regular_stat(path)
     try:
+        size = st.st_size
         parts = []
         for off, n in ranges:
+            if off + n > size:  # before allocating: the file cannot hold the range
+                raise EOFError(f"file ends {off + n - size} bytes early inside the pixel data")
             got = 0
             while got < n:
                 b = os.pread(fd, min(n - got, MAX_PREAD), off + got)
@@ -53,8 +57,12 @@ def pread_into(path: str, offset: int, n: int) -> np.ndarray:
     """Read ``n`` bytes at ``offset`` into a fresh writeable uint8 buffer (not zero-filled first)."""
     import numpy as np
 
+    fd, st = open_regular_stat(path)
+    size = st.st_size
+    if offset + n > size:  # before allocating: the file cannot hold the range
+        os.close(fd)
+        raise EOFError(f"file ends {offset + n - size} bytes early inside the pixel data")
     buf = np.empty(n, np.uint8)
-    fd = os.open(path, os.O_RDONLY)
     try:
         view = memoryview(buf)  # type: ignore[arg-type]  # numpy declares ndarray.__buffer__ only for Python >= 3.12
         got = 0
@@ -77,7 +85,7 @@ def parse_items(
     sequence delimiter (the first item is the Basic Offset Table)."""
     unpack = struct.Struct("<HHL" if little else ">HHL").unpack
     own = isinstance(fd_or_path, str)
-    fd = os.open(fd_or_path, os.O_RDONLY) if isinstance(fd_or_path, str) else fd_or_path
+    fd = open_regular(fd_or_path) if isinstance(fd_or_path, str) else fd_or_path
     try:
         size = os.fstat(fd).st_size
         items = []
@@ -119,7 +127,7 @@ def encapsulated_frame_table(hdr: Header, nframes: int) -> list[tuple[tuple[int,
     fragment per frame when the counts match, else codestream start markers.
     Reads only item headers (8 bytes each) and 8 bytes of fragment heads.
     """
-    fd = os.open(hdr.path, os.O_RDONLY)
+    fd = open_regular(hdr.path)
     try:
         items = parse_items(fd, hdr.pixel_offset)
         if not items:
@@ -149,6 +157,8 @@ def encapsulated_frame_table(hdr: Header, nframes: int) -> list[tuple[tuple[int,
                 while i < len(frags) and (end is None or frags[i][0] - 8 < end):
                     group.append(frags[i])
                     i += 1
+                if not group:  # the next entry is not after this one
+                    raise ValueError(f"offset table entries {k} and {k + 1} are not increasing")
                 table.append(tuple(group))
             return table
         if len(frags) == nframes:
@@ -201,13 +211,17 @@ class NativeFrame:
 @dataclass(frozen=True, slots=True)
 class EncapsulatedFrame:
     """Compressed frame ``index``: its fragment ``ranges``; a single-frame file
-    with ``ranges == ()`` joins every fragment after ``items_offset`` when read."""
+    with ``ranges == ()`` joins every fragment after ``items_offset`` when read.
+
+    ``max_nbytes`` (>= 0) refuses, before reading, a codestream larger than any
+    codec makes for the declared frame (see ``limits.encoded_budget``)."""
 
     path: str
     index: int
     transfer_syntax: str
     ranges: tuple[tuple[int, int], ...] = ()
     items_offset: int = -1
+    max_nbytes: int = -1
 
     def _ranges(self) -> tuple[tuple[int, int], ...] | list[tuple[int, int]]:
         if self.ranges:
@@ -218,7 +232,14 @@ class EncapsulatedFrame:
         return frags
 
     def read(self) -> EncodedFrame:
-        return EncodedFrame(pread(self.path, self._ranges()), self.transfer_syntax)
+        ranges = self._ranges()
+        total = sum(n for _, n in ranges)
+        if 0 <= self.max_nbytes < total:
+            raise ValueError(
+                f"the frame's fragments hold {total} bytes, more than any codec needs for the declared "
+                f"frame ({self.max_nbytes} at most): refused before reading"
+            )
+        return EncodedFrame(pread(self.path, ranges), self.transfer_syntax)
 
     def head(self, n: int = 4096) -> bytes:
         """The first ``n`` bytes of the codestream (for SIZ/SOF parameters)."""
@@ -234,37 +255,64 @@ class EncapsulatedFrame:
 
 @dataclass(frozen=True, slots=True)
 class DeflatedFrame:
-    """A frame of a Deflated Explicit VR Little Endian file: the dataset after
-    ``dataset_offset`` is inflated, the pixel value sits at ``pixel_offset``
-    (``pixel_length`` bytes, -1: to the end) of the inflated bytes."""
+    """Frame ``index`` of a Deflated Explicit VR Little Endian file: the dataset
+    after ``dataset_offset`` is one raw DEFLATE stream, and the frame is
+    ``nbytes`` at ``start`` of the inflated bytes (``bit_offset``: where a
+    1-bit frame starts in its first byte).  Only the stream up to the frame's
+    end is inflated, with a bound: a frame never costs more than its position."""
 
     path: str
     index: int
-    nframes: int
     dataset_offset: int
-    pixel_offset: int
-    pixel_length: int
+    start: int
+    nbytes: int
+    bit_offset: int = 0
 
     def read(self) -> EncodedFrame:
-        with open(self.path, "rb") as fh:
-            fh.seek(self.dataset_offset)
-            data = zlib.decompress(fh.read(), -15)
-        end = self.pixel_offset + self.pixel_length if self.pixel_length >= 0 else len(data)
-        return EncodedFrame(bytearray(data[self.pixel_offset : end]), EXPLICIT_LE, self.index, self.nframes)
+        import numpy as np
+
+        end = self.start + self.nbytes
+        fd = open_regular(self.path)
+        try:
+            inflater = StreamInflater(fd, self.dataset_offset, os.fstat(fd).st_size, end)
+            try:
+                inflater.ensure(end)
+            except zlib.error as exc:
+                raise ValueError(f"deflated dataset does not inflate: {exc}") from None
+            except InflateLimitError as exc:  # pragma: no cover - ensure(end) never asks past its limit
+                raise ValueError(str(exc)) from None
+        finally:
+            os.close(fd)
+        got = len(inflater.data) - self.start
+        if got < self.nbytes:
+            raise EOFError(f"deflated dataset ends {self.nbytes - max(got, 0)} bytes early inside the pixel data")
+        buf = np.frombuffer(inflater.data, np.uint8)[self.start : end].copy()
+        return EncodedFrame(buf, EXPLICIT_LE, bit_offset=self.bit_offset)
 
 
 @dataclass(frozen=True, slots=True)
 class DatasetFrame:
-    """A frame of a file only pydicom can parse (the fast walk failed on it)."""
+    """A frame of a file only pydicom can parse (the fast walk failed on it).
+
+    pydicom reads the whole file for every frame, so ``max_file_bytes`` (>= 0)
+    refuses a file larger than that before pydicom opens it."""
 
     path: str
     index: int
     nframes: int
     transfer_syntax: str
+    max_file_bytes: int = -1
 
     def read(self) -> EncodedFrame:
         import pydicom
 
+        fd = open_regular(self.path)  # refuses a FIFO / device before pydicom opens it
+        try:
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if 0 <= self.max_file_bytes < size:
+            raise ValueError(f"file of {size} bytes is larger than the frame budget allows reading whole")
         # runs on dask's threads: no warnings.catch_warnings() (process-wide state, see decode)
         ds = pydicom.dcmread(self.path, force=True)
         elem = next((ds[k] for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
@@ -286,18 +334,20 @@ def file_frame_refs(
     """References to every stored frame of one local file."""
     path, ts = hdr.path, hdr.transfer_syntax
     if not hdr.walked:
-        return [DatasetFrame(path, i, nframes, ts or IMPLICIT_LE) for i in range(nframes)]
+        cap = LIMITS.frame_budget()
+        return [DatasetFrame(path, i, nframes, ts or IMPLICIT_LE, cap) for i in range(nframes)]
     if hdr.deflated_offset >= 0:
         return [
-            DeflatedFrame(path, i, nframes, hdr.deflated_offset, hdr.pixel_offset, hdr.pixel_length)
-            for i in range(nframes)
+            DeflatedFrame(path, r.index, hdr.deflated_offset, r.start, r.nbytes, r.bit_offset)
+            for r in _native_refs(hdr, desc, nframes)
         ]
     if ts in NATIVE_SYNTAXES or hdr.pixel_length >= 0:
         return _native_refs(hdr, desc, nframes)
+    cap = encoded_budget(desc.native_frame_nbytes)
     if nframes == 1:
-        return [EncapsulatedFrame(path, 0, ts, items_offset=hdr.pixel_offset)]
+        return [EncapsulatedFrame(path, 0, ts, items_offset=hdr.pixel_offset, max_nbytes=cap)]
     table = encapsulated_frame_table(hdr, nframes)
-    return [EncapsulatedFrame(path, i, ts, ranges=r) for i, r in enumerate(table)]
+    return [EncapsulatedFrame(path, i, ts, ranges=r, max_nbytes=cap) for i, r in enumerate(table)]
 
 
 def _native_refs(hdr: Header, desc: PixelDesc, nframes: int) -> list[NativeFrame]:
