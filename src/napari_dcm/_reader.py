@@ -32,6 +32,8 @@ def get_reader(path):
 
 def read_dicom(path, **options):
     """npe2 reader function: layer data for DICOM ``path`` (file, folder or list)."""
+    from ._qt.readahead import follow_current_viewer
     from ._qt.viewer import read_with_notifications
 
+    follow_current_viewer()  # read-ahead follows the sliders of the viewer the layers go to
     return read_with_notifications(_as_list(path), **options)

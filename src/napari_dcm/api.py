@@ -44,8 +44,9 @@ def read_stacks(
         kept = [h for h in headers if matches(h, flt)]
         report.filtered_out = len(headers) - len(kept)
         headers = kept
-    report.overlays = [h for h in headers if kind_of(h.sop_class_uid)]
-    headers = [h for h in headers if not kind_of(h.sop_class_uid)]
+    is_overlay = [bool(kind_of(h.sop_class_uid)) for h in headers]  # one look-up per file
+    report.overlays = [h for h, o in zip(headers, is_overlay) if o]
+    headers = [h for h, o in zip(headers, is_overlay) if not o]
     stacks, skipped = stacks_from_headers(headers)
     report.n_files = result.n_files
     report.skipped = result.skipped + skipped
@@ -80,6 +81,7 @@ def read(
     progress: Callable[[int, int], None] | None = None,
     report: ReadReport | None = None,
     annotations=None,
+    multiscale: bool = False,
 ) -> list[LayerData]:
     """Read DICOM files or folders as napari layer data ``(data, kwargs, layer_type)``.
 
@@ -102,6 +104,12 @@ def read(
         An EMBED ROI CSV: every image gets a shapes layer (after it) holding
         its ROIs; rows that match no loaded file are kept for export.
         Raises ``EmbedCSVError`` (line and reason) for an invalid CSV.
+    multiscale : bool
+        Offer large JPEG 2000 / HTJ2K images as napari multiscale data: a
+        :class:`~napari_dcm.layers.images.Pyramid` of dask arrays (full
+        resolution first, then 1/2, 1/4, ...) decoded by OpenJPEG at that
+        resolution.  The napari reader and ``view`` ask for it; the default
+        keeps ``data`` one array of frames.
 
     Raises
     ------
@@ -113,7 +121,7 @@ def read(
     report = report if report is not None else ReadReport()
     stacks, report = read_stacks(paths, recursive=recursive, filters=filters, progress=progress, report=report)
     log.info(report.summary())
-    layers = layer_tuples(stacks, strict=strict)
+    layers = layer_tuples(stacks, strict=strict, multiscale=multiscale)
     if report.overlays:
         from .layers.overlays import overlay_tuples
 

@@ -114,6 +114,9 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
         layer.visible = visible
     if added:
         keymod.install(viewer)
+        from .readahead import follow
+
+        follow(viewer)  # decode the frames around the shown ones in the background
         if any(keys.SR_DOCUMENT in layer.metadata for layer in added):
             from .sr_dock import sr_dock
 
@@ -151,6 +154,7 @@ def read_with_notifications(paths: list[str], **options: Any) -> list[Any]:
     _notify.install_decode_notifier()
     report = ReadReport()
     prog = _Progress()
+    options.setdefault("multiscale", True)  # large JPEG 2000: napari picks the resolution for the zoom
     try:
         layers = read(paths, progress=prog, report=report, **options)
     except DicomError as exc:  # includes EmbedCSVError (line and reason)

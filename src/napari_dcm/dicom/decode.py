@@ -9,11 +9,12 @@ per-frame task :func:`load_frame` is what every dask chunk calls.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import warnings
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -30,7 +31,17 @@ if TYPE_CHECKING:
 
     from ..errors import DicomDecodeError
 
-__all__ = ["PixelDesc", "Rescale", "DatasetTransform", "decode", "decode_codestream", "load_frame", "STATS"]
+__all__ = [
+    "PixelDesc",
+    "Rescale",
+    "DatasetTransform",
+    "decode",
+    "decode_codestream",
+    "decode_level",
+    "load_frame",
+    "load_frame_level",
+    "STATS",
+]
 
 log = logging.getLogger("napari_dcm")
 
@@ -94,12 +105,20 @@ class _Stats:
     def __init__(self) -> None:
         self.decodes = 0
         self.cache_hits = 0
+        # (path, stored frame index, resolution level) -> decodes of that frame
+        self.frames: collections.Counter[tuple[str, int, int]] = collections.Counter()
         self.lock = threading.Lock()
 
     def reset(self) -> None:
         with self.lock:
             self.decodes = 0
             self.cache_hits = 0
+            self.frames.clear()
+
+    def record(self, ref: FrameRef, level: int = 0) -> None:
+        """Count one decode of ``ref`` at resolution ``level`` (read-ahead's window is checked with these)."""
+        with self.lock:
+            self.frames[(ref.path, ref.index, level)] += 1
 
 
 STATS = _Stats()
@@ -307,12 +326,14 @@ def load_frame(
     ``strict``.
     """
     key = (ref, transform)
-    hit: np.ndarray | None = CACHE.get(key)
+    hit, claim = CACHE.claim(key)  # waits while another thread (read-ahead) decodes this frame
     if hit is not None:
         with STATS.lock:
             STATS.cache_hits += 1
-        return hit
+        return cast(np.ndarray, hit)
+    done: np.ndarray | None = None
     try:
+        STATS.record(ref)
         arr = decode(ref.read(), desc)
         if transform is not None:
             arr = transform(arr)
@@ -321,6 +342,7 @@ def load_frame(
             arr = arr.astype(dtype)
         if arr.shape != tuple(shape):
             raise ValueError(f"decoded frame has shape {arr.shape}, expected {tuple(shape)}")
+        done = arr
     except Exception as exc:
         from ..errors import DicomDecodeError
 
@@ -329,8 +351,96 @@ def load_frame(
             raise err from exc
         _report(err)
         return np.zeros(shape, dtype)
-    CACHE.put(key, arr)
+    finally:
+        CACHE.release(key, claim, done)  # cached, and threads waiting for it woken
     return arr
+
+
+# --------------------------------------------------------------------------
+# reduced resolution: JPEG 2000 / HTJ2K frames at 1/2, 1/4, ... of their size
+
+
+def decode_level(enc: EncodedFrame, desc: PixelDesc, level: int) -> np.ndarray:
+    """Decode a JPEG 2000 / HTJ2K frame at resolution ``level`` (0: full, 1: half, ...).
+
+    Level 0 is :func:`decode` (pydicom's pixels).  Other levels are OpenJPEG's
+    reduced-resolution output (:mod:`.openjpeg`), in the integer type the full
+    decode has: the values of a wavelet low band, for display only.
+    """
+    if level == 0:
+        return decode(enc, desc)
+    from . import openjpeg
+
+    with STATS.lock:
+        STATS.decodes += 1
+    if enc.transfer_syntax not in codecs.JPEG2000_SYNTAXES:
+        raise ValueError(f"no reduced-resolution decoding for transfer syntax {enc.transfer_syntax}")
+    arr = openjpeg.decode(bytes(enc.data), level, codecs.THREADS)
+    size = 1 if desc.bits_allocated <= 8 else 2 if desc.bits_allocated <= 16 else 4
+    want = np.dtype(f"{'i' if desc.pixel_representation else 'u'}{size}")
+    return arr if arr.dtype == want else arr.astype(want)
+
+
+def load_frame_level(
+    ref: FrameRef,
+    desc: PixelDesc,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    shape: tuple[int, ...],
+    dtype: str,
+    strict: bool = False,
+    level: int = 0,
+) -> np.ndarray:
+    """:func:`load_frame` at resolution ``level`` of a JPEG 2000 / HTJ2K frame (the
+    dask task of multiscale layers' reduced levels; level 0 is ``load_frame``).
+
+    A frame whose codestream has fewer decomposition levels than ``level`` (its
+    neighbours had more) is decoded at full resolution and subsampled.
+    """
+    if level == 0:
+        return load_frame(ref, desc, transform, shape, dtype, strict)
+    key = (ref, transform, level)
+    hit, claim = CACHE.claim(key)
+    if hit is not None:
+        with STATS.lock:
+            STATS.cache_hits += 1
+        return cast(np.ndarray, hit)
+    done: np.ndarray | None = None
+    try:
+        STATS.record(ref, level)
+        from .openjpeg import OpenJpegError
+
+        try:
+            arr = decode_level(ref.read(), desc, level)
+        except OpenJpegError as exc:
+            if "greater than the maximum resolution" not in str(exc):
+                raise
+            full = load_frame(ref, desc, None, (desc.rows, desc.columns), _decoded_dtype(desc), True)
+            f = 1 << level
+            arr = np.ascontiguousarray(full[::f, ::f])
+        if transform is not None:
+            arr = transform(arr)
+        arr = np.asarray(arr)
+        if arr.dtype != np.dtype(dtype):
+            arr = arr.astype(dtype)
+        if arr.shape != tuple(shape):
+            raise ValueError(f"decoded frame has shape {arr.shape} at level {level}, expected {tuple(shape)}")
+        done = arr
+    except Exception as exc:
+        from ..errors import DicomDecodeError
+
+        err = DicomDecodeError(ref.path, f"{type(exc).__name__}: {exc}", frame=ref.index)
+        if strict:
+            raise err from exc
+        _report(err)
+        return np.zeros(shape, dtype)
+    finally:
+        CACHE.release(key, claim, done)
+    return arr
+
+
+def _decoded_dtype(desc: PixelDesc) -> str:
+    size = 1 if desc.bits_allocated <= 8 else 2 if desc.bits_allocated <= 16 else 4
+    return f"{'i' if desc.pixel_representation else 'u'}{size}"
 
 
 def reset() -> None:
