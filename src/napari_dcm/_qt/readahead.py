@@ -45,6 +45,7 @@ class Follower:
         for layer in list(viewer.layers):
             self._watch(layer)
         weakref.finalize(viewer, self.engine.close)
+        self.update()
 
     # ---- events
 

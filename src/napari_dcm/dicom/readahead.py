@@ -39,6 +39,7 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -49,7 +50,7 @@ from .cache import CACHE, FrameCache
 if TYPE_CHECKING:
     from .volume import FrameTable
 
-__all__ = ["SETTINGS", "ReadAhead", "Settings", "Target", "configure", "window"]
+__all__ = ["SETTINGS", "ReadAhead", "Settings", "Target", "configure", "shutdown_all", "window"]
 
 
 def _default_threads() -> int:
@@ -157,6 +158,7 @@ class ReadAhead:
         self._closed = False
         self._planned: list[tuple[FrameTable, int]] = []
         self.counts = {"requests": 0, "queued": 0, "decoded": 0, "skipped": 0, "dropped": 0, "failed": 0}
+        _engines.add(self)
 
     @property
     def settings(self) -> Settings:
@@ -297,9 +299,23 @@ class ReadAhead:
                 self._cond.wait(min(left, 0.1))
         return True
 
-    def close(self) -> None:
-        """Stop: drop the queue; threads end after their current decode."""
+    def close(self, wait: float = 0.0) -> bool:
+        """Stop: drop the queue; threads end after their current decode (waited for up
+        to ``wait`` seconds).  Returns whether nothing is decoding any more."""
         with self._cond:
             self._closed = True
             self._pending.clear()
             self._cond.notify_all()
+        return self.wait_idle(wait) if wait > 0 else self.idle()
+
+
+_engines: weakref.WeakSet[ReadAhead] = weakref.WeakSet()
+
+
+def shutdown_all(wait: float = 10.0) -> bool:
+    """Close every read-ahead engine of this process and wait for running decodes
+    (a new session, test teardown).  Returns whether all stopped in time."""
+    ok = True
+    for e in list(_engines):
+        ok = e.close(wait) and ok
+    return ok
