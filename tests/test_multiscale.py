@@ -55,6 +55,7 @@ def _htj2k_file(path: Path, frames: int, rows: int, cols: int) -> tuple[Path, np
     """A multi-frame HTJ2K lossless object (codestreams from OpenJPH through imagecodecs)."""
     import imagecodecs
     from pydicom.uid import HTJ2KLossless
+
     from synth import phantom_slice, write_multiframe
 
     write_multiframe(path, frames=frames, rows=rows, cols=cols, syntax="explicit")
