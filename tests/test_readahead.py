@@ -230,7 +230,7 @@ def test_viewer_reads_ahead_of_the_slider(make_napari_viewer, big_multiframe):
     layer = viewer.layers[0]
     mid = (24 - 1) // 2
     assert int(viewer.dims.current_step[0]) == mid
-    assert f.engine.wait_idle(60)
+    assert f.wait_idle(60)
     s = f.engine.settings
     seen = [(mid, 1)]
     assert set(_decoded(big_multiframe)) <= _windows(seen, 24, s)
@@ -240,13 +240,13 @@ def test_viewer_reads_ahead_of_the_slider(make_napari_viewer, big_multiframe):
         viewer.dims.set_current_step(0, k)
         seen.append((k, 1))
         assert f.targets[0].index == k and f.targets[0].direction == 1
-        assert f.engine.wait_idle(60)
+        assert f.wait_idle(60)
     # step back: the window turns round
     viewer.dims.set_current_step(0, mid + 2)
     seen.append((mid + 2, -1))
     assert f.targets[0].direction == -1
     assert [k for _, k in f.engine.planned[:3]] == [mid + 2, mid + 1, mid]
-    assert f.engine.wait_idle(60)
+    assert f.wait_idle(60)
     decoded = _decoded(big_multiframe)
     assert set(decoded) <= _windows(seen, 24, s)  # never outside a window
     assert all(n == 1 for n in decoded.values())  # never twice
@@ -269,5 +269,5 @@ def test_viewer_reads_ahead_for_the_npe2_reader(make_napari_viewer, big_multifra
     f = follower(viewer)
     assert f is not None
     viewer.dims.set_current_step(0, 5)
-    assert f.engine.wait_idle(60)
+    assert f.wait_idle(60)
     assert set(range(5, 5 + f.engine.settings.ahead + 1)) <= set(_decoded(big_multiframe))

@@ -38,7 +38,8 @@ class Follower:
         self._last: dict[int, tuple[int, int]] = {}  # id(layer) -> (index, direction)
         self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
         self.targets: list[ra.Target] = []
-        viewer.dims.events.current_step.connect(self._on_change)
+        self._release_pending = False
+        viewer.dims.events.current_step.connect(self._on_step)
         viewer.dims.events.ndisplay.connect(self._on_change)
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self._on_change)
@@ -58,10 +59,42 @@ class Follower:
 
     def _on_inserted(self, event: Any) -> None:
         self._watch(event.value)
+        self._hold_until_idle()  # the first picture (napari slices it now) before any read-ahead
         self.update()
 
     def _on_change(self, event: Any = None) -> None:
         self.update()
+
+    def _on_step(self, event: Any = None) -> None:
+        """A slider moved: hold new background decodes while napari slices and draws
+        this step (the cores go to the picture first), resume when Qt is idle again."""
+        self._hold_until_idle()
+        self.update()
+
+    def _hold_until_idle(self) -> None:
+        self.engine.hold(True)
+        if not self._release_pending:
+            from qtpy.QtCore import QTimer
+
+            self._release_pending = True
+            QTimer.singleShot(0, self._release)
+
+    def _release(self) -> None:
+        self._release_pending = False
+        self.engine.hold(False)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Run Qt's event loop until read-ahead has nothing left to do (tests, benchmarks)."""
+        import time
+
+        from qtpy.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            QApplication.processEvents()
+            if not self.engine.held and self.engine.wait_idle(0.02):
+                return True
+        return False
 
     # ---- the window
 

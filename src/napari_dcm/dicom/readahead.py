@@ -88,6 +88,9 @@ def _from_env() -> Settings:
     th = os.environ.get("NAPARI_DCM_READAHEAD_THREADS", "").strip()
     if th.isdigit() and int(th) > 0:
         s = replace(s, threads=int(th))
+    nice = os.environ.get("NAPARI_DCM_READAHEAD_NICE", "").strip()
+    if nice.isdigit():
+        s = replace(s, nice=int(nice))
     return s
 
 
@@ -156,6 +159,7 @@ class ReadAhead:
         self._threads: set[threading.Thread] = set()
         self._watchdog: threading.Thread | None = None
         self._closed = False
+        self._held = False
         self._planned: list[tuple[FrameTable, int]] = []
         self.counts = {"requests": 0, "queued": 0, "decoded": 0, "skipped": 0, "dropped": 0, "failed": 0}
         _engines.add(self)
@@ -206,6 +210,19 @@ class ReadAhead:
             self._cond.notify_all()
         return jobs
 
+    def hold(self, held: bool = True) -> None:
+        """While held, no new decode starts (running ones finish): the viewer holds
+        read-ahead while napari slices and draws a step, so the cores go to the
+        picture on screen first, and releases it when the event loop is idle."""
+        with self._cond:
+            self._held = held
+            if not held:
+                self._cond.notify_all()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
     def cancel(self) -> None:
         """Drop every queued job (running decodes finish)."""
         with self._cond:
@@ -254,12 +271,12 @@ class ReadAhead:
         while True:
             with self._cond:
                 deadline = time.monotonic() + self.settings.idle_exit
-                while not self._pending and not self._closed:
+                while (not self._pending or self._held) and not self._closed:
                     left = deadline - time.monotonic()
-                    if left <= 0 or len(self._threads) > self._wanted_threads():
+                    if not self._held and (left <= 0 or len(self._threads) > self._wanted_threads()):
                         self._threads.discard(threading.current_thread())
                         return
-                    self._cond.wait(min(left, 1.0))
+                    self._cond.wait(min(left, 1.0) if left > 0 else 1.0)
                 if self._closed:
                     self._threads.discard(threading.current_thread())
                     return
@@ -284,15 +301,15 @@ class ReadAhead:
                     return
 
     def idle(self) -> bool:
-        """Nothing queued and nothing decoding."""
+        """Nothing queued (or held) and nothing decoding."""
         with self._cond:
-            return not self._pending and not self._running
+            return (not self._pending or self._held) and not self._running
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until :meth:`idle` (tests, benchmarks); False on timeout."""
         end = time.monotonic() + timeout
         with self._cond:
-            while self._pending or self._running:
+            while (self._pending and not self._held) or self._running:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False

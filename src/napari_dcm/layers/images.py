@@ -168,6 +168,9 @@ def layer_tuple(stack: ImageStack, name: str, strict: bool = False, multiscale: 
         "contrast_limits": contrast_limits(stack, strict),
         "rgb": stack.rgb,
         "multiscale": bool(levels),
+        # napari-dcm's own byte-bounded frame cache holds decoded frames; napari's
+        # opportunistic dask cache (25 % of RAM) would keep a second, unbounded set alive
+        "cache": False,
         "metadata": metadata(stack),
     }
     if not stack.rgb:
