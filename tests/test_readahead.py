@@ -271,3 +271,48 @@ def test_viewer_reads_ahead_for_the_npe2_reader(make_napari_viewer, big_multifra
     viewer.dims.set_current_step(0, 5)
     assert f.wait_idle(60)
     assert set(range(5, 5 + f.engine.settings.ahead + 1)) <= set(_decoded(big_multiframe))
+
+
+def test_held_engine_starts_nothing_until_released(mf):
+    table = volume.frame_table(napari_dcm.read(mf)[0][0])
+    eng = ReadAhead(Settings(ahead=4, behind=0, threads=2))
+    decode.STATS.reset()
+    eng.hold(True)
+    eng.request([Target(table, 10, 1)])
+    time.sleep(0.3)
+    assert _decoded(mf) == {} and eng.idle()  # held: nothing runs, the queue waits
+    eng.hold(False)
+    assert eng.wait_idle(60)
+    assert _decoded(mf) == dict.fromkeys(range(10, 15), 1)
+    eng.close()
+
+
+# --------------------------------------------------------------------------
+# any frame source: DICOMweb (a real Orthanc on loopback)
+
+from test_dicomweb import orthanc  # noqa: E402,F401  (the session's Orthanc with the corpus files)
+
+
+def test_reads_ahead_from_dicomweb(orthanc):  # noqa: F811
+    from napari_dcm.dicom import dicomweb as dw
+    from orthanc import PASSWORD, USER
+
+    path, study, series, _ = orthanc.files["j2k_multiframe"]
+    data = napari_dcm.read_dicomweb(orthanc.dicomweb, study, series, auth=(USER, PASSWORD))[0].data
+    table = volume.frame_table(data)
+    assert table is not None and all(type(r).__name__ == "WebFrame" for r in table.refs)
+    dw.wait_prefetch()
+    eng = ReadAhead(Settings(ahead=4, behind=1, threads=2))
+    decode.STATS.reset()
+    eng.request([Target(table, 3, 1)])
+    assert eng.wait_idle(60)
+    key = table.refs[0].path
+    assert {k[1] for k in decode.STATS.frames if k[0] == key} == {2, 3, 4, 5, 6, 7}
+    srv = dw.server_for(dw.normalize_base(orthanc.dicomweb))
+    n = srv.requests
+    local = napari_dcm.read(path)[0].data
+    for k in range(2, 8):  # napari finds them decoded: no request, no decode
+        assert np.array_equal(np.asarray(data[k]), np.asarray(local[k]))
+    assert srv.requests == n
+    assert all(v == 1 for v in decode.STATS.frames.values())  # nothing decoded twice
+    eng.close()

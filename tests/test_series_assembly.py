@@ -12,6 +12,7 @@ import numpy as np
 from napari_dcm.dicom import geometry
 from napari_dcm.dicom.discovery import scan_paths
 from napari_dcm.dicom.series import projections, stacks_from_headers
+from napari_dcm.dicom.sources.file import file_frame_refs
 
 
 def _reference_single_frame_order(headers) -> list[str]:
@@ -68,6 +69,9 @@ def test_shuffled_corpus_assembles_like_the_per_file_definition(corpus):
     for s in series:
         paths = [f.ref.path for f in s.frames]
         assert paths == _reference_single_frame_order([by_path[p] for p in paths]), paths[0]
+        # each frame's reference is what the file source makes for that file
+        for f in s.frames:
+            assert f.ref == file_frame_refs(by_path[f.ref.path], f.desc, 1)[0]
     for s in stacks:
         projs = [geometry.project(f.position, f.orientation) for f in s.frames]
         vec = projections([f.position for f in s.frames], [f.orientation for f in s.frames])

@@ -68,7 +68,10 @@ class Settings:
     slow_after: float = 2.0  # seconds before a running decode counts as stalled
     max_extra: int = 4  # extra threads beside stalled decodes
     idle_exit: float = 10.0  # an idle thread ends after this many seconds
-    nice: int = 5  # OS priority of read-ahead threads below napari's (Linux; 0: same)
+    # OS priority of read-ahead threads below napari's (Linux nice steps).  0 by default:
+    # napari's thread waits for a frame read-ahead is decoding (rather than decoding it
+    # twice), and a lowered priority would then slow napari down on a busy machine
+    nice: int = 0
 
 
 def _from_env() -> Settings:

@@ -27,9 +27,9 @@ import numpy as np
 from . import geometry, voi
 from .decode import DatasetTransform, Rescale
 from .imagepixel import PixelDesc
-from .scan import DEFLATED_LE, EXPLICIT_LE, NATIVE_SYNTAXES, Header
+from .scan import DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE, NATIVE_SYNTAXES, Header
 from .sources import FrameRef
-from .sources.file import file_frame_refs
+from .sources.file import NativeFrame, file_frame_refs
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -266,6 +266,20 @@ def _refs(h: Header, desc: PixelDesc, nframes: int) -> list[FrameRef]:
         return list(file_frame_refs(h, desc, nframes))
     except (ValueError, EOFError, OSError) as exc:
         raise StackError(f"cannot locate frames: {exc}") from exc
+
+
+def _single_native_ref(h: Header, d: PixelDesc, nbytes: dict[int, int]) -> NativeFrame | None:
+    """The reference of a local single-frame little-endian native file, made directly
+    (what ``file_frame_refs`` gives for it, without its general path); None otherwise."""
+    ts = h.transfer_syntax
+    if h.source is not None or not h.walked or h.deflated_offset >= 0 or d.bits_allocated == 1:
+        return None
+    if ts != EXPLICIT_LE and ts != IMPLICIT_LE:
+        return None
+    n = nbytes.get(id(d))
+    if n is None:
+        n = nbytes[id(d)] = int(d.native_frame_nbytes)
+    return NativeFrame(h.path, 0, ts, h.pixel_offset, n)
 
 
 def _stored_bits(h: Header, desc: PixelDesc, ref: FrameRef) -> tuple[int, bool]:
@@ -574,7 +588,8 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
     proj = proj[order]
     vals = [vals[i] for i in order]
     h0, d0 = members[0]
-    refs = [_refs(h, d, 1)[0] for h, d in members]
+    nbytes: dict[int, int] = {}
+    refs = [_single_native_ref(h, d, nbytes) or _refs(h, d, 1)[0] for h, d in members]
     rescales = [_rescale_of(v) for v in vals]
     ds0 = load_dataset(h0) if h0.needs_dataset else None
     transforms, dtype = _modality(h0, ds0, d0, rescales, refs[0])
