@@ -134,9 +134,7 @@ def bench_multiframe(data: Path, frames: int, rows: int, cols: int, repeat: int)
 
             def codec():
                 ref = refs[next(jt)]
-                np.fromfile(
-                    path, dtype="<u2", count=rows * cols, offset=ref.offset + ref.index * rows * cols * 2
-                ).reshape(rows, cols)
+                np.fromfile(path, dtype="<u2", count=rows * cols, offset=ref.start).reshape(rows, cols)
 
             cname = "np.fromfile"
         elif syntax == "rle":

@@ -54,8 +54,10 @@ __all__ = ["SETTINGS", "ReadAhead", "Settings", "Target", "configure", "shutdown
 
 
 def _default_threads() -> int:
-    # napari draws on one core; decoders (OpenJPEG, CharLS) release the GIL
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    # at least two, so one slow frame never holds up the others; no more than the cores
+    # napari does not draw with (up to four).  Decoders release the GIL, and no new
+    # decode starts while napari slices and draws (``ReadAhead.hold``).
+    return max(2, min(4, (os.cpu_count() or 2) - 1))
 
 
 @dataclass(frozen=True)
