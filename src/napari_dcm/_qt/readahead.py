@@ -39,6 +39,7 @@ class Follower:
         self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
         self.targets: list[ra.Target] = []
         self._release_pending = False
+        self._timer: Any = None
         viewer.dims.events.current_step.connect(self._on_step)
         viewer.dims.events.ndisplay.connect(self._on_change)
         viewer.layers.events.inserted.connect(self._on_inserted)
@@ -72,12 +73,17 @@ class Follower:
         self.update()
 
     def _hold_until_idle(self) -> None:
+        """Hold new decodes; release ``quiet_after_step`` after Qt is idle again (a
+        new step restarts the wait)."""
         self.engine.hold(True)
-        if not self._release_pending:
+        if self._timer is None:
             from qtpy.QtCore import QTimer
 
-            self._release_pending = True
-            QTimer.singleShot(0, self._release)
+            self._timer = QTimer()
+            self._timer.setSingleShot(True)
+            self._timer.timeout.connect(self._release)
+        self._release_pending = True
+        self._timer.start(int(1000 * max(0.0, self.engine.settings.quiet_after_step)))
 
     def _release(self) -> None:
         self._release_pending = False

@@ -70,6 +70,10 @@ class Settings:
     slow_after: float = 2.0  # seconds before a running decode counts as stalled
     max_extra: int = 4  # extra threads beside stalled decodes
     idle_exit: float = 10.0  # an idle thread ends after this many seconds
+    # the viewer holds new decodes while napari slices and draws a step, and this long
+    # after it: a fast scroll runs on the frames already decoded, read-ahead refills in
+    # the pauses (napari's play at 10 fps leaves ~60 ms per frame)
+    quiet_after_step: float = 0.03
     # OS priority of read-ahead threads below napari's (Linux nice steps).  0 by default:
     # napari's thread waits for a frame read-ahead is decoding (rather than decoding it
     # twice), and a lowered priority would then slow napari down on a busy machine
@@ -93,6 +97,9 @@ def _from_env() -> Settings:
     th = os.environ.get("NAPARI_DCM_READAHEAD_THREADS", "").strip()
     if th.isdigit() and int(th) > 0:
         s = replace(s, threads=int(th))
+    quiet = os.environ.get("NAPARI_DCM_READAHEAD_QUIET_MS", "").strip()
+    if quiet.isdigit():
+        s = replace(s, quiet_after_step=int(quiet) / 1000)
     nice = os.environ.get("NAPARI_DCM_READAHEAD_NICE", "").strip()
     if nice.isdigit():
         s = replace(s, nice=int(nice))
