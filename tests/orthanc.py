@@ -35,8 +35,11 @@ def free_port() -> int:
 
 
 class Orthanc:
-    def __init__(self, dimse: bool = False, modalities: dict | None = None, aet: str = "ORTHANC"):
-        """``modalities``: {name: (AET, host, port)}, C-MOVE destinations (needs ``dimse``)."""
+    def __init__(
+        self, dimse: bool = False, modalities: dict | None = None, aet: str = "ORTHANC", check_called_aet: bool = False
+    ):
+        """``modalities``: {name: (AET, host, port)}, C-MOVE destinations (needs ``dimse``);
+        ``check_called_aet``: reject associations addressed to another AE title."""
         import requests
 
         self.dir = Path(tempfile.mkdtemp(prefix="orthanc-"))
@@ -66,7 +69,7 @@ class Orthanc:
                     "DicomServerEnabled": True,
                     "DicomAet": aet,
                     "DicomPort": self.dicom_port,
-                    "DicomCheckCalledAet": False,
+                    "DicomCheckCalledAet": check_called_aet,
                     "DicomAlwaysAllowEcho": True,
                     "DicomAlwaysAllowFind": True,
                     "DicomAlwaysAllowGet": True,

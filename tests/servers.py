@@ -3,7 +3,8 @@
 Fixtures (registered by one import line in conftest.py):
 
 - ``orthanc_dimse`` (session): an Orthanc with its DICOM server on a private
-  loopback port (AET ``ORTHANC``) and REST/DICOMweb on another, preloaded
+  loopback port (AET ``ORTHANC``; associations addressed to another AE title
+  are rejected) and REST/DICOMweb on another, preloaded
   with corpus files (original UIDs). A C-MOVE destination ``napari`` ->
   (``NAPARI_SCP``, 127.0.0.1, a free port the fixture chose) is registered;
   nothing listens there until a test starts its storage SCP on it.
@@ -146,6 +147,7 @@ def orthanc_dimse(corpus):
     t0 = time.perf_counter()
     server = Orthanc(
         dimse=True,
+        check_called_aet=True,
         modalities={
             "napari": (MOVE_AET, LOOPBACK, move_port),
             "unreachable": ("NOBODY", LOOPBACK, free_port()),

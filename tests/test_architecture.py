@@ -27,6 +27,7 @@ LAYERS = {
     "napari_dcm.layers": {"napari_dcm.errors", "napari_dcm.dicom"},
     "napari_dcm.api": {"napari_dcm.errors", "napari_dcm.dicom", "napari_dcm.layers"},
     "napari_dcm.web": {"napari_dcm.errors", "napari_dcm.dicom", "napari_dcm.layers"},
+    "napari_dcm.pacs": {"napari_dcm.errors", "napari_dcm.dicom", "napari_dcm.layers", "napari_dcm.api"},
     "napari_dcm._notify": {"napari_dcm.dicom"},
     "napari_dcm._qt": {
         "napari_dcm.errors",
@@ -34,10 +35,18 @@ LAYERS = {
         "napari_dcm.layers",
         "napari_dcm.api",
         "napari_dcm.web",
+        "napari_dcm.pacs",
         "napari_dcm._notify",
     },
 }
-NAPARI_FREE = ("napari_dcm.errors", "napari_dcm.dicom", "napari_dcm.layers", "napari_dcm.api", "napari_dcm.web")
+NAPARI_FREE = (
+    "napari_dcm.errors",
+    "napari_dcm.dicom",
+    "napari_dcm.layers",
+    "napari_dcm.api",
+    "napari_dcm.web",
+    "napari_dcm.pacs",
+)
 
 
 def _modules():
@@ -101,7 +110,7 @@ def test_dependencies_run_one_way(name, path, is_pkg):
 def test_core_and_api_never_load_napari_or_qt(sample_study):
     code = f"""
 import importlib, json, pkgutil, sys
-import napari_dcm, napari_dcm.api, napari_dcm.web, napari_dcm.dicom, napari_dcm.layers
+import napari_dcm, napari_dcm.api, napari_dcm.web, napari_dcm.pacs, napari_dcm.dicom, napari_dcm.layers
 for pkg in (napari_dcm.dicom, napari_dcm.layers):
     for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
         importlib.import_module(m.name)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import napari_dcm
-from conftest import IN_CI
+from conftest import IN_CI, corpus_rows
 from napari_dcm.dicom import dicomweb as dw
 from orthanc import PASSWORD, USER, Orthanc, available, with_fresh_uids
 
@@ -25,6 +25,48 @@ FILES = {
     "rgb": "pixel_formats/SC_rgb.dcm",
     "ybr_jpeg": "multiframe/examples_ybr_color.dcm",
 }
+
+
+def syntax_files() -> dict[str, str]:
+    """One corpus file per stored transfer syntax found in transfer_syntax/ and multiframe/
+    (the smallest), plus the smallest multi-frame file of each syntax that has one."""
+    rows = [r for r in corpus_rows() if r["path"].split("/")[0] in ("transfer_syntax", "multiframe")]
+    out: dict[str, str] = {}
+    for multi in (False, True):
+        best: dict[str, dict] = {}
+        for r in rows:
+            if (int(r["frames"] or 1) > 1) != multi:
+                continue
+            ts = r["transfer_syntax"].rsplit("[", 1)[-1].rstrip("]")
+            if ts not in best or int(r["size_bytes"]) < int(best[ts]["size_bytes"]):
+                best[ts] = r
+        for ts, r in sorted(best.items()):
+            out[f"{ts}{'-mf' if multi else ''}"] = r["path"]
+    return out or {"<corpus missing>": "<corpus missing>"}
+
+
+SYNTAX_FILES = syntax_files()
+
+
+def fresh_copy(src, dst, patient: str, study_key: str, series_key: str | None = None, **changes):
+    """``with_fresh_uids`` that also writes syntaxes pydicom does not know (1.2.840.10008.1.2.8.1);
+    ``changes``: other elements to set (keyword=value)."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(src, force=True)
+    ds.PatientID, ds.PatientName = patient, f"{patient}^Test"
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", study_key])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["series", series_key or f"{src}-{study_key}"])
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=["sop", str(src), study_key, str(dst)])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for k, v in changes.items():
+        setattr(ds, k, v)
+    if ds.file_meta.TransferSyntaxUID.is_transfer_syntax:
+        ds.save_as(dst)
+    else:  # keep the pixel data bytes as they are; the data set itself is explicit little endian
+        ds.save_as(dst, implicit_vr=False, little_endian=True, force_encoding=True)
+    return ds
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +92,36 @@ def orthanc(corpus, tmp_path_factory):
             server.upload(dst)
         uploaded["knee"] = (d, ds.StudyInstanceUID, ds.SeriesInstanceUID, None)
         server.files = uploaded
+        # every stored syntax of the corpus (test_every_stored_syntax_equals_local)
+        server.syntax_files = {}
+        for i, (name, rel) in enumerate(SYNTAX_FILES.items()):
+            dst = d / f"syntax_{i}.dcm"
+            ds = fresh_copy(corpus / rel, dst, patient=f"WEBTS{i:02d}", study_key=f"syntax-{name}")
+            answer = server.upload(dst)
+            assert answer.get("Status") == "Success", (rel, answer)
+            server.syntax_files[name] = (dst, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        # series of three instances of one stored syntax (what worked is remembered)
+        server.series3, server.syntax_files_dir = {}, d
+        for name, rel in (
+            ("big_endian", "transfer_syntax/MR_small_bigendian.dcm"),
+            ("htj2k", "transfer_syntax/HTJ2K_08_RGB.dcm"),
+        ):
+            for j in range(3):
+                dst = d / f"{name}3_{j}.dcm"
+                changes = {"InstanceNumber": j + 1}
+                if name == "big_endian":
+                    changes["ImagePositionPatient"] = [-100.0, -100.0, 10.0 * j]
+                    changes["ImageOrientationPatient"] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+                ds = fresh_copy(
+                    corpus / rel,
+                    dst,
+                    patient="WEBSERIES3",
+                    study_key=f"three-{name}",
+                    series_key=f"three-{name}",
+                    **changes,
+                )
+                server.upload(dst)
+            server.series3[name] = (ds.StudyInstanceUID, ds.SeriesInstanceUID)
         yield server
     finally:
         server.stop()
@@ -77,6 +149,88 @@ def test_pixels_equal_local(orthanc, name):
     assert kw["contrast_limits"] == pytest.approx(local[1]["contrast_limits"])
     assert kw["scale"] == pytest.approx(local[1]["scale"])
     assert kw["metadata"]["paths"][0].startswith(orthanc.dicomweb + "/studies/")
+
+
+ROUTES = ["wado-rs", "orthanc-rest"]
+
+
+def open_over(orthanc, route, study, series):
+    """read_dicomweb over the generic WADO-RS routes (any server) or Orthanc's REST fast path."""
+    dw.reset()
+    srv = dw.connect(orthanc.dicomweb, auth=(USER, PASSWORD))
+    if route == "wado-rs":
+        srv._orthanc = None
+    layers = napari_dcm.read_dicomweb(orthanc.dicomweb, study, series)
+    assert bool(srv.orthanc_ids) == (route == "orthanc-rest")
+    return srv, layers
+
+
+def local_frames(path):
+    """The stored frames of a local file through napari-dcm's file source and the one decoder."""
+    from napari_dcm.dicom.decode import decode
+    from napari_dcm.dicom.discovery import scan_one
+    from napari_dcm.dicom.series import stacks_from_headers
+
+    (stack,), _ = stacks_from_headers([scan_one(str(path))])
+    return [decode(f.ref.read(), f.desc) for f in stack.frames]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("name", list(SYNTAX_FILES))
+def test_every_stored_syntax_equals_local(orthanc, name, route):
+    """Every stored syntax of the corpus, over both routes: pixels equal local reads,
+    whatever the server can return as is (stored syntax, explicit LE, whole instance)."""
+    path, study, series, sop = orthanc.syntax_files[name]
+    srv, layers = open_over(orthanc, route, study, series)
+    local = napari_dcm.read(path)
+    if local[0][2] == "labels":  # a SEG: compare its stored frames (the web opens them as an image)
+        data = layers[0][0]
+        want = np.stack(local_frames(path))
+        assert np.array_equal(np.asarray(data.compute()).reshape(want.shape), want)
+    else:
+        assert len(layers) == len(local) == 1
+        data, kw, _ = layers[0]
+        assert data.shape == local[0][0].shape and data.dtype == local[0][0].dtype
+        assert np.array_equal(np.asarray(data.compute()), np.asarray(local[0][0].compute()))
+        assert kw["contrast_limits"] == pytest.approx(local[0][1]["contrast_limits"])
+    dw.wait_prefetch()
+    print(name, route, "->", srv.routes or "as stored", f"{srv.requests} requests")
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("name,first", [("big_endian", 2), ("htj2k", 3)])
+def test_what_worked_is_remembered(orthanc, name, first, route):
+    """Big endian: the stored syntax fails (HTTP 500), explicit LE works. HTJ2K (unknown to
+    Orthanc 1.10): HTTP 500, then raw bytes passed off as explicit LE (unusable), then the
+    whole instance. Either way only the first instance of the series pays for the search."""
+    study, series = orthanc.series3[name]
+    srv, layers = open_over(orthanc, route, study, series)
+    data, local_files = layers[0][0], sorted(orthanc.syntax_files_dir.glob(f"{name}3_*.dcm"))
+    assert data.shape[0] == 3
+    local = np.asarray(napari_dcm.read(local_files)[0][0].compute())
+    counts = []
+    for i in range(3):
+        n0 = srv.requests
+        assert np.array_equal(np.asarray(data[i]), local[i])
+        counts.append(srv.requests - n0)
+    assert counts == [first, 1, 1]
+    expected = dw.AS_EXPLICIT_LE if name == "big_endian" else dw.INSTANCE
+    assert f"series:{series}" in srv.routes or route == "orthanc-rest"
+    assert set(srv.routes.values()) == {expected}
+
+
+def test_remembered_per_stored_syntax_across_series(orthanc):
+    """Orthanc's REST API names the stored syntax: a second big-endian series goes straight
+    to explicit LE."""
+    _, study1, series1, _ = orthanc.syntax_files["1.2.840.10008.1.2.2"]
+    srv, layers = open_over(orthanc, "orthanc-rest", study1, series1)
+    np.asarray(layers[0][0][0])
+    assert srv.routes == {"1.2.840.10008.1.2.2": dw.AS_EXPLICIT_LE}
+    study, series = orthanc.series3["big_endian"]
+    data = napari_dcm.read_dicomweb(orthanc.dicomweb, study, series)[0][0]
+    n0 = srv.requests
+    np.asarray(data[0])
+    assert srv.requests == n0 + 1
 
 
 def test_orthanc_detected_and_generic_path_equal(orthanc):
@@ -180,6 +334,7 @@ def test_errors_are_clear_and_secret_free(orthanc, caplog):
     with pytest.raises(dw.DicomWebError) as ei:
         napari_dcm.read_dicomweb(f"http://127.0.0.1:{orthanc.port}/system", study, auth=(USER, PASSWORD))
     assert ei.value.path == f"http://127.0.0.1:{orthanc.port}/system" and ei.value.status == 404
+    assert ei.value.reason.startswith("does not look like a DICOMweb server"), ei.value.reason
     port = __import__("orthanc").free_port()
     with pytest.raises(dw.DicomWebError) as ei:
         napari_dcm.read_dicomweb(f"http://127.0.0.1:{port}", study, auth=(USER, PASSWORD), timeout=(1, 2))

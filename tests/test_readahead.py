@@ -301,7 +301,8 @@ def test_reads_ahead_from_dicomweb(orthanc):  # noqa: F811
     data = napari_dcm.read_dicomweb(orthanc.dicomweb, study, series, auth=(USER, PASSWORD))[0].data
     table = volume.frame_table(data)
     assert table is not None and all(type(r).__name__ == "WebFrame" for r in table.refs)
-    dw.wait_prefetch()
+    dw.wait_prefetch()  # napari's first frame was fetched while the layer was built
+    cache.CACHE.clear()
     eng = ReadAhead(Settings(ahead=4, behind=1, threads=2))
     decode.STATS.reset()
     eng.request([Target(table, 3, 1)])

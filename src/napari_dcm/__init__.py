@@ -10,11 +10,14 @@ Public API::
 from __future__ import annotations
 
 from .errors import (
+    ClusterError,
     DicomDecodeError,
     DicomError,
     DicomReadError,
     DicomSizeError,
+    DicomStoreError,
     DicomWebError,
+    DimseError,
     EmbedCSVError,
     NoDicomFoundError,
     NotDicomError,
@@ -26,11 +29,14 @@ except ImportError:  # pragma: no cover
     __version__ = "0.0.0"
 
 __all__ = [
+    "ClusterError",
     "DicomDecodeError",
     "DicomError",
     "DicomReadError",
     "DicomSizeError",
+    "DicomStoreError",
     "DicomWebError",
+    "DimseError",
     "EmbedCSVError",
     "NoDicomFoundError",
     "NotDicomError",
@@ -39,8 +45,14 @@ __all__ = [
     "mammo_layout",
     "read",
     "read_dicomweb",
+    "read_dimse",
     "save_embed_csv",
+    "save_rois_gsps",
+    "save_rois_sr",
+    "save_seg",
     "set_cache_size",
+    "store_dicomweb",
+    "store_dimse",
     "view",
 ]
 
@@ -59,6 +71,41 @@ def save_embed_csv(layers_or_viewer, csv_path, **options):
     return _save(layers_or_viewer, csv_path, **options)
 
 
+def save_rois_sr(layers_or_viewer, out_dir, **options):
+    """Write EMBED ROIs as DICOM SR (TID 1500), one per annotated file; returns the paths."""
+    from .layers.writeback import save_rois_sr as _save
+
+    return _save(layers_or_viewer, out_dir, **options)
+
+
+def save_rois_gsps(layers_or_viewer, out_dir, **options):
+    """Write EMBED ROIs as Grayscale Softcopy Presentation States; returns the paths."""
+    from .layers.writeback import save_rois_gsps as _save
+
+    return _save(layers_or_viewer, out_dir, **options)
+
+
+def save_seg(labels_layer, source_layer, path, **options):
+    """Write a labels layer over a napari-dcm image layer as a DICOM Segmentation; returns the path."""
+    from .layers.writeback import save_seg as _save
+
+    return _save(labels_layer, source_layer, path, **options)
+
+
+def store_dicomweb(paths, url, **options):
+    """STOW-RS DICOM files to a DICOMweb server; per-file results, ``DicomStoreError`` naming failures."""
+    from .dicom.store import store_dicomweb as _store
+
+    return _store(paths, url, **options)
+
+
+def store_dimse(paths, host, port, **options):
+    """C-STORE DICOM files to a DICOM node; per-file results, ``DicomStoreError`` naming failures."""
+    from .dicom.store import store_dimse as _store
+
+    return _store(paths, host, port, **options)
+
+
 def read_dicomweb(url, study, series=None, instance=None, **options):
     """Layer-data tuples for a study/series/instance on a DICOMweb server (lazy, per-frame fetches)."""
     from .web import read_dicomweb as _rd
@@ -66,11 +113,22 @@ def read_dicomweb(url, study, series=None, instance=None, **options):
     return _rd(url, study, series, instance, **options)
 
 
-def mammo_layout(paths, layout=None):
-    """Hanging layout of mammograms (paths or headers): layout name, grid, each image's cell and flips."""
+def read_dimse(host, port=None, **options):
+    """Layer-data tuples for a study/series retrieved from a PACS over DIMSE (C-GET or C-MOVE)."""
+    from .pacs import read_dimse as _rd
+
+    return _rd(host, port, **options)
+
+
+def mammo_layout(paths, layout=None, view=None, assign=None):
+    """Hanging layout of mammograms (paths, DICOMweb frame keys or headers): the layout's
+    named slots (``.slots``, empty ones ``missing``) and each image's slot, cell (None
+    when off the grid, with the reason) and flips (``.placements``).  ``layout``: "1x2",
+    "1x3", "2x2", "2x4" (None: chosen from the images); ``view``: the view of a 1x2 /
+    1x3; ``assign``: {path: cell or None}.  See :mod:`napari_dcm.dicom.mammo`."""
     from .dicom.mammo import mammo_layout as _ml
 
-    return _ml(paths, layout)
+    return _ml(paths, layout, view, assign)
 
 
 def view(paths=None, **options):

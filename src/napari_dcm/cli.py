@@ -59,8 +59,124 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--browse", action="store_true", help="open the DICOMweb browser dock for --dicomweb")
     g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
+    _remote_arguments(p)
+    add_dimse_arguments(p)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
+
+
+# -------------------------------------------------------------------------- remote files (dask.distributed)
+
+
+def _remote_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "Files on another machine (dask.distributed; see docs/remote.md)",
+        "PATHs are paths on the workers. A dask scheduler runs any code it is sent: reach it through SSH. "
+        "Addresses off the loopback interface need tls:// (or --insecure).",
+    )
+    g.add_argument(
+        "--scheduler", metavar="ADDRESS", help="dask scheduler whose workers hold the files (tcp://HOST:PORT)"
+    )
+    g.add_argument(
+        "--tunnel",
+        metavar="USER@HOST",
+        help="start a dask scheduler and worker on HOST over ssh (remote loopback, port forwarded), close them on exit",
+    )
+    g.add_argument(
+        "--remote-python", metavar="PATH", default="python3", help="Python with napari-dcm on HOST (--tunnel)"
+    )
+    g.add_argument(
+        "--ssh-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra ssh argument for --tunnel (repeat; e.g. --ssh-arg=-p --ssh-arg=2222); ~/.ssh/config applies",
+    )
+    g.add_argument("--remote-decode", action="store_true", help="decode frames on the workers (fast link, weak client)")
+
+
+def _is_remote(args) -> bool:
+    return bool(getattr(args, "scheduler", None) or getattr(args, "tunnel", None))
+
+
+def _remote_read_options(viewer, args) -> dict | None:
+    """``read`` options for --scheduler/--tunnel (the tunnel is opened here); None if it failed."""
+    if not _is_remote(args):
+        return {}
+    from ._qt.remote import remote_options
+
+    return remote_options(
+        viewer,
+        scheduler=args.scheduler,
+        tunnel=args.tunnel,
+        remote_python=args.remote_python,
+        ssh_args=args.ssh_arg,
+        remote_decode=args.remote_decode,
+        insecure=args.insecure,
+    )
+
+
+# --------------------------------------------------------------------------
+# PACS over DIMSE (--dimse)
+
+
+def add_dimse_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("PACS (DIMSE)")
+    g.add_argument(
+        "--dimse",
+        metavar="AET@HOST:PORT",
+        help="retrieve --study [--series] from this DICOM node (or a saved node's name) and open it",
+    )
+    g.add_argument("--calling-aet", metavar="NAME", help="our AE title (default NAPARI_DCM)")
+    g.add_argument(
+        "--dimse-method", choices=("C-GET", "C-MOVE"), help="how to retrieve (default C-GET, or the saved node's)"
+    )
+    g.add_argument(
+        "--move-port", type=int, metavar="PORT", help="C-MOVE: port of the temporary storage SCP (implies C-MOVE)"
+    )
+
+
+def _dimse_node(args):
+    """The node of ``--dimse`` (an exit code when the options are wrong)."""
+    from .pacs import node_from
+
+    if not args.study:
+        print("napari-dcm: --dimse needs --study UID", file=sys.stderr)
+        return 2
+    method = args.dimse_method or ("C-MOVE" if args.move_port else None)
+    try:
+        return node_from(args.dimse, calling_ae=args.calling_aet, method=method, move_port=args.move_port)
+    except ValueError as exc:
+        print(f"napari-dcm: {exc}", file=sys.stderr)
+        return 2
+
+
+def _open_dimse(viewer, node, args):
+    """Start the retrieve in the PACS panel; the series opens in ``viewer`` as it arrives.
+    Returns the ProgressiveOpen (``.finished``, ``.added``, ``.job``)."""
+    from ._qt.pacs_dock import pacs_dock
+
+    dock = pacs_dock(viewer, node)
+    opener = dock.retrieve(args.study, args.series)
+    if opener is not None:
+        shown = opener.on_done
+
+        def done(o):
+            shown(o)
+            _print_layers(o.added)
+
+        opener.on_done = done
+    return opener
+
+
+def _print_layers(layers) -> None:
+    from napari.layers import Shapes
+
+    for layer in layers:
+        if isinstance(layer, Shapes):
+            print(f"napari-dcm: layer {layer.name!r} with {len(layer.data)} rectangle(s)")
+        else:
+            print(f"napari-dcm: layer {layer.name!r} shape={tuple(layer.data.shape)} dtype={layer.data.dtype}")
 
 
 def _open_web(viewer, web: dict, args) -> list:
@@ -108,11 +224,14 @@ def main(argv: list[str] | None = None) -> int:
             print("napari-dcm: --dicomweb needs --study UID (or --browse)", file=sys.stderr)
             return 2
         web = {"url": args.dicomweb, "study": args.study, "series": args.series, "instance": args.instance}
+    dimse_node = _dimse_node(args) if args.dimse else None
+    if isinstance(dimse_node, int):
+        return dimse_node
     if args.sample:
         from ._sample import SAMPLE_STUDY
 
         paths.append(SAMPLE_STUDY)
-    for p in paths + ([args.annotations] if args.annotations else []):
+    for p in ([] if _is_remote(args) else paths) + ([args.annotations] if args.annotations else []):
         if not os.path.exists(p):
             print(f"napari-dcm: {p}: no such file or folder", file=sys.stderr)
             return 2
@@ -132,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
     viewer = napari.Viewer(title="napari-dcm")
     added = []
-    if paths:
-        opts = dict(recursive=not args.no_recursive, filters=args.filter or None)
+    remote = _remote_read_options(viewer, args)
+    if paths and remote is not None:
+        opts = dict(recursive=not args.no_recursive, filters=args.filter or None, **remote)
         if args.annotations:
             opts["annotations"] = args.annotations
         added = add_to_viewer(viewer, paths, **opts)
@@ -143,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             roi_dock(viewer)
     if web is not None:
         added += _open_web(viewer, web, args)
+    pending = _open_dimse(viewer, dimse_node, args) if dimse_node is not None else None
     for layer in added:
         if isinstance(layer, Shapes):
             print(f"napari-dcm: layer {layer.name!r} with {len(layer.data)} rectangle(s)")
@@ -160,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         from qtpy.QtCore import QTimer
 
         def finish():
+            if pending is not None and not pending.finished:  # a DIMSE retrieve still arriving
+                QTimer.singleShot(250, finish)
+                return
             if args.screenshot:
                 viewer.screenshot(args.screenshot, canvas_only=False)
                 print(f"napari-dcm: screenshot saved to {args.screenshot}")
@@ -171,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
 
         QTimer.singleShot(1500, finish)
     napari.run()
+    if _is_remote(args):
+        from ._qt.remote import tunnels
+
+        for t in tunnels(viewer):
+            t.close()
+    if pending is not None and not pending.added:
+        return 1
     return 0 if (added or not (paths or web)) else 1
 
 

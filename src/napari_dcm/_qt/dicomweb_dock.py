@@ -34,9 +34,11 @@ def open_from_web(
     except dw.DicomWebError as exc:
         _notify.error(f"napari-dcm: {exc}")
         return []
+    from .hanging import prefetch_tuples
     from .viewer import add_layer_tuples
 
     _notify.install_decode_notifier()
+    prefetch_tuples(layers)  # the shown frame of every image, fetched in parallel (issue 9)
     added = add_layer_tuples(viewer, layers)  # only the shown frame is fetched
     _notify.info(f"napari-dcm: opened {len(added)} layer(s) from {server.base}")
     return added
@@ -81,6 +83,11 @@ class DicomWebDock(QWidget):
         lay.addWidget(self.search_btn)
         lay.addWidget(self.results)
         lay.addWidget(self.status)
+        # sending saved DICOM objects (SR/GSPS/SEG) to this server by STOW-RS: its own widget, composed here
+        from .writeback_panel import SendPanel
+
+        self.send = SendPanel(napari_viewer, server=lambda: self.server or self.connect_server())
+        lay.addWidget(self.send)
         self.connect_btn.clicked.connect(self.connect_server)
         self.search_btn.clicked.connect(self.search)
         self.results.itemExpanded.connect(self._expand)

@@ -113,6 +113,9 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
     for layer, visible in zip(added, shown):
         layer.visible = visible
     if added:
+        from .presentation import apply_displayed_area
+
+        apply_displayed_area(viewer, added)  # a presentation state's displayed area (issue 9)
         keymod.install(viewer)
         from .readahead import follow
 
@@ -162,12 +165,15 @@ def read_with_notifications(paths: list[str], **options: Any) -> list[Any]:
         return [(None,)]
     finally:
         prog.close()
-    if report.skipped:
+    if report.skipped or report.problems:
         _notify.warning(report.summary())
     else:
         _notify.info(report.summary())
     if report.unmatched_rows:
         _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
+    from .presentation import after_read
+
+    after_read(layers)  # a presentation state's displayed area, once napari has added the layers
     return layers
 
 
@@ -196,11 +202,22 @@ def view(
 
     ``dicomweb``, ``study``, ``series``, ``instance``, ``auth``, ``token``,
     ``verify``: as in :func:`napari_dcm.read_dicomweb`.
+    ``scheduler``, ``remote_decode``, ``insecure``: as in :func:`napari_dcm.read`;
+    ``tunnel="user@host"`` (with ``remote_python``, ``ssh_args``): start a dask
+    scheduler and worker there over SSH, closed with the viewer (docs/remote.md).
     """
     import napari
 
     if viewer is None:
         viewer = napari.Viewer(show=show)
+    if options.get("tunnel"):  # files on another machine, through SSH (napari_dcm._qt.remote)
+        from .remote import remote_options
+
+        keys_ = ("scheduler", "tunnel", "remote_python", "ssh_args", "remote_decode", "insecure")
+        remote = remote_options(viewer, **{k: options.pop(k) for k in keys_ if k in options})
+        if remote is None:
+            return viewer
+        options.update(remote)
     if paths:
         add_to_viewer(viewer, [os.fspath(p) for p in paths] if isinstance(paths, (list, tuple)) else paths, **options)
     if dicomweb:

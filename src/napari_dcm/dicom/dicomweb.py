@@ -3,6 +3,12 @@
 * Frames are fetched in their stored transfer syntax (``transfer-syntax=*``)
   and decoded here with the same decoders as local files; neighbouring frames
   are fetched in one request; a bounded cache keeps what was fetched.
+* A server cannot be asked in advance which stored syntaxes it returns as
+  they are, so every frame request negotiates (:func:`fetch_frame`): the
+  stored syntax; on HTTP 400/406/415/5xx or an unusable answer, Explicit VR
+  Little Endian once; then the whole instance (``application/dicom``) read
+  here and cached per instance (bounded).  What worked is remembered per
+  server and stored syntax, so later frames go straight to it.
 * Credentials (HTTP basic or bearer) live only in a per-process session
   registry keyed by server: never in frame references, layer metadata, logs,
   notifications or error messages.  TLS certificates are verified by default;
@@ -31,6 +37,8 @@ from .cache import FrameCache
 if TYPE_CHECKING:
     import requests
     from pydicom import Dataset
+
+    from .sources import EncodedFrame
 
 log = logging.getLogger("napari_dcm")
 
@@ -135,6 +143,9 @@ class Server:
         self.session = s
         self._orthanc: str | None | Literal[False] = False  # False: not probed yet
         self.orthanc_ids: dict[str, tuple[str, str]] = {}  # SOPInstanceUID -> (Orthanc id, stored transfer syntax)
+        # what worked per stored syntax ("series:<uid>" while the syntax is unknown): a ROUTES entry
+        self.routes: dict[str, str] = {}
+        self.stored_syntax: dict[str, str] = {}  # SOPInstanceUID -> stored transfer syntax, once learned
         self.requests = 0
         self.bytes = 0
         self._lock = threading.Lock()
@@ -392,7 +403,12 @@ def _wado_metadata(server: Server, study: str, series: str | None = None, instan
         path += f"/series/{series}"
         if instance:
             path += f"/instances/{instance}"
-    items = server.json(path + "/metadata")
+    try:
+        items = server.json(path + "/metadata")
+    except DicomWebError as exc:
+        if exc.status == 404:
+            _probe_qido(server, exc)
+        raise
     out = []
     for it in items:
         try:
@@ -402,6 +418,23 @@ def _wado_metadata(server: Server, study: str, series: str | None = None, instan
     if not out and items == []:
         raise DicomWebError(server.base, f"not found: {path}", 404)
     return out
+
+
+def _probe_qido(server: Server, missing: DicomWebError) -> None:
+    """After a 404: is this a DICOMweb server at all?  One QIDO-RS request says;
+    raises a "does not look like a DICOMweb server" error when it is not."""
+    try:
+        server.json("studies", "limit=1")
+    except DicomWebError as exc:
+        if exc.status is None and "does not look like" in exc.reason:
+            raise DicomWebError(server.base, exc.reason, 404) from None
+        if exc.status in (400, 404, 405, 406, 415) or (exc.status or 0) >= 500:
+            raise DicomWebError(
+                server.base,
+                f"does not look like a DICOMweb server (its metadata and QIDO-RS studies routes answer HTTP {exc.status})",
+                404,
+            ) from None
+        raise missing from None
 
 
 def _orthanc_metadata(server: Server, study: str, series: str, instance: str | None) -> list[Dataset] | None:
@@ -426,7 +459,12 @@ def _orthanc_metadata(server: Server, study: str, series: str, instance: str | N
             return None
         oid = ids[0]
         tags = server.get(f"instances/{oid}/tags", "application/json", root=root).json()
-        ts = server.get(f"instances/{oid}/metadata/TransferSyntax", "text/plain", root=root).text.strip()
+        try:
+            ts = server.get(f"instances/{oid}/metadata/TransferSyntax", "text/plain", root=root).text.strip()
+        except DicomWebError as exc:
+            if exc.status != 404:
+                raise
+            ts = ""  # a syntax Orthanc does not know (e.g. HTJ2K in 1.10): negotiated per frame
         ds = orthanc_tags_to_dataset(tags)
         if str(ds.get("StudyInstanceUID", "")) != study or str(ds.get("SeriesInstanceUID", "")) != series:
             return None
@@ -444,9 +482,11 @@ def prefetch(server: Server, ds: Dataset) -> None:
     key = frame_key(server.base, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
     index = (n - 1) // 2
 
+    nbytes, lossy = frame_nbytes_of(ds), is_lossy(ds)
+
     def run() -> None:
         with contextlib.suppress(Exception):  # the real request (when shown) reports any error
-            fetch_frame(key, index, n)
+            fetch_frame(key, index, n, frame_nbytes=nbytes, lossy=lossy)
 
     t = threading.Thread(target=run, name="napari-dcm-prefetch", daemon=True)
     _prefetches.append(t)
@@ -454,6 +494,23 @@ def prefetch(server: Server, ds: Dataset) -> None:
 
 
 _prefetches: list[threading.Thread] = []
+
+
+def is_lossy(ds: Dataset) -> bool:
+    """The instance says its pixels have been lossy compressed (LossyImageCompression 01)."""
+    return str(ds.get("LossyImageCompression", "") or "").strip() == "01"
+
+
+def frame_nbytes_of(ds: Dataset) -> float:
+    """Bytes of one native frame of an instance (its Image Pixel module); 0 when unknown."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        spp, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+    if str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422" and spp == 3:
+        return rows * cols * 2 * bits / 8
+    return rows * cols * spp * bits / 8
 
 
 def wait_prefetch(timeout: float = 30) -> None:
@@ -560,45 +617,318 @@ CACHE = FrameCache(256 * 2**20, max_items=None, size=lambda v: len(v[0]))
 _fetch_locks: dict[str, threading.Lock] = {}
 _seen: set[str] = set()
 
+# how a frame is fetched, in the order they are tried
+ORTHANC_RAW = "orthanc-raw"  # Orthanc REST: /instances/{id}/frames/{i}/raw, the stored bytes
+STORED = "stored"  # WADO-RS frames, transfer-syntax=* (the stored syntax)
+AS_EXPLICIT_LE = "explicit-le"  # WADO-RS frames transcoded by the server to Explicit VR Little Endian
+INSTANCE = "instance"  # the whole instance (application/dicom), its frames read here
+ROUTES = (ORTHANC_RAW, STORED, AS_EXPLICIT_LE, INSTANCE)
+ROUTE_NAMES = {
+    ORTHANC_RAW: "Orthanc's raw frames",
+    STORED: "the stored syntax",
+    AS_EXPLICIT_LE: "Explicit VR Little Endian",
+    INSTANCE: "the whole instance",
+}
+FALLBACK_STATUSES = {400, 406, 415}  # and every 5xx: the server cannot (or will not) answer this way
+# lossy stored syntaxes: a server decodes them with its own decoder, whose rounding may differ
+# from ours (DCMTK's 12-bit JPEG is +-1 off pydicom's), so they are never asked for as explicit LE
+LOSSY_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.53",
+    "1.2.840.10008.1.2.4.55",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.203",
+}
 
-def fetch_frame(key: str, index: int, nframes: int) -> tuple[bytes, str]:
-    """Encoded bytes and transfer syntax of stored frame ``index`` (0-based).
 
-    The frame and its next neighbours (``BATCH`` in all) come in one request
-    (servers such as Orthanc re-read the instance for every request).
+class Unusable(Exception):
+    """An answer that arrived but cannot be these frames' pixels (the next route is tried)."""
+
+
+@dataclass
+class WholeInstance:
+    """An instance retrieved whole, parsed here: its frames as stored."""
+
+    transfer_syntax: str
+    nframes: int
+    frames: list[bytes] | None  # encapsulated: one codestream per frame
+    native: bytes | bytearray | None  # native: all frames' bytes
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(f) for f in self.frames) if self.frames is not None else len(self.native or b"")
+
+    @classmethod
+    def parse(cls, blob: bytes) -> WholeInstance:
+        import io
+
+        import pydicom
+        from pydicom.encaps import generate_frames
+
+        from .scan import DEFLATED_LE, EXPLICIT_LE, NATIVE_SYNTAXES
+
+        try:
+            ds = pydicom.dcmread(io.BytesIO(blob), force=True)
+            ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+            elem = next((ds[k] for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
+        except Exception as exc:
+            raise Unusable(f"the instance could not be parsed ({type(exc).__name__})") from None
+        if elem is None or not elem.value:
+            raise Unusable("the instance has no pixel data")
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+        if ts in NATIVE_SYNTAXES or not ts:
+            # pydicom has inflated a deflated dataset: its pixel bytes are explicit little endian
+            return cls(EXPLICIT_LE if ts in (DEFLATED_LE, "") else ts, n, None, bytearray(elem.value))
+        try:
+            frames = [bytes(f) for f in generate_frames(elem.value, number_of_frames=n)]
+        except Exception as exc:
+            raise Unusable(f"the instance's encapsulated pixel data could not be split ({exc})") from None
+        return cls(ts, n, frames, None)
+
+    def frame(self, index: int) -> EncodedFrame:
+        from .sources import EncodedFrame
+
+        if self.frames is not None:
+            if not 0 <= index < len(self.frames):
+                raise Unusable(f"the instance holds {len(self.frames)} frame(s), not frame {index + 1}")
+            return EncodedFrame(self.frames[index], self.transfer_syntax)
+        return EncodedFrame(self.native or b"", self.transfer_syntax, index, self.nframes)
+
+
+# instances retrieved whole (the last fallback): bounded; one larger instance is held alone
+INSTANCES = FrameCache(512 * 2**20, max_items=None, size=lambda v: v.nbytes)
+_oversize: dict[str, WholeInstance] = {}
+
+
+def _instance_get(key: str) -> WholeInstance | None:
+    inst: WholeInstance | None = INSTANCES.get(key)
+    return inst if inst is not None else _oversize.get(key)
+
+
+def _instance_put(key: str, inst: WholeInstance) -> None:
+    if inst.nbytes > INSTANCES.max_bytes:
+        _oversize.clear()
+        _oversize[key] = inst
+    else:
+        INSTANCES.put(key, inst)
+
+
+@dataclass
+class _Want:
+    """One frame request: the instance, the frame, what the answer must look like."""
+
+    srv: Server
+    key: str
+    study: str
+    series: str
+    instance: str
+    index: int
+    nframes: int
+    frame_nbytes: float  # bytes of one native frame (0: unknown, not checked)
+    lossy: bool  # lossy compressed (stored syntax or LossyImageCompression): decoded here only
+
+
+def _check_native(want: _Want, payload: bytes, ts: str) -> None:
+    """A native frame must hold exactly one frame's bytes (a server may pass off other bytes)."""
+    if want.frame_nbytes <= 0:
+        return
+    need = -(-int(want.frame_nbytes * 8) // 8)
+    if not need <= len(payload) <= need + 1:
+        raise Unusable(f"{len(payload)} bytes in {ts}, where one frame is {need}")
+
+
+def _known_syntax(ts: str) -> bool:
+    from . import codecs
+    from .scan import NATIVE_SYNTAXES
+
+    return ts in NATIVE_SYNTAXES or ts == codecs.DEFLATED_IMAGE_FRAME or ts.startswith("1.2.840.10008.1.2.")
+
+
+def _route_orthanc_raw(want: _Want) -> EncodedFrame:
+    from .scan import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, NATIVE_SYNTAXES
+    from .sources import EncodedFrame
+
+    srv = want.srv
+    oid, ts = srv.orthanc_ids[want.instance]
+    if not ts:
+        raise Unusable("Orthanc does not know the stored transfer syntax")
+    if ts == EXPLICIT_BE:
+        # Orthanc hands big-endian pixel data in its own memory byte order, not as stored
+        raise Unusable("raw frames of big-endian data are not in the stored byte order")
+    r = srv.get(f"instances/{oid}/frames/{want.index}/raw", "*/*", root=srv.orthanc_root)
+    if not r.content:
+        raise Unusable("an empty answer")
+    if ts in NATIVE_SYNTAXES:
+        ts = EXPLICIT_LE if ts == DEFLATED_LE else ts  # Orthanc hands the inflated pixel bytes
+        _check_native(want, r.content, ts)
+    CACHE.put((want.key, want.index), (r.content, ts))
+    return EncodedFrame(r.content, ts)
+
+
+def _frames_request(want: _Want, syntax: str) -> EncodedFrame:
+    """WADO-RS frames in ``syntax`` (``*``: as stored); the first frame asked of an
+    instance comes alone (fastest first picture), later ones with their next neighbours."""
+    from .scan import EXPLICIT_LE, NATIVE_SYNTAXES
+    from .sources import EncodedFrame
+
+    key, index = want.key, want.index
+    batch = BATCH if key in _seen else 1
+    _seen.add(key)
+    wanted = [i for i in range(index, min(want.nframes, index + batch)) if CACHE.get((key, i)) is None] or [index]
+    numbers = ",".join(str(i + 1) for i in wanted)  # WADO-RS frame numbers are 1-based
+    r = want.srv.get(
+        f"studies/{want.study}/series/{want.series}/instances/{want.instance}/frames/{numbers}",
+        f'multipart/related; type="application/octet-stream"; transfer-syntax={syntax}',
+    )
+    try:
+        parts = parse_multipart(r.content, r.headers.get("Content-Type", ""))
+    except ValueError as exc:
+        raise Unusable(str(exc)) from None
+    if len(parts) != len(wanted):
+        raise Unusable(f"asked for {len(wanted)} frame(s), got {len(parts)}")
+    got = []
+    for headers, payload in parts:
+        ts = transfer_syntax_of(headers.get("content-type", ""))
+        if not payload:
+            raise Unusable("an empty frame")
+        if syntax != "*" and ts != syntax:
+            raise Unusable(f"asked for {syntax}, got {ts}")
+        if not _known_syntax(ts):
+            raise Unusable(f"a frame in transfer syntax {ts}")
+        if ts in NATIVE_SYNTAXES:
+            if ts not in (EXPLICIT_LE, "1.2.840.10008.1.2"):
+                raise Unusable(f"a frame in {ts}")
+            _check_native(want, payload, ts)
+        got.append((payload, ts))
+    if syntax == "*" and got[0][1] not in NATIVE_SYNTAXES:
+        want.srv.stored_syntax.setdefault(want.instance, got[0][1])
+    for i, v in zip(wanted, got):
+        CACHE.put((key, i), v)
+    return EncodedFrame(*got[0])
+
+
+def _route_stored(want: _Want) -> EncodedFrame:
+    return _frames_request(want, "*")
+
+
+def _route_explicit_le(want: _Want) -> EncodedFrame:
+    from .scan import EXPLICIT_LE
+
+    if want.lossy:
+        raise Unusable("lossy compressed pixels are decoded here, not by the server")
+    return _frames_request(want, EXPLICIT_LE)
+
+
+def _route_instance(want: _Want) -> EncodedFrame:
+    inst = _instance_get(want.key)
+    if inst is None:
+        srv = want.srv
+        known = srv.orthanc_ids.get(want.instance)
+        if known is not None and srv.orthanc_root:
+            blob = srv.get(f"instances/{known[0]}/file", "application/dicom", root=srv.orthanc_root).content
+        else:
+            r = srv.get(
+                f"studies/{want.study}/series/{want.series}/instances/{want.instance}",
+                'multipart/related; type="application/dicom"; transfer-syntax=*',
+            )
+            ctype = r.headers.get("Content-Type", "")
+            if ctype.lower().startswith("multipart/"):
+                try:
+                    parts = parse_multipart(r.content, ctype)
+                except ValueError as exc:
+                    raise Unusable(str(exc)) from None
+                if len(parts) != 1:
+                    raise Unusable(f"asked for one instance, got {len(parts)} part(s)")
+                blob = parts[0][1]
+            else:
+                blob = r.content
+        inst = WholeInstance.parse(blob)
+        srv.stored_syntax[want.instance] = inst.transfer_syntax
+        _instance_put(want.key, inst)
+    return inst.frame(want.index)
+
+
+_ROUTE_FUNCS = {
+    ORTHANC_RAW: _route_orthanc_raw,
+    STORED: _route_stored,
+    AS_EXPLICIT_LE: _route_explicit_le,
+    INSTANCE: _route_instance,
+}
+
+
+def _falls_back(exc: DicomWebError) -> bool:
+    return exc.status is not None and (exc.status in FALLBACK_STATUSES or exc.status >= 500)
+
+
+def fetch_frame(
+    key: str, index: int, nframes: int, stored_syntax: str = "", frame_nbytes: float = 0.0, lossy: bool = False
+) -> EncodedFrame:
+    """Stored frame ``index`` (0-based) of the instance ``key``, as encoded bytes and their syntax.
+
+    Routes are tried in the order of :data:`ROUTES` (Orthanc's raw frames only
+    where the instance was opened through Orthanc's REST API), starting at
+    the one that last worked for this server and stored syntax (the series
+    while the syntax is unknown).  ``frame_nbytes`` (one native frame) lets
+    a server's native answer be checked.  Lossy compressed pixels (``lossy``:
+    the instance says LossyImageCompression 01, or a lossy stored syntax) are
+    never asked for as Explicit VR Little Endian: the server would decode them
+    with its own decoder, whose rounding may differ from the local read.
+    Raises ``DicomWebError`` naming every way tried when none works.
     """
+    from .sources import EncodedFrame
+
     hit: tuple[bytes, str] | None = CACHE.get((key, index))
     if hit is not None:
-        return hit
+        return EncodedFrame(*hit)
+    inst = _instance_get(key)
+    if inst is not None:
+        return inst.frame(index)
     lock = _fetch_locks.setdefault(key, threading.Lock())
     with lock:
         hit = CACHE.get((key, index))
         if hit is not None:
-            return hit
+            return EncodedFrame(*hit)
         base, study, series, instance = split_key(key)
         srv = server_for(base)
         known = srv.orthanc_ids.get(instance)
-        if known is not None:
-            oid, ts = known
-            r = srv.get(f"instances/{oid}/frames/{index}/raw", "*/*", root=srv.orthanc_root)
-            CACHE.put((key, index), (r.content, ts))
-            return CACHE.get((key, index)) or (r.content, ts)
-        # the first frame asked of an instance comes alone (fastest first picture);
-        # after that, frames come with their next neighbours (scrolling)
-        batch = BATCH if key in _seen else 1
-        _seen.add(key)
-        wanted = [i for i in range(index, min(nframes, index + batch)) if CACHE.get((key, i)) is None] or [index]
-        numbers = ",".join(str(i + 1) for i in wanted)  # WADO-RS frame numbers are 1-based
-        r = srv.get(
-            f"studies/{study}/series/{series}/instances/{instance}/frames/{numbers}",
-            'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+        ts = stored_syntax or (known[1] if known else "") or srv.stored_syntax.get(instance, "")
+        want = _Want(srv, key, study, series, instance, index, nframes, frame_nbytes, lossy or ts in LOSSY_SYNTAXES)
+        skey = ts or f"series:{series}"
+        chain = [r for r in ROUTES if r != ORTHANC_RAW or known is not None]
+        remembered = srv.routes.get(skey)
+        if remembered in chain:
+            chain = chain[chain.index(remembered) :]
+        failures: list[str] = []
+        for route in chain:
+            try:
+                enc = _ROUTE_FUNCS[route](want)
+            except DicomWebError as exc:
+                if not _falls_back(exc):
+                    raise
+                failures.append(f"{ROUTE_NAMES[route]}: {exc.reason}")
+                continue
+            except Unusable as exc:
+                failures.append(f"{ROUTE_NAMES[route]}: {exc}")
+                continue
+            if failures:
+                learned = srv.stored_syntax.get(instance, "")
+                log.info(
+                    "DICOMweb %s: frames stored in %s come as %s from now on (%s)",
+                    base,
+                    learned or ts or f"series {series}",
+                    ROUTE_NAMES[route],
+                    "; ".join(failures),
+                )
+                srv.routes[skey] = route
+                if learned:
+                    srv.routes[learned] = route
+            return enc
+        raise DicomWebError(
+            base, f"frame {index + 1} of instance {instance} could not be fetched ({'; '.join(failures)})"
         )
-        parts = parse_multipart(r.content, r.headers.get("Content-Type", ""))
-        if len(parts) != len(wanted):
-            raise DicomWebError(base, f"asked for {len(wanted)} frame(s), got {len(parts)}")
-        for i, (headers, payload) in zip(wanted, parts):
-            CACHE.put((key, i), (payload, transfer_syntax_of(headers.get("content-type", ""))))
-        return CACHE.get((key, index)) or (parts[0][1], transfer_syntax_of(parts[0][0].get("content-type", "")))
 
 
 def reset(sessions: bool = True) -> None:
@@ -608,6 +938,49 @@ def reset(sessions: bool = True) -> None:
         with _servers_lock:
             _servers.clear()
     CACHE.clear()
+    INSTANCES.clear()
+    _oversize.clear()
     DATASETS.clear()
     _fetch_locks.clear()
     _seen.clear()
+
+
+# --------------------------------------------------------------------------
+# bulk data the metadata leaves out (overlay planes' Overlay Data)
+
+
+def bulk_element(key: str, tag: int) -> bytes:
+    """The value of a binary element of a DICOMweb instance (its frame key) that the
+    metadata leaves out as bulk data: Orthanc's element content route when the server
+    is Orthanc, else the element's BulkDataURI (or InlineBinary) in the instance's
+    WADO-RS metadata.  b"" when the instance has no such element."""
+    import base64
+
+    base, study, series, instance = split_key(key)
+    srv = server_for(base)
+    path = f"{tag >> 16:04x}-{tag & 0xFFFF:04x}"
+    if srv.orthanc_root:
+        oid = srv.orthanc_ids.get(instance, (None, ""))[0]
+        if oid is None:
+            found = srv.get(
+                "tools/lookup", "application/json", root=srv.orthanc_root, method="POST", data=instance
+            ).json()
+            oid = next((f["ID"] for f in found if f.get("Type") == "Instance"), None)
+        if oid is not None:
+            try:
+                return bytes(srv.get(f"instances/{oid}/content/{path}", "*/*", root=srv.orthanc_root).content)
+            except DicomWebError as exc:
+                if exc.status != 404:
+                    raise
+                return b""
+    items = srv.json(f"studies/{study}/series/{series}/instances/{instance}/metadata")
+    el = (items[0] if items else {}).get(f"{tag:08X}") or {}
+    if "InlineBinary" in el:
+        return base64.b64decode(el["InlineBinary"])
+    uri = el.get("BulkDataURI")
+    if not uri:
+        return b""
+    root, _, last = str(uri).rpartition("/")
+    r = srv.get(last, 'multipart/related; type="application/octet-stream"', root=root)
+    parts = parse_multipart(r.content, r.headers.get("Content-Type", ""))
+    return parts[0][1] if parts else bytes(r.content)

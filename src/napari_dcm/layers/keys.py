@@ -16,7 +16,8 @@ OVERLAY = "napari_dcm_overlay"  # an overlay layer: {"kind", "source", ...}
 OVERLAY_OF = "napari_dcm_overlay_of"  # the name of the image an overlay belongs to
 SR_DOCUMENT = "napari_dcm_sr"  # path of the structured report a layer stands for
 LAYOUT_SAVED = "napari_dcm_layout_saved"  # scale/translate/visibility before a hanging
-PLACEHOLDER = "napari_dcm_placeholder"  # an empty layer padding a hanging cell
+PLACEHOLDER = "napari_dcm_placeholder"  # an empty layer padding a hanging cell (or its label)
+MAMMO = "napari_dcm_mammo"  # hanging values read once from an image's header (view codes, spacing, ...)
 
 # ---- image metadata fields
 PATHS = "paths"  # the files (or DICOMweb keys) of the image, in display order of first use
@@ -27,6 +28,7 @@ SOP_INSTANCE_UIDS = "sop_instance_uids"  # of every display frame
 NUMBER_OF_FRAMES = "number_of_frames"  # multi-frame only
 WINDOWS = "windows"  # header windows of the first shown frame: [{"center","width","explanation","function"}]
 FRAME_WINDOWS = "frame_windows"  # per display frame, when frames differ (Enhanced objects)
+SCHEDULER = "scheduler"  # files on dask workers: the scheduler's address (paths are the workers')
 
 
 class ImageMetadata(TypedDict, total=False):
@@ -48,6 +50,7 @@ class ImageMetadata(TypedDict, total=False):
     transfer_syntax: str
     notes: list[str]
     image_orientation: list[float]
+    scheduler: str
 
 
 def is_image(metadata: dict[str, Any]) -> bool:
