@@ -15,6 +15,11 @@ cine    one pass of napari's play (View > Toggle Play, 10 fps, loop mode "once")
         from frame 0: which frame indices were drawn, how many skipped, and how
         long the pass took.
 
+For napari-dcm runs the child also records, from napari-dcm's decode counters, which of
+the stepped-to frames had been decoded (read ahead) before their step, the multiscale
+level napari showed, and read-ahead's counts.  Diagnostics (one process each, full run
+only): J2K and Explicit VR LE with napari's async slicing on, J2K with read-ahead off.
+
 Inputs: the 64 x 2048 x 1664 uint16 DBT-like object of bench_reader (tests/synth.py)
 as JPEG 2000 lossless, JPEG-LS lossless, RLE and Explicit VR LE, kept in --data.
 Figures are medians over --repeat runs; ratios are to the in-memory ceiling.
@@ -52,6 +57,8 @@ def _open(spec):
         app_settings.playback_mode = "once"
     if spec.get("napari_dask_cache") is False:
         app_settings.dask.enabled = False  # napari's own opportunistic dask cache (default 25 % of RAM)
+    if spec.get("napari_async"):
+        get_settings().experimental.async_ = True  # napari slices on a thread, the UI never waits
     viewer = napari.Viewer(show=True)
     watch = C.watch_canvas(viewer, on_paint=lambda: C.frame_state(viewer))
     watch.settle()
@@ -67,6 +74,30 @@ def _open(spec):
     return viewer, watch, dict(rss_viewer_kib=rss_viewer, open_to_middle_s=t_shown - t, start=start)
 
 
+def _dcm_state(viewer) -> dict:
+    """What napari-dcm decoded (its decode counters) and read ahead, for the napari-dcm layer."""
+    from napari_dcm.dicom import decode
+
+    layer = viewer.layers[0]
+    path = layer.metadata["paths"][0]
+
+    def level() -> int:
+        return int(getattr(layer, "data_level", 0)) if getattr(layer, "multiscale", False) else 0
+
+    def decoded(k: int) -> int:
+        return decode.STATS.frames.get((path, k, level()), 0)
+
+    def counts() -> dict:
+        try:
+            from napari_dcm._qt.readahead import follower
+        except ImportError:  # a checkout without read-ahead (the "before" figures)
+            return {}
+        f = follower(viewer)
+        return dict(f.engine.counts) if f is not None else {}
+
+    return dict(decoded=decoded, level=level, counts=counts)
+
+
 def _step_to(viewer, watch, k: int) -> float:
     """Show frame k and return when the canvas has drawn it (swap time)."""
     n0 = len(watch.draws)
@@ -80,12 +111,18 @@ def child_scroll(spec) -> dict:
     start, steps = out["start"], spec["steps"]
     times = []
     n_draws0 = len(watch.draws)
+    dcm = _dcm_state(viewer) if spec["source"] != "memory" else None
+    ready = []
     t_begin = t = time.perf_counter()
     for i in range(1, steps + 1):
+        if dcm is not None:
+            ready.append(dcm["decoded"](start + i) > 0)  # decoded (read ahead) before its step?
         t_done = _step_to(viewer, watch, start + i)
         times.append(t_done - t)
         t = time.perf_counter()
     out.update(fps=steps / (t_done - t_begin), step_s=times, draws=len(watch.draws) - n_draws0)
+    if dcm is not None:
+        out.update(ready_before_step=ready, data_level=dcm["level"](), readahead=dcm["counts"]())
     if spec.get("rss"):
         frames = spec["shape"][0]
         C.run_event_loop(0.2)
@@ -252,31 +289,45 @@ def main():
                 f"(holds the {frames * shape[1] * shape[2] * 2 / 2**20:.0f} MiB array)",
             )
 
-        if not args.quick:
-            # diagnostic: how much of the peak is napari's dask cache (it keeps computed chunks,
-            # up to 25 % of RAM by default) rather than napari-dcm's own bounded frame cache
-            for src in ("explicit", "j2k"):
-                C.warm_file(paths[src])
-                r = C.run_child(
-                    Path(__file__), spec_for(src, kind="scroll", steps=steps, rss=True, napari_dask_cache=False)
-                )
-                r.pop("_stderr")
-                runs[src + " (napari dask cache off)"] = [r]
+        for src in sources:
+            rs = [r for r in runs[src] if "ready_before_step" in r]
+            if rs:
+                ready = [sum(r["ready_before_step"]) for r in rs]
                 print(
-                    f"  {src} with napari's dask cache off: peak RSS {r['peak_kib'] / 1024:.0f} MiB, "
-                    f"{r['fps']:.2f} fps",
+                    f"  {src}: frames decoded before their step {ready} of {steps}; level shown "
+                    f"{[r['data_level'] for r in rs]}; read-ahead {rs[0]['readahead']}",
                     flush=True,
                 )
+        if not args.quick:
+            # diagnostics, one fresh process each: napari's async slicing (napari slices on a
+            # thread, the UI never waits for dask), and read-ahead switched off
+            for src, what, kw, env in (
+                ("j2k", "napari async slicing", dict(napari_async=True), {}),
+                ("explicit", "napari async slicing", dict(napari_async=True), {}),
+                ("j2k", "read-ahead off", {}, {"NAPARI_DCM_READAHEAD": "0"}),
+            ):
+                C.warm_file(paths[src])
+                old_env = {k: os.environ.get(k) for k in env}
+                os.environ.update(env)
+                try:
+                    r = C.run_child(Path(__file__), spec_for(src, kind="scroll", steps=steps, **kw))
+                finally:
+                    for k, v in old_env.items():
+                        if v is None:
+                            os.environ.pop(k, None)
+                        else:
+                            os.environ[k] = v
+                r.pop("_stderr")
+                runs[f"{src} ({what})"] = [r]
+                print(f"  {src} with {what}: {r['fps']:.2f} fps", flush=True)
                 res.record(
-                    f"peak RSS scrolling all {frames} frames twice [{LABEL[src]}, napari dask cache off]",
-                    r["peak_kib"] / 1024,
-                    runs[src][0]["peak_kib"] / 1024,
-                    "MiB",
-                    note=f"baseline = the same with napari's default dask cache; RSS when the scroll began "
-                    f"{r['rss_scroll_start_kib'] / 1024:.0f} MiB; {r['rss_scroll_fps']:.1f} fps over "
-                    f"{r['rss_scroll_steps']} steps (16-step scroll {r['fps']:.2f} fps)",
+                    f"scroll {steps} frames from the middle, fps [{LABEL[src]}, {what}]",
+                    r["fps"],
+                    C.med(mem),
+                    "fps",
+                    note=f"one process; baseline = the in-memory median of this run; frames decoded before "
+                    f"their step {sum(r.get('ready_before_step', []))} of {steps}",
                 )
-
     if "cine" in only:
         cine_sources = ["j2k"] if args.quick else SOURCES
         cines: dict[str, list[dict]] = {s: [] for s in cine_sources}

@@ -11,11 +11,14 @@ EXTRA="${1:-test}"
 APT_PKGS=(xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglib2.0-0 libdbus-1-3 libfontconfig1
   libfreetype6 fonts-dejavu-core libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-glx0
   libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0
-  libxcb-xfixes0 libxcb-xkb1 libxcb-xinerama0)
+  libxcb-xfixes0 libxcb-xkb1 libxcb-xinerama0
+  libopenjp2-7)  # OpenJPEG: reduced-resolution JPEG 2000 (napari_dcm.dicom.openjpeg)
 if [ "$EXTRA" = "test" ]; then
   # real servers started privately by the tests (tests/servers.py): Orthanc (DICOMweb + DIMSE),
   # sshd; dciodvfy (dicom3tools) validates the DICOM objects the project writes
   APT_PKGS+=(orthanc orthanc-dicomweb openssh-server dicom3tools)
+  # opj_decompress: the reference reduced-resolution JPEG 2000 decode (tests/test_multiscale.py)
+  APT_PKGS+=(libopenjp2-tools)
 fi
 if [ -n "${NAPARI_DCM_EXTRA_APT:-}" ]; then
   read -r -a more <<<"$NAPARI_DCM_EXTRA_APT"

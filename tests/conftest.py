@@ -67,6 +67,29 @@ def _fresh_decoder_state():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _readahead_stopped_after():
+    """Read-ahead threads a test's viewers started end with the test (their decodes
+    never land in the next test's counters)."""
+    yield
+    from napari_dcm.dicom import readahead
+
+    readahead.shutdown_all(wait=30)
+
+
+@pytest.fixture
+def readahead_off():
+    """Read-ahead disabled for one test (tests of what the open path itself decodes)."""
+    from dataclasses import asdict
+
+    from napari_dcm.dicom import readahead
+
+    before = asdict(readahead.SETTINGS)
+    readahead.configure(enabled=False)
+    yield
+    readahead.configure(**before)
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """The shared corpus; missing corpus fails in CI and skips elsewhere."""

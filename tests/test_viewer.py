@@ -121,7 +121,7 @@ def test_dicomdir_opens_referenced_series(make_napari_viewer, corpus):
     assert all(l.data.ndim >= 2 for l in layers)
 
 
-def test_viewer_open_decodes_only_shown_frames(make_napari_viewer, big_multiframe):
+def test_viewer_open_decodes_only_shown_frames(make_napari_viewer, big_multiframe, readahead_off):
     decode.CACHE.clear()
     decode.STATS.reset()
     viewer = make_napari_viewer(show=True)
@@ -135,7 +135,7 @@ def test_viewer_open_decodes_only_shown_frames(make_napari_viewer, big_multifram
     assert decode.STATS.decodes <= 2 + 5
 
 
-def test_view_api_decodes_one_frame(make_napari_viewer, big_multiframe):
+def test_view_api_decodes_one_frame(make_napari_viewer, big_multiframe, readahead_off):
     """Through napari_dcm.view / the napari-dcm command only the shown frame is decoded."""
     import napari_dcm
 

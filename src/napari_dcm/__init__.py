@@ -40,6 +40,8 @@ __all__ = [
     "EmbedCSVError",
     "NoDicomFoundError",
     "NotDicomError",
+    "cache_info",
+    "configure_readahead",
     "mammo_layout",
     "read",
     "read_dicomweb",
@@ -48,6 +50,7 @@ __all__ = [
     "save_rois_gsps",
     "save_rois_sr",
     "save_seg",
+    "set_cache_size",
     "set_limits",
     "store_dicomweb",
     "store_dimse",
@@ -145,3 +148,26 @@ def view(paths=None, **options):
     from ._qt.viewer import view as _view
 
     return _view(paths, **options)
+
+
+def set_cache_size(megabytes=None):
+    """Set the decoded-frame cache budget in MiB (None: the default, from ``NAPARI_DCM_CACHE_MB``
+    or 1/16 of available memory within 128-512 MiB); returns the budget in bytes."""
+    from .dicom.cache import set_cache_size as _set
+
+    return _set(megabytes)
+
+
+def cache_info():
+    """The decoded-frame cache now: ``max_bytes``, ``nbytes``, ``peak_nbytes``, ``frames``."""
+    from .dicom.cache import cache_info as _info
+
+    return _info()
+
+
+def configure_readahead(**settings):
+    """Read-ahead settings: ``enabled``, ``ahead`` (frames in the direction of travel),
+    ``behind``, ``threads``, ``fill`` (share of the cache budget); see docs/performance.md."""
+    from .dicom.readahead import configure
+
+    return configure(**settings)

@@ -36,6 +36,8 @@ def read_dicom(path, **options):
     Layers rather than layer-data tuples (napari accepts both) so that images
     get napari-dcm's status text; see ``napari_dcm._qt.viewer.read_for_napari``.
     """
+    from ._qt.readahead import follow_current_viewer
     from ._qt.viewer import read_for_napari
 
+    follow_current_viewer()  # read-ahead follows the sliders of the viewer the layers go to
     return read_for_napari(_as_list(path), **options)

@@ -58,8 +58,9 @@ def read_stacks(
         kept = [h for h in headers if matches(h, flt)]
         report.filtered_out = len(headers) - len(kept)
         headers = kept
-    report.overlays = [h for h in headers if kind_of(h.sop_class_uid)]
-    headers = [h for h in headers if not kind_of(h.sop_class_uid)]
+    is_overlay = [bool(kind_of(h.sop_class_uid)) for h in headers]  # one look-up per file
+    report.overlays = [h for h, o in zip(headers, is_overlay) if o]
+    headers = [h for h, o in zip(headers, is_overlay) if not o]
     stacks, skipped = stacks_from_headers(headers)
     report.n_files = result.n_files
     report.skipped = result.skipped + skipped
@@ -99,6 +100,7 @@ def read(
     scheduler=None,
     remote_decode: bool = False,
     insecure: bool = False,
+    multiscale: bool = False,
 ) -> list[LayerData]:
     """Read DICOM files or folders as napari layer data ``(data, kwargs, layer_type)``.
 
@@ -134,6 +136,12 @@ def read(
     remote_decode : bool
         With ``scheduler``: decode frames on the workers and fetch the decoded
         pixels (a fast link and a weak client).
+    multiscale : bool
+        Offer large JPEG 2000 / HTJ2K images as napari multiscale data: a
+        :class:`~napari_dcm.layers.images.Pyramid` of dask arrays (full
+        resolution first, then 1/2, 1/4, ...) decoded by OpenJPEG at that
+        resolution.  The napari reader and ``view`` ask for it; the default
+        keeps ``data`` one array of frames.
 
     Raises
     ------
@@ -160,7 +168,7 @@ def read(
     log.info(report.summary())
     if on_stacks is not None:
         on_stacks(stacks)
-    layers = layer_tuples(stacks, strict=strict)
+    layers = layer_tuples(stacks, strict=strict, multiscale=multiscale)
     if scheduler is not None:
         for t in layers:
             t.metadata[keys.SCHEDULER] = scheduler  # the files are on this scheduler's workers

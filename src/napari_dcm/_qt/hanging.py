@@ -40,6 +40,7 @@ from .. import _notify
 from ..dicom import mammo
 from ..dicom.mammo import LAYOUTS, Layout
 from ..layers import keys
+from ..layers.images import full_resolution, is_multiscale
 from . import state
 from .viewer import companions, dicom_images
 
@@ -308,7 +309,9 @@ def _breast_extent(viewer, lay: Layout, img) -> float:
         p = next(p for p in lay.placements if p.cell is not None and hanging_layer_match(img, p.path))
         d = current_frame(viewer, img)
         nd = img.data.ndim - int(bool(getattr(img, "rgb", False)))
-        frame = np.asarray(img.data[d] if nd >= 3 else img.data)
+        # a share of the width: any resolution does; a multiscale image's smallest level is cheapest
+        data = img.data[-1] if is_multiscale(img.data) else img.data
+        frame = np.asarray(data[d] if nd >= 3 else data)
         if frame.ndim == 3:  # RGB
             frame = frame.mean(axis=-1)
         chest_wall_right = (p.align == "right") != p.flip_h
@@ -506,7 +509,8 @@ def prefetch_cells(viewer, images: list) -> list[tuple[float, float]]:
         d = current_frame(viewer, img)
         if "://" in img.metadata[keys.FRAME_PATHS][d]:
             nd = img.data.ndim - int(bool(getattr(img, "rgb", False)))
-            jobs.append(img.data[d] if nd >= 3 else img.data)
+            data = full_resolution(img.data)
+            jobs.append(data[d] if nd >= 3 else data)
     return prefetch_frames(jobs)
 
 
@@ -523,7 +527,8 @@ def prefetch_tuples(layer_data: list) -> list[tuple[float, float]]:
         n = int(t.data.shape[0]) if t.spatial_ndim >= 3 else 1
         d = (n - 1) // 2  # napari centres its sliders on a new layer
         if "://" in t.metadata[keys.FRAME_PATHS][d]:
-            jobs.append(t.data[d] if t.spatial_ndim >= 3 else t.data)
+            data = full_resolution(t.data)
+            jobs.append(data[d] if t.spatial_ndim >= 3 else data)
     if len(jobs) < 2:
         return []
     t0 = time.perf_counter()

@@ -159,6 +159,9 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
 
         apply_displayed_area(viewer, added)  # a presentation state's displayed area (issue 9)
         keymod.install(viewer)
+        from .readahead import follow
+
+        follow(viewer)  # decode the frames around the shown ones in the background
         if first:
             keep_whole_view(viewer)
     if reports:
@@ -387,6 +390,7 @@ def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any
     _notify.install_decode_notifier()
     report = ReadReport()
     prog = _Progress()
+    options.setdefault("multiscale", True)  # large JPEG 2000: napari picks the resolution for the zoom
     try:
         layers = read(paths, progress=prog, report=report, on_stacks=prefetch_first_frames, **options)
     except NoDicomFoundError as exc:

@@ -31,8 +31,11 @@ def frame_windows(image, d: int) -> list[dict]:
 
 
 def frame_array(image, d: int) -> np.ndarray:
-    nd = image.data.ndim - int(image.rgb)
-    return np.asarray(image.data[d] if nd >= 3 else image.data)
+    from ..layers.images import full_resolution
+
+    data = full_resolution(image.data)  # level 0 of a multiscale layer
+    nd = data.ndim - int(image.rgb)
+    return np.asarray(data[d] if nd >= 3 else data)
 
 
 def padding(image) -> tuple[float, float] | None:

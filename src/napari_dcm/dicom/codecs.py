@@ -48,7 +48,7 @@ DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"
 RLE = _uid.RLELossless
 
 DECODER_DEPENDENCIES = {
-    u: ("imagecodecs",) for u in JPEG2000_SYNTAXES | {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit}
+    u: ("imagecodecs",) for u in JPEG2000_SYNTAXES | JPEGLS_SYNTAXES | {_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit}
 }
 
 try:  # pragma: no cover - exercised implicitly
@@ -77,6 +77,8 @@ def rle_decode_frame(src: bytes, nr_pixels: int, bits_allocated: int) -> bytes:
 def is_available(uid: str) -> bool:
     if not HAVE_IMAGECODECS:
         return False
+    if uid in JPEGLS_SYNTAXES:
+        return bool(_ic.JPEGLS.available)
     if uid in JPEG2000_SYNTAXES:
         return bool(_ic.JPEG2K.available)
     if uid in (_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit):
@@ -118,6 +120,7 @@ _lock = threading.Lock()
 # pydicom plugin labels, in the order napari-dcm tries them per syntax
 J2K_PLUGIN = "napari-dcm-openjpeg-mt"
 JPEG8_PLUGIN = "napari-dcm-libjpeg-turbo"
+JPEGLS_PLUGIN = "napari-dcm-charls-nogil"  # CharLS via imagecodecs, GIL released (read-ahead threads)
 
 
 def register_plugins() -> None:
@@ -150,7 +153,7 @@ def register_plugins() -> None:
 # whenever python-gdcm is installed.  Pillow is not used either: it wraps the same
 # OpenJPEG and libjpeg-turbo as the plugins before it, so after they failed it only
 # spent the time of one more failing decode.
-TRUSTED_PLUGINS = ("pyjpegls", "pylibjpeg", "pydicom", J2K_PLUGIN, JPEG8_PLUGIN)
+TRUSTED_PLUGINS = ("pyjpegls", "pylibjpeg", "pydicom", J2K_PLUGIN, JPEG8_PLUGIN, JPEGLS_PLUGIN)
 
 
 def plugin_order(ts: str) -> list[str]:
@@ -159,7 +162,8 @@ def plugin_order(ts: str) -> list[str]:
     if ts in JPEG2000_SYNTAXES:
         return [J2K_PLUGIN, "pylibjpeg"] if HAVE_IMAGECODECS else ["pylibjpeg"]
     if ts in JPEGLS_SYNTAXES:
-        return ["pyjpegls", "pylibjpeg"]
+        first = [JPEGLS_PLUGIN] if in_background() else []  # GIL-free CharLS on read-ahead threads
+        return first + ["pyjpegls", "pylibjpeg"]
     if ts in (_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit):
         return ["pylibjpeg", JPEG8_PLUGIN] if HAVE_IMAGECODECS else ["pylibjpeg"]
     if ts in JPEG_SYNTAXES:
@@ -176,6 +180,8 @@ def library(ts: str, plugin: str) -> str:
         return "openjpeg"
     if ts == RLE and plugin == "pylibjpeg":
         return "pylibjpeg-rle"
+    if ts in JPEGLS_SYNTAXES and plugin in (JPEGLS_PLUGIN, "pyjpegls"):
+        return "charls"
     return plugin
 
 
@@ -262,3 +268,79 @@ def codestream_problem(ts: str, cs: bytes, rows: int, columns: int, samples: int
     if start not in cs:  # some decoders return a blank image for a codestream without any coded data
         return "the codestream has no coded data (no " + ("SOT" if ts in JPEG2000_SYNTAXES else "SOS") + " marker)"
     return None
+
+
+# reduced resolution (JPEG 2000 / HTJ2K): see dicom/openjpeg.py
+
+
+def j2k_decomposition_levels(head: bytes) -> int | None:
+    """Wavelet decomposition levels of a J2K codestream's main header (COD), or None.
+
+    None also when the image grid does not start at (0, 0) (SIZ offsets), where
+    reduced sizes would not be ceil(size / 2^level).
+    """
+    import struct
+
+    if head[:4] != b"\xff\x4f\xff\x51":  # SOC, SIZ
+        return None
+    pos = 2
+    levels = None
+    while pos + 4 <= len(head):
+        marker, length = struct.unpack_from(">HH", head, pos)
+        if marker == 0xFF51 and pos + 4 + 20 <= len(head):  # SIZ: Rsiz, Xsiz, Ysiz, XOsiz, YOsiz
+            xo, yo = struct.unpack_from(">LL", head, pos + 4 + 10)
+            if xo or yo:
+                return None
+        elif marker == 0xFF52 and pos + 9 < len(head):  # COD: Scod, SGcod (4 bytes), SPcod: levels first
+            levels = head[pos + 9]
+        elif marker in (0xFF90, 0xFF93):  # SOT / SOD: the main header is over
+            break
+        if length < 2:
+            return None
+        pos += 2 + length
+    return levels
+
+
+# --------------------------------------------------------------------------
+# decoders for background threads (read-ahead)
+#
+# pyjpegls keeps the GIL for a whole JPEG-LS decode (~80 ms for a 2048x1664 frame),
+# so a read-ahead thread using it would freeze napari's UI thread frame after frame.
+# imagecodecs wraps the same CharLS library and releases the GIL: read-ahead threads
+# use it first (same codec, same pixels); napari's own thread keeps pyjpegls, which
+# is ~20 % faster for the one frame it waits for.
+
+_tls = threading.local()
+
+
+def set_background(flag: bool) -> None:
+    """Mark the calling thread as a background decoder (read-ahead): decoders that release the GIL first."""
+    _tls.background = bool(flag)
+
+
+def in_background() -> bool:
+    return bool(getattr(_tls, "background", False))
+
+
+def decode_jpegls(src: bytes, runner: DecodeRunner) -> bytes:
+    """pydicom plugin: JPEG-LS through CharLS in imagecodecs (GIL released)."""
+    arr = _ic.jpegls_decode(src)
+    if arr.ndim == 3 and arr.shape[-1] > 1:
+        runner.set_option("planar_configuration", 0)  # imagecodecs hands back colour-by-pixel
+    runner.set_option("bits_allocated", 8 * arr.dtype.itemsize)
+    return arr.tobytes()
+
+
+def register_background_plugins() -> None:
+    """Add the background decoders to pydicom's (idempotent)."""
+    register_plugins()
+    if not HAVE_IMAGECODECS or not getattr(_ic, "JPEGLS", None) or not _ic.JPEGLS.available:
+        return
+    from pydicom.pixels import get_decoder  # type: ignore[attr-defined]  # pydicom.pixels re-exports without __all__
+
+    with _lock:
+        for ts in JPEGLS_SYNTAXES:
+            dec = get_decoder(ts)
+            if JPEGLS_PLUGIN not in dec.available_plugins:
+                with contextlib.suppress(ValueError):
+                    dec.add_plugin(JPEGLS_PLUGIN, (__name__, "decode_jpegls"))

@@ -14,7 +14,7 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -33,7 +33,17 @@ if TYPE_CHECKING:
 
     from ..errors import DicomDecodeError
 
-__all__ = ["PixelDesc", "Rescale", "DatasetTransform", "decode", "decode_codestream", "load_frame", "STATS"]
+__all__ = [
+    "PixelDesc",
+    "Rescale",
+    "DatasetTransform",
+    "decode",
+    "decode_codestream",
+    "decode_level",
+    "load_frame",
+    "load_frame_level",
+    "STATS",
+]
 
 log = logging.getLogger("napari_dcm")
 
@@ -97,12 +107,20 @@ class _Stats:
     def __init__(self) -> None:
         self.decodes = 0
         self.cache_hits = 0
+        # (path, stored frame index, resolution level) -> decodes of that frame
+        self.frames: collections.Counter[tuple[str, int, int]] = collections.Counter()
         self.lock = threading.Lock()
 
     def reset(self) -> None:
         with self.lock:
             self.decodes = 0
             self.cache_hits = 0
+            self.frames.clear()
+
+    def record(self, ref: FrameRef, level: int = 0) -> None:
+        """Count one decode of ``ref`` at resolution ``level`` (read-ahead's window is checked with these)."""
+        with self.lock:
+            self.frames[(ref.path, ref.index, level)] += 1
 
 
 STATS = _Stats()
@@ -369,37 +387,43 @@ def load_frame(
     ``strict``.
     """
     key = (ref, transform)
-    hit: np.ndarray | None = CACHE.get(key)
+    hit, claim = CACHE.claim(key)  # waits while another thread (read-ahead) decodes this frame
     if hit is not None:
         with STATS.lock:
             STATS.cache_hits += 1
-        return hit
+        return cast(np.ndarray, hit)
     from ..errors import DicomDecodeError
 
-    failed_before = _FAILED.get(key)
-    if failed_before is not None:  # these bytes did not decode before: they will not now (no second slow failure)
-        err = DicomDecodeError(ref.path, failed_before, frame=ref.index)
-        if strict:
-            raise err
-        return _blank(ref, shape, dtype, err)
-    read_ok: list[bool] = []
+    done: np.ndarray | None = None
+    err: DicomDecodeError | None = None
     try:
-        arr = _decode_ref(ref, desc, transform, shape, dtype, read_ok)
-    except BaseException as exc:  # codecs raise BaseExceptions too (pyo3's PanicException)
-        if not codec_failure(exc):
-            raise
-        reason = f"{type(exc).__name__}: {exc}"
-        err = DicomDecodeError(ref.path, reason, frame=ref.index)
-        if strict:
-            raise err from exc
-        if read_ok and not isinstance(exc, MemoryError):
-            # the bytes were read and do not decode: they will not decode next time either,
-            # so the failure is remembered (a slow failure is paid once); a failed read
-            # (I/O, network) or a lack of memory is tried again
-            _FAILED.put(key, reason)
-    else:
-        CACHE.put(key, arr)
-        return arr
+        failed_before = _FAILED.get(key)
+        if failed_before is not None:  # these bytes did not decode before: they will not now (no second slow failure)
+            err = DicomDecodeError(ref.path, failed_before, frame=ref.index)
+            if strict:
+                raise err
+        else:
+            STATS.record(ref)
+            read_ok: list[bool] = []
+            try:
+                done = _decode_ref(ref, desc, transform, shape, dtype, read_ok)
+            except BaseException as exc:  # codecs raise BaseExceptions too (pyo3's PanicException)
+                if not codec_failure(exc):
+                    raise
+                reason = f"{type(exc).__name__}: {exc}"
+                err = DicomDecodeError(ref.path, reason, frame=ref.index)
+                if strict:
+                    raise err from exc
+                if read_ok and not isinstance(exc, MemoryError):
+                    # the bytes were read and do not decode: they will not decode next time either,
+                    # so the failure is remembered (a slow failure is paid once); a failed read
+                    # (I/O, network) or a lack of memory is tried again
+                    _FAILED.put(key, reason)
+    finally:
+        CACHE.release(key, claim, done)  # cached, and threads waiting for it woken
+    if done is not None:
+        return done
+    assert err is not None
     # outside the except block: the failed decode's buffers (held by the exception's
     # traceback until the block ends) are released before the blank frame is allocated
     return _blank(ref, shape, dtype, err)
@@ -465,6 +489,101 @@ def _decode_ref(
     if arr.shape != tuple(shape):
         raise ValueError(f"decoded frame has shape {arr.shape}, expected {tuple(shape)}")
     return arr
+
+
+# --------------------------------------------------------------------------
+# reduced resolution: JPEG 2000 / HTJ2K frames at 1/2, 1/4, ... of their size
+
+
+def decode_level(enc: EncodedFrame, desc: PixelDesc, level: int) -> np.ndarray:
+    """Decode a JPEG 2000 / HTJ2K frame at resolution ``level`` (0: full, 1: half, ...).
+
+    Level 0 is :func:`decode` (pydicom's pixels).  Other levels are OpenJPEG's
+    reduced-resolution output (:mod:`.openjpeg`), in the integer type the full
+    decode has: the values of a wavelet low band, for display only.
+    """
+    if level == 0:
+        return decode(enc, desc)
+    from . import openjpeg
+
+    with STATS.lock:
+        STATS.decodes += 1
+    if enc.transfer_syntax not in codecs.JPEG2000_SYNTAXES:
+        raise ValueError(f"no reduced-resolution decoding for transfer syntax {enc.transfer_syntax}")
+    codestream = bytes(enc.data)
+    problem = codecs.codestream_problem(  # OpenJPEG is never handed a codestream that disagrees with the header
+        enc.transfer_syntax, codestream, desc.rows, desc.columns, desc.samples_per_pixel, desc.bits_allocated
+    )
+    if problem:
+        raise ValueError(problem)
+    arr = openjpeg.decode(codestream, level, codecs.THREADS)
+    size = 1 if desc.bits_allocated <= 8 else 2 if desc.bits_allocated <= 16 else 4
+    want = np.dtype(f"{'i' if desc.pixel_representation else 'u'}{size}")
+    return arr if arr.dtype == want else arr.astype(want)
+
+
+def load_frame_level(
+    ref: FrameRef,
+    desc: PixelDesc,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    shape: tuple[int, ...],
+    dtype: str,
+    strict: bool = False,
+    level: int = 0,
+) -> np.ndarray:
+    """:func:`load_frame` at resolution ``level`` of a JPEG 2000 / HTJ2K frame (the
+    dask task of multiscale layers' reduced levels; level 0 is ``load_frame``).
+
+    A frame whose codestream has fewer decomposition levels than ``level`` (its
+    neighbours had more) is decoded at full resolution and subsampled.
+    """
+    if level == 0:
+        return load_frame(ref, desc, transform, shape, dtype, strict)
+    key = (ref, transform, level)
+    hit, claim = CACHE.claim(key)
+    if hit is not None:
+        with STATS.lock:
+            STATS.cache_hits += 1
+        return cast(np.ndarray, hit)
+    done: np.ndarray | None = None
+    try:
+        STATS.record(ref, level)
+        from .openjpeg import OpenJpegError
+
+        try:
+            arr = decode_level(ref.read(), desc, level)
+        except OpenJpegError as exc:
+            if "greater than the maximum resolution" not in str(exc):
+                raise
+            full = load_frame(ref, desc, None, (desc.rows, desc.columns), _decoded_dtype(desc), True)
+            f = 1 << level
+            arr = np.ascontiguousarray(full[::f, ::f])
+        if transform is not None:
+            arr = transform(arr)
+        arr = np.asarray(arr)
+        if arr.dtype != np.dtype(dtype):
+            arr = arr.astype(dtype)
+        if arr.shape != tuple(shape):
+            raise ValueError(f"decoded frame has shape {arr.shape} at level {level}, expected {tuple(shape)}")
+        done = arr
+    except BaseException as exc:  # codecs raise BaseExceptions too (pyo3's PanicException)
+        if not codec_failure(exc):
+            raise
+        from ..errors import DicomDecodeError
+
+        err = DicomDecodeError(ref.path, f"{type(exc).__name__}: {exc}", frame=ref.index)
+        if strict:
+            raise err from exc
+    finally:
+        CACHE.release(key, claim, done)
+    if done is not None:
+        return done
+    return _blank(ref, shape, dtype, err)
+
+
+def _decoded_dtype(desc: PixelDesc) -> str:
+    size = 1 if desc.bits_allocated <= 8 else 2 if desc.bits_allocated <= 16 else 4
+    return f"{'i' if desc.pixel_representation else 'u'}{size}"
 
 
 def reset() -> None:

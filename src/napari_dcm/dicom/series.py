@@ -13,10 +13,12 @@ stored frames (ROIs, overlays) can be placed on the right display frame.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,9 +28,9 @@ from . import geometry, voi
 from .decode import DatasetTransform, Rescale
 from .imagepixel import PixelDesc
 from .limits import DEFLATE_MAX_RATIO, LIMITS
-from .scan import DEFLATED_LE, EXPLICIT_LE, NATIVE_SYNTAXES, Header
+from .scan import DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE, NATIVE_SYNTAXES, Header
 from .sources import FrameRef
-from .sources.file import file_frame_refs
+from .sources.file import NativeFrame, file_frame_refs
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -312,6 +314,20 @@ def _refs(h: Header, desc: PixelDesc, nframes: int) -> list[FrameRef]:
         raise StackError(f"cannot locate frames: {exc}") from exc
 
 
+def _single_native_ref(h: Header, d: PixelDesc, nbytes: dict[int, int]) -> NativeFrame | None:
+    """The reference of a local single-frame little-endian native file, made directly
+    (what ``file_frame_refs`` gives for it, without its general path); None otherwise."""
+    ts = h.transfer_syntax
+    if h.source is not None or not h.walked or h.deflated_offset >= 0 or d.bits_allocated == 1:
+        return None
+    if ts != EXPLICIT_LE and ts != IMPLICIT_LE:
+        return None
+    n = nbytes.get(id(d))
+    if n is None:
+        n = nbytes[id(d)] = int(d.native_frame_nbytes)
+    return NativeFrame(h.path, 0, ts, h.pixel_offset, n)
+
+
 def _stored_bits(h: Header, desc: PixelDesc, ref: FrameRef) -> tuple[int, bool]:
     """Bits and signedness of decoded stored values (codestream precision for J2K/JPEG-LS)."""
     from . import codecs
@@ -381,9 +397,10 @@ def _modality(
     bits, signed = _stored_bits(h, desc, first_ref)
     if desc.bits_allocated == 1:
         bits, signed = 1, False
-    pairs = [(s, b) for s, b in frame_rescales]
-    dt = voi.rescaled_dtype(bits, signed, pairs)
-    return [Rescale(float(s), float(b), dt.str) for s, b in pairs], dt
+    distinct = list(dict.fromkeys(frame_rescales))
+    dt = voi.rescaled_dtype(bits, signed, distinct)
+    made = {p: Rescale(float(p[0]), float(p[1]), dt.str) for p in distinct}  # frames share equal rescales
+    return [made[p] for p in frame_rescales], dt
 
 
 def _valid_lut(item: Dataset) -> bool:
@@ -464,9 +481,30 @@ def _info(h: Header) -> dict[str, Any]:
 
 def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[tuple[str, str]]]:
     """Group headers into ImageStacks; returns (stacks, skipped [(path, reason)])."""
+    with paused_gc():
+        return _stacks_from_headers(headers)
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection inside: building many small objects at once
+    (headers, frames, graph tasks) otherwise triggers full collections that walk
+    them all again, for nothing (they are not cyclic garbage)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[tuple[str, str]]]:
     skipped: list[tuple[str, str]] = []
     singles: dict[tuple[Any, ...], list[tuple[Header, PixelDesc]]] = {}
     stacks: list[ImageStack] = []
+    descs: dict[tuple[Any, ...], PixelDesc] = {}  # files with equal pixel modules share one descriptor
+    okeys: dict[Any, tuple[float, ...] | None] = {}
     for h in headers:
         if h.sop_class_uid in NON_IMAGE_SOP_CLASSES:
             skipped.append((h.path, NON_IMAGE_SOP_CLASSES[h.sop_class_uid]))
@@ -476,11 +514,15 @@ def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[t
             continue
         try:
             nframes = h.values.get("number_of_frames") or 1
-            desc = pixel_desc(h)
+            desc = _shared_desc(h, descs)
             check_size(h, desc, nframes)
             if nframes > 1 or h.needs_dataset or not h.walked:
                 stacks += _instance_stacks(h, desc, nframes)
             else:
+                ori = h.values.get("image_orientation")
+                okey = ori if ori is None else tuple(ori)
+                if okey not in okeys:
+                    okeys[okey] = geometry.orientation_key(ori)
                 key = (
                     h.values.get("study_instance_uid"),
                     h.values.get("series_instance_uid") or h.path,
@@ -490,7 +532,7 @@ def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[t
                     desc.photometric
                     if desc.photometric in ("MONOCHROME1", "PALETTE COLOR")
                     else ("RGB" if _out_samples(desc) == 3 else "MONO"),
-                    geometry.orientation_key(h.values.get("image_orientation")),
+                    okeys[okey],
                     desc.pixel_keyword,
                 )
                 singles.setdefault(key, []).append((h, desc))
@@ -512,49 +554,149 @@ def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[t
     return stacks, skipped
 
 
+_DESC_FIELDS = (
+    "rows",
+    "columns",
+    "bits_allocated",
+    "pixel_representation",
+    "samples_per_pixel",
+    "photometric",
+    "bits_stored",
+    "planar_configuration",
+    "pixel_vr",
+)
+
+
+def _shared_desc(h: Header, descs: dict[tuple[Any, ...], PixelDesc]) -> PixelDesc:
+    """``pixel_desc(h)``, one object for all headers with equal pixel module values."""
+    key = (h.transfer_syntax, h.pixel_tag, *map(h.values.get, _DESC_FIELDS))
+    d = descs.get(key)
+    if d is None:
+        d = descs[key] = pixel_desc(h)  # raises StackError for invalid values (not cached)
+    return d
+
+
+def projections(
+    positions: Sequence[Sequence[float] | None], orientations: Sequence[Sequence[float] | None]
+) -> np.ndarray:
+    """:func:`geometry.project` of many (position, orientation) pairs at once: an
+    (n, 3) array, rows of NaN where ``project`` gives None.
+
+    The arithmetic is ``project``'s, operation for operation (cross product, norm,
+    division, then left-to-right dot products), so the values are equal to it.
+    """
+    n = len(positions)
+    pos = np.full((n, 3), np.nan)
+    ori = np.full((n, 6), np.nan)
+    for i, (p, o) in enumerate(zip(positions, orientations)):
+        if p is not None and len(p) == 3 and o and len(o) == 6:
+            pos[i] = p
+            ori[i] = o
+    r0, r1, r2, c0, c1, c2 = (ori[:, j] for j in range(6))
+    n0 = r1 * c2 - r2 * c1
+    n1 = r2 * c0 - r0 * c2
+    n2 = r0 * c1 - r1 * c0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = np.sqrt(n0 * n0 + n1 * n1 + n2 * n2)
+        bad = ~(norm > 0)
+        n0, n1, n2 = n0 / norm, n1 / norm, n2 / norm
+    p0, p1, p2 = pos[:, 0], pos[:, 1], pos[:, 2]
+    out = np.empty((n, 3))
+    out[:, 0] = p0 * n0 + p1 * n1 + p2 * n2
+    out[:, 1] = p0 * c0 + p1 * c1 + p2 * c2
+    out[:, 2] = p0 * r0 + p1 * r1 + p2 * r2
+    out[bad] = np.nan
+    return out
+
+
+def series_order(members: Sequence[tuple[Header, PixelDesc]], proj: np.ndarray) -> np.ndarray:
+    """Stacking order of single-frame instances: position along the normal (those
+    without come last), then InstanceNumber (missing last), then file name, then path."""
+    has = ~np.isnan(proj[:, 0])
+    inst = [h.values.get("instance_number") for h, _ in members]
+    paths = [h.path for h, _ in members]
+    try:
+        inst_arr = np.array([1 << 40 if i is None else i for i in inst], dtype=np.int64)
+        names = np.array([os.path.basename(p) for p in paths], dtype=str)
+        return np.lexsort((np.array(paths, dtype=str), names, inst_arr, np.where(has, proj[:, 0], 0.0), ~has))
+    except (OverflowError, TypeError, ValueError):  # values numpy cannot order like Python: sort as Python does
+
+        def key(i: int) -> tuple[int, float, Any, str, str]:
+            return (
+                0 if has[i] else 1,
+                float(proj[i, 0]) if has[i] else 0.0,
+                inst[i] if inst[i] is not None else 1 << 40,
+                os.path.basename(paths[i]),
+                paths[i],
+            )
+
+        return np.array(sorted(range(len(members)), key=key), dtype=np.int64)
+
+
 def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
-    """Stack single-frame instances of one series."""
+    """Stack single-frame instances of one series.
 
-    def sort_key(item: tuple[Header, PixelDesc]) -> tuple[int, float, int, str, str]:
-        h, _ = item
-        proj = geometry.project(h.values.get("image_position"), h.values.get("image_orientation"))
-        inst = h.values.get("instance_number")
-        return (
-            0 if proj is not None else 1,
-            proj[0] if proj is not None else 0.0,
-            inst if inst is not None else 1 << 40,
-            os.path.basename(h.path),
-            h.path,
-        )
-
-    members = sorted(members, key=sort_key)
+    Per-series work is done with arrays (positions, order), and per-file values
+    that repeat (descriptors, rescales, windows, spacings) are made once and
+    shared: a 1,000-file series costs a few milliseconds.
+    """
+    vals = [h.values for h, _ in members]
+    proj = projections([v.get("image_position") for v in vals], [v.get("image_orientation") for v in vals])
+    order = series_order(members, proj)
+    members = [members[i] for i in order]
+    proj = proj[order]
+    vals = [vals[i] for i in order]
     h0, d0 = members[0]
-    refs = []
-    for h, d in members:
-        refs.append(_refs(h, d, 1)[0])
-    rescales = [_rescale_of(h.values) for h, _ in members]
+    nbytes: dict[int, int] = {}
+    refs = [_single_native_ref(h, d, nbytes) or _refs(h, d, 1)[0] for h, d in members]
+    rescales = [_rescale_of(v) for v in vals]
     ds0 = load_dataset(h0) if h0.needs_dataset else None
     transforms, dtype = _modality(h0, ds0, d0, rescales, refs[0])
     frames = []
-    for (h, d), ref, t in zip(members, refs, transforms):
-        v = h.values
+    spacing_of: dict[Any, tuple[float, float] | None] = {}
+    windows_of: dict[Any, list[voi.Window]] = {}
+    orientation_of: dict[int, tuple[float, ...] | None] = {}
+    # values that repeat are one object per scan chunk (see discovery._scan_chunk):
+    # keyed by identity (the headers keep them alive), each is converted once
+    for (h, d), ref, t, v in zip(members, refs, transforms, vals):
+        ps, ips = v.get("pixel_spacing"), v.get("imager_pixel_spacing")
+        skey = (id(ps), id(ips))
+        spacing = spacing_of.get(skey, _MISSING)
+        if spacing is _MISSING:
+            spacing = spacing_of[skey] = geometry.in_plane_spacing(ps, ips)
+        wkey = (
+            id(v.get("window_center")),
+            id(v.get("window_width")),
+            id(v.get("window_explanation")),
+            id(v.get("voi_lut_function")),
+        )
+        wins = windows_of.get(wkey)
+        if wins is None:
+            wins = windows_of[wkey] = _windows_of(v)
+        ori = v.get("image_orientation")
+        orientation = orientation_of.get(id(ori), _MISSING)
+        if orientation is _MISSING:
+            orientation = orientation_of[id(ori)] = _tuple(ori)
         frames.append(
             Frame(
                 ref=ref,
                 desc=d,
                 transform=t,
                 position=_tuple(v.get("image_position")),
-                orientation=_tuple(v.get("image_orientation")),
-                pixel_spacing=geometry.in_plane_spacing(v.get("pixel_spacing"), v.get("imager_pixel_spacing")),
-                windows=_windows_of(v),
+                orientation=orientation,
+                pixel_spacing=cast("tuple[float, float] | None", spacing),
+                windows=wins,
                 instance_number=v.get("instance_number"),
                 sop_instance_uid=h.sop_instance_uid,
                 thickness=(v.get("slice_thickness") or [None])[0],
             )
         )
     fallback_spacing = (h0.values.get("spacing_between_slices") or h0.values.get("slice_thickness") or [None])[0]
-    st = _finish(frames, d0, dtype, _info(h0), multiframe=False, fallback_spacing=fallback_spacing)
+    st = _finish(frames, d0, dtype, _info(h0), multiframe=False, fallback_spacing=fallback_spacing, projs=proj)
     return _with_voi_luts(st, ds0 if ds0 is not None else h0.dataset)
+
+
+_MISSING: Any = object()
 
 
 def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStack]:
@@ -657,7 +799,10 @@ def _finish(
     multiframe: bool,
     fallback_spacing: float | None = None,
     geometric: bool = True,
+    projs: np.ndarray | None = None,
 ) -> ImageStack:
+    """The stack of ``frames`` (in display order); ``projs``: their projections
+    (:func:`projections`) when the caller has them."""
     f0 = frames[0]
     samples = _out_samples(desc)
     rgb = samples in (3, 4)
@@ -671,9 +816,10 @@ def _finish(
     if len(frames) > 1:
         dists = None
         if geometric or not multiframe:
-            projs = [geometry.project(f.position, f.orientation) for f in frames]
-            if all(p is not None for p in projs):
-                dists = [p[0] for p in cast("list[tuple[float, float, float]]", projs)]  # none is None
+            if projs is None:
+                projs = projections([f.position for f in frames], [f.orientation for f in frames])
+            if not np.isnan(projs[:, 0]).any():
+                dists = projs[:, 0].tolist()
         if dists is not None:
             spacing, uniform = geometry.slice_spacing(dists, fallback_spacing)
         else:

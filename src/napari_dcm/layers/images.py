@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from ..dicom import voi
 from ..dicom.decode import Rescale, load_frame
 from ..dicom.series import ImageStack
-from ..dicom.volume import stack_array
+from ..dicom.volume import pyramid, stack_array
 from . import keys
 from .data import LayerData
 
@@ -152,7 +153,10 @@ def metadata(stack: ImageStack) -> dict[str, Any]:
         md["image_orientation"] = [float(v) for v in f0.orientation]
     if hasattr(shown.transform, "slope"):  # a rescale: presentation states' modality LUTs need stored values
         md["rescale"] = [float(shown.transform.slope), float(shown.transform.intercept)]
-    per_frame = [tuple((w.center, w.width, w.explanation, w.function) for w in f.windows) for f in frames]
+    one_list = len({id(f.windows) for f in frames}) == 1  # frames share one windows list: all equal
+    per_frame = (
+        [] if one_list else [tuple((w.center, w.width, w.explanation, w.function) for w in f.windows) for f in frames]
+    )
     if len(set(per_frame)) > 1:  # windows differ between frames (Enhanced objects): keep each frame's
         md[keys.FRAME_WINDOWS] = [
             [{"center": c, "width": w, "explanation": e, "function": fn} for c, w, e, fn in pf] for pf in per_frame
@@ -219,8 +223,56 @@ def exact_steps(shape: tuple[int, ...], scale: tuple[float, ...], translate: tup
     return tuple(out_s), tuple(out_t)
 
 
-def layer_tuple(stack: ImageStack, name: str, strict: bool = False) -> LayerData:
-    data = stack_array(stack, strict=strict)
+# --------------------------------------------------------------------------
+# multiscale data (reduced-resolution JPEG 2000 levels, see dicom/volume.py)
+
+
+class Pyramid(list):  # type: ignore[type-arg]  # a list of dask arrays, napari's multiscale input
+    """The levels of a multiscale image, full resolution first (napari: ``multiscale=True``).
+
+    ``shape``, ``ndim`` and ``dtype`` are those of the full-resolution level, as
+    napari's ``MultiScaleData`` gives them, so code that reads a layer's shape
+    works on both.  Index it by level (``data[0]`` is full resolution), never by
+    frame: use :func:`full_resolution` to get the array of frames.
+    """
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self[0].shape)
+
+    @property
+    def ndim(self) -> int:
+        return int(self[0].ndim)
+
+    @property
+    def dtype(self) -> Any:
+        return self[0].dtype
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(level.shape) for level in self)
+
+
+def is_multiscale(data: Any) -> bool:
+    """Is ``data`` multiscale (a :class:`Pyramid`, napari's ``MultiScaleData`` or a list of levels)?"""
+    return isinstance(data, Sequence) and not isinstance(data, (str, bytes))
+
+
+def full_resolution(data: Any) -> Any:
+    """The full-resolution array of image data (level 0 of multiscale data, else ``data`` itself).
+
+    Everything that reads pixels of a napari-dcm image (window presets, ROI
+    statistics, exports) reads them through this, so it works on multiscale
+    layers too and indexes frames in full-resolution pixel coordinates.
+    """
+    return data[0] if is_multiscale(data) else data
+
+
+def layer_tuple(stack: ImageStack, name: str, strict: bool = False, multiscale: bool = False) -> LayerData:
+    """The image layer of ``stack``; ``multiscale``: offer reduced levels when the
+    frames allow it (large JPEG 2000, see :func:`napari_dcm.dicom.volume.pyramid`)."""
+    levels = pyramid(stack, strict=strict) if multiscale else None
+    data: Any = Pyramid(levels) if levels else stack_array(stack, strict=strict)
     scale = tuple(float(x) for x in stack.scale)
     translate = tuple(float(x) for x in stack.translate)
     if len(scale) == 3:  # the frame axis (in-plane axes keep PixelSpacing exactly as written)
@@ -232,7 +284,10 @@ def layer_tuple(stack: ImageStack, name: str, strict: bool = False) -> LayerData
         "translate": translate,
         "contrast_limits": contrast_limits(stack, strict),
         "rgb": stack.rgb,
-        "multiscale": False,
+        "multiscale": bool(levels),
+        # napari-dcm's own byte-bounded frame cache holds decoded frames; napari's
+        # opportunistic dask cache (25 % of RAM) would keep a second, unbounded set alive
+        "cache": False,
         "metadata": metadata(stack),
     }
     if not stack.rgb:
@@ -250,6 +305,6 @@ def layer_tuple(stack: ImageStack, name: str, strict: bool = False) -> LayerData
     return LayerData(data, kwargs, "image")
 
 
-def layer_tuples(stacks: list[ImageStack], strict: bool = False) -> list[LayerData]:
+def layer_tuples(stacks: list[ImageStack], strict: bool = False, multiscale: bool = False) -> list[LayerData]:
     names = unique_names(stacks)
-    return [layer_tuple(s, n, strict) for s, n in zip(stacks, names)]
+    return [layer_tuple(s, n, strict, multiscale) for s, n in zip(stacks, names)]
