@@ -14,6 +14,7 @@ from .errors import (
     DicomError,
     DicomReadError,
     DicomSizeError,
+    DicomStoreError,
     DicomWebError,
     DimseError,
     EmbedCSVError,
@@ -31,6 +32,7 @@ __all__ = [
     "DicomError",
     "DicomReadError",
     "DicomSizeError",
+    "DicomStoreError",
     "DicomWebError",
     "DimseError",
     "EmbedCSVError",
@@ -42,6 +44,11 @@ __all__ = [
     "read_dicomweb",
     "read_dimse",
     "save_embed_csv",
+    "save_rois_gsps",
+    "save_rois_sr",
+    "save_seg",
+    "store_dicomweb",
+    "store_dimse",
     "view",
 ]
 
@@ -58,6 +65,41 @@ def save_embed_csv(layers_or_viewer, csv_path, **options):
     from .layers.roi_export import save_embed_csv as _save
 
     return _save(layers_or_viewer, csv_path, **options)
+
+
+def save_rois_sr(layers_or_viewer, out_dir, **options):
+    """Write EMBED ROIs as DICOM SR (TID 1500), one per annotated file; returns the paths."""
+    from .layers.writeback import save_rois_sr as _save
+
+    return _save(layers_or_viewer, out_dir, **options)
+
+
+def save_rois_gsps(layers_or_viewer, out_dir, **options):
+    """Write EMBED ROIs as Grayscale Softcopy Presentation States; returns the paths."""
+    from .layers.writeback import save_rois_gsps as _save
+
+    return _save(layers_or_viewer, out_dir, **options)
+
+
+def save_seg(labels_layer, source_layer, path, **options):
+    """Write a labels layer over a napari-dcm image layer as a DICOM Segmentation; returns the path."""
+    from .layers.writeback import save_seg as _save
+
+    return _save(labels_layer, source_layer, path, **options)
+
+
+def store_dicomweb(paths, url, **options):
+    """STOW-RS DICOM files to a DICOMweb server; per-file results, ``DicomStoreError`` naming failures."""
+    from .dicom.store import store_dicomweb as _store
+
+    return _store(paths, url, **options)
+
+
+def store_dimse(paths, host, port, **options):
+    """C-STORE DICOM files to a DICOM node; per-file results, ``DicomStoreError`` naming failures."""
+    from .dicom.store import store_dimse as _store
+
+    return _store(paths, host, port, **options)
 
 
 def read_dicomweb(url, study, series=None, instance=None, **options):

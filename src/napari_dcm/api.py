@@ -134,6 +134,14 @@ def read(
         report.unmatched_rows = [r.path for r in unmatched]
         if unmatched:
             log.warning(unmatched_message(annotations, report.unmatched_rows))
+    if report.overlays:
+        # SRs napari-dcm wrote (EMBED ROIs as TID 1500) come back as editable ROI layers
+        from .layers.writeback import rois_from_srs
+
+        sr_notes: list = []
+        layers = rois_from_srs(layers, sr_notes)
+        for n in sr_notes:
+            log.info("%s: %s", *n)
     return layers
 
 

@@ -86,3 +86,19 @@ class EmbedCSVError(DicomError):
         self.line, self.reason = self.errors[0]
         more = f" (and {len(self.errors) - 1} more error(s))" if len(self.errors) > 1 else ""
         super().__init__(f"{self.path}: line {self.line}: {self.reason}{more}")
+
+
+class DicomStoreError(DicomError):
+    """Sending objects to a DICOMweb server (STOW-RS) or a DICOM node (C-STORE) failed for
+    some of them.  ``destination`` names the server (no credentials); ``results`` has one
+    ``napari_dcm.dicom.store.StoreResult`` per object (``ok``, ``reason``); the message
+    names every object that was not stored and why.  The files themselves are untouched."""
+
+    def __init__(self, destination: str, results: list):
+        self.destination = destination
+        self.results = list(results)
+        failed = [r for r in self.results if not r.ok]
+        self.failed = failed
+        detail = "; ".join(f"{os.path.basename(r.path)}: {r.reason}" for r in failed[:10])
+        more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
+        super().__init__(f"{destination}: {len(failed)} of {len(self.results)} object(s) not stored: {detail}{more}")

@@ -81,6 +81,11 @@ class DicomWebDock(QWidget):
         lay.addWidget(self.search_btn)
         lay.addWidget(self.results)
         lay.addWidget(self.status)
+        # sending saved DICOM objects (SR/GSPS/SEG) to this server by STOW-RS: its own widget, composed here
+        from .writeback_panel import SendPanel
+
+        self.send = SendPanel(napari_viewer, server=lambda: self.server or self.connect_server())
+        lay.addWidget(self.send)
         self.connect_btn.clicked.connect(self.connect_server)
         self.search_btn.clicked.connect(self.search)
         self.results.itemExpanded.connect(self._expand)

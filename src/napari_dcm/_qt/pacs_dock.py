@@ -317,6 +317,11 @@ class PacsDock(QWidget):
         cache_row.addWidget(self.cache_label, 1)
         cache_row.addWidget(self.clear_btn)
         lay.addLayout(cache_row)
+        # sending saved DICOM objects (SR/GSPS/SEG) to this node by C-STORE: its own widget, composed here
+        from .writeback_panel import SendPanel
+
+        self.send = SendPanel(napari_viewer, node=self._send_node)
+        lay.addWidget(self.send)
 
         self.nodes.currentTextChanged.connect(self._pick_saved)
         self.method.currentTextChanged.connect(lambda m: self.move_port.setEnabled(m == "C-MOVE"))
@@ -378,6 +383,11 @@ class PacsDock(QWidget):
             self.status.setText(f"Node: {exc}")
             return None
         return node
+
+    def _send_node(self) -> tuple[str, str, int, str] | None:
+        """(called AE, host, port, calling AE) of the node, for the send panel."""
+        node = self.node()
+        return None if node is None else (node.ae_title, node.host, node.port, node.calling_ae)
 
     def save_node(self) -> dimse.Node | None:
         node = self.node()

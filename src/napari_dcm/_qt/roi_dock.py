@@ -241,6 +241,11 @@ class RoiDock(QWidget):
         lay.addWidget(self.drop_unmatched)
         lay.addWidget(self.restore_btn)
         lay.addWidget(self.status)
+        # DICOM write-back (SR / GSPS / SEG): its own widget, composed here
+        from .writeback_panel import SavePanel
+
+        self.writeback = SavePanel(napari_viewer)
+        lay.addWidget(self.writeback)
         lay.addStretch(1)
 
         self.import_btn.clicked.connect(self._import_dialog)

@@ -45,6 +45,7 @@ class EmbedRow:
     line: int = 0  # 0 for rows that did not come from a CSV
     frames_cell: str = ""  # the ROI_frames cell as read ("" / "[]" / JSON)
     edited: bool = False
+    extra: dict[str, str] = field(default_factory=dict)  # the row's other columns (kept for DICOM SR write-back)
 
     @property
     def key(self) -> str:
@@ -191,7 +192,8 @@ def parse_embed_csv(text: str, source: str = "<csv>") -> EmbedTable:
             continue
         seen[key] = line
         rois = [Roi(b, None if frames is None else list(frames[i])) for i, b in enumerate(boxes)]
-        rows.append(EmbedRow(path=path, rois=rois, line=line, frames_cell=frames_cell))
+        extra = {h: cells[i] for h, i in idx.items() if h not in HEADER and h and cells[i].strip()}
+        rows.append(EmbedRow(path=path, rois=rois, line=line, frames_cell=frames_cell, extra=extra))
     if errors:
         raise EmbedCSVError(source, errors)
     return EmbedTable(rows, source=source)

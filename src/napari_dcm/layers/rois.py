@@ -228,6 +228,7 @@ def roi_layer_tuple(image_tuple, rows: dict[str, EmbedRow] | None = None, unmatc
         if row is None:
             continue
         meta["rows"][path] = {"csv_path": row.path, "line": row.line, "frames_cell": row.frames_cell, "edited": False}
+        meta["rows"][path]["extra"] = dict(row.extra)  # the row's other CSV columns (DICOM SR write-back)
         for roi in row.rois:
             rs.add(path, roi.box, roi.frames)
     meta["unmatched"] = [row_to_json(r) for r in unmatched]
