@@ -95,7 +95,7 @@ def test_open_edit_next_back_keeps_the_edit(make_napari_viewer, qtbot, tree):
     settle(qtbot)
     assert sorted(img.metadata[keys.PATHS][0] for img in dicom_images(viewer)) == idx[1].files
     assert all(boxes(viewer, v) == [] for v in ("RCC", "LCC", "RMLO", "LMLO"))
-    assert dock.model.text(idx[0], 2) == "unexported" and dock.model.text(idx[0], 8) == "1"
+    assert dock.model.text(idx[0], 2) == "unexported" and dock.model.text(idx[0], 7) == "1"
     gc.collect()
     assert [r for r in case1_layers if r() is not None] == []
     # back: the edit is there, and the case still has unexported edits
@@ -113,7 +113,7 @@ def test_open_edit_next_back_keeps_the_edit(make_napari_viewer, qtbot, tree):
     assert [r["box"] for r in boxes(viewer, "RCC")] == [(100, 200, 150, 300)]
     # mark reviewed (key M does this), hide reviewed: case 1 leaves the list, the next is case 2
     dock.toggle_reviewed()
-    assert idx[0].reviewed and dock.model.text(idx[0], 1) == "yes"
+    assert idx[0].reviewed and dock.model.text(idx[0], 1) == "✓"
     dock.hide_reviewed.setChecked(True)
     assert idx[0] not in dock.visible_cases
     assert in_loop(qtbot, dock.next_case) is idx[1]
@@ -228,7 +228,8 @@ def test_a_case_that_fails_shows_its_error_and_the_navigator_moves_on(make_napar
     assert in_loop(qtbot, dock.open_case, 5) is idx[4]  # the knee
     # case 6 (a truncated file) cannot open: its error is in the list and the knee stays on screen
     assert in_loop(qtbot, dock.next_case) is None
-    assert "pixel data runs" in idx[5].open_error and "truncated.dcm" in dock.model.text(idx[5], 9)
+    assert "pixel data runs" in idx[5].open_error and "truncated.dcm" in dock.model.tooltip(idx[5], 8)
+    assert dock.model.text(idx[5], 8) == "cannot open"
     assert dock.current is idx[4] and len(dicom_images(viewer)) == 1
     # going backwards from it, the navigator moves on to case 5
     assert in_loop(qtbot, dock.open_case, 6, direction=-1) is idx[4]

@@ -55,7 +55,7 @@ log = logging.getLogger("napari_dcm")
 DOCK = "cases"
 LAYOUTS = ("auto", "1x2", "1x3", "2x2", "2x4", "none")
 ZOOM_POLICIES = ("fit", "keep")
-COLUMNS = ("#", "Reviewed", "Edits", "Patient", "Study date", "Modality", "Description", "Images", "ROIs", "Status")
+COLUMNS = ("#", "Rev.", "Edits", "Patient", "Date", "Mod.", "Images", "ROIs", "Status", "Description")
 _FILTER_RE = re.compile(r"(\w+)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s;]+)")
 
 
@@ -92,36 +92,47 @@ class CaseModel(QAbstractTableModel):
         if col == 0:
             return str(case.number)
         if col == 1:
-            return "yes" if case.reviewed else ""
+            return "✓" if case.reviewed else ""
         if col == 2:
             return "unexported" if idx is not None and idx.dirty(case) else ""
         if col == 3:
-            return " ".join(x for x in (case.patient_id, f"({case.patient_name})" if case.patient_name else "") if x)
+            return case.patient_id or case.patient_name
         if col == 4:
             d = case.study_date
             return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 else d
         if col == 5:
             return "/".join(case.modalities)
         if col == 6:
-            views = case.views
-            return case.description + (f" [{' '.join(views)}]" if views else "")
-        if col == 7:
             return str(case.n_images) + (f" ({case.n_frames} fr)" if case.n_frames > case.n_images else "")
-        if col == 8:
+        if col == 7:
             return str(idx.n_rois(case)) if idx is not None else ""
-        return case.status
+        if col == 8:
+            return _short_status(case)
+        views = case.views
+        return case.description + (f" [{' '.join(views)}]" if views else "")
+
+    def tooltip(self, case: Case, col: int) -> str:
+        if col == 8:
+            return case.status
+        if col == 2 and self.text(case, 2):
+            return "ROI edits not exported yet (Export all ROIs…)"
+        if col == 3:
+            return " ".join(x for x in (case.patient_id, case.patient_name) if x)
+        return self.text(case, col) or case.key
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
         case = self.cases[index.row()]
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+        if role == Qt.ItemDataRole.DisplayRole:
             return self.text(case, index.column())
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.tooltip(case, index.column())
         if role == Qt.ItemDataRole.FontRole and case is self.dock.current:
             f = QFont()
             f.setBold(True)
             return f
-        if role == Qt.ItemDataRole.ForegroundRole and index.column() == 9 and case.status:
+        if role == Qt.ItemDataRole.ForegroundRole and index.column() in (2, 8) and self.text(case, index.column()):
             return QBrush(QColor("#ff6e6e"))
         return None
 
@@ -659,6 +670,20 @@ class CaseDock(QWidget):
         )
         if p:
             self.export_all(p)
+
+
+def _short_status(case: Case) -> str:
+    """The status column: what is wrong in a word or two (the tooltip has the whole message)."""
+    parts = []
+    if case.open_error:
+        parts.append("cannot open" if case.open_error.startswith("cannot open") else "warnings")
+    if case.errors:
+        parts.append(f"{len(case.errors)} unreadable")
+    if case.missing:
+        parts.append(f"{len(case.missing)} missing")
+    if not case.files and not case.missing:
+        parts.append("no image")
+    return ", ".join(parts)
 
 
 def _is_ours(layer) -> bool:

@@ -91,8 +91,7 @@ OTHER_KEYS = [
 
 def help_text() -> str:
     rows = [(k, a) for k, a, _ in REVIEW_KEYS] + OTHER_KEYS
-    width = max(len(k) for k, _ in rows)
-    return "napari-dcm keys\n" + "\n".join(f"{k:<{width}}  {a}" for k, a in rows)
+    return "napari-dcm keys (H hides)\n" + "\n".join(f"{k}:  {a}" for k, a in rows)
 
 
 def review_actions(viewer: Any) -> dict[str, Any]:

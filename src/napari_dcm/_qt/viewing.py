@@ -420,7 +420,15 @@ class Viewing:
         overlays = self.viewer.canvas.overlays
         ov = overlays.get(HELP_OVERLAY)
         if ov is None:
-            ov = TextOverlay(text=help_text(), position="top_right", visible=False, font_size=10, color=(1, 1, 0.6, 1))
+            ov = TextOverlay(
+                text=help_text(),
+                position="top_left",
+                visible=False,
+                font_size=9,
+                color=(1, 1, 0.7, 1),
+                box=True,
+                box_color=(0, 0, 0, 0.75),
+            )
             self.viewer.canvas.overlays[HELP_OVERLAY] = ov
         return ov
 

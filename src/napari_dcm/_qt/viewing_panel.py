@@ -3,6 +3,7 @@ reset, help.  Part of the case navigator; also its own dock (Plugins > napari-dc
 
 from __future__ import annotations
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -90,6 +91,9 @@ class ViewingPanel(QWidget):
         self.rot_cw_btn.clicked.connect(lambda: self.vw.view.rotate(clockwise=True))
         self.reset_btn.clicked.connect(lambda: self.vw.reset())
         self.help_btn.clicked.connect(lambda _=False: self._help())
+        self._rate_timer = QTimer(self)  # the achieved rate, while playing
+        self._rate_timer.setInterval(500)
+        self._rate_timer.timeout.connect(self._show_rate)
         self.vw.listeners.append(self._on_tool)
         self.vw.cine.listeners.append(self._on_cine)
         self.vw.view.listeners.append(self._on_view)
@@ -113,9 +117,20 @@ class ViewingPanel(QWidget):
         self.play_btn.blockSignals(False)
         if self.mode.currentText() != c.mode:
             self.mode.setCurrentText(c.mode)
-        r = c.rate if c.rate is not None else None
+        if c.playing and not self._rate_timer.isActive():
+            self._rate_timer.start()
+        elif not c.playing:
+            self._rate_timer.stop()
+        self._show_rate()
+
+    def _show_rate(self) -> None:
+        c = self.vw.cine
+        r = c.rate
         src = f"file rate {r.fps:.3g} fps ({r.source})" if r is not None else "file rate: shown when playing"
-        self.rate_label.setText(f"{src}; playing at {c.effective_fps():.3g} fps" if c.playing else src)
+        if c.playing:
+            got = c.achieved_fps()
+            src += f"; playing at {c.effective_fps():.3g} fps" + (f", {got:.3g} shown/s" if got else "")
+        self.rate_label.setText(src)
 
     def _on_view(self) -> None:
         self.view_label.setText(f"View: {self.vw.view.describe()}")

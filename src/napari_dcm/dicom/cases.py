@@ -495,7 +495,12 @@ class CaseIndex:
             return EmbedRow(path, list(row.rois), 0, row.frames_cell, True)
         t = self.table.rows[i]
         return EmbedRow(
-            t.path, list(row.rois), t.line, t.frames_cell if not row.edited else row.frames_cell, row.edited
+            t.path,
+            list(row.rois),
+            t.line,
+            t.frames_cell if not row.edited else row.frames_cell,
+            row.edited,
+            extra=dict(t.extra),  # the row's other columns (DICOM SR write-back reads them)
         )
 
     def n_rois(self, case: Case) -> int:
