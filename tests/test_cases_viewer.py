@@ -302,10 +302,38 @@ def test_edits_come_back_in_a_new_session(make_napari_viewer, qtbot, tree, monke
     assert not [w for w in state.of(v2).docks.values() if getattr(w, "restore_btn", None) is not None]
 
 
-def test_api_and_cli_arguments(tree, tmp_path):
-    from napari_dcm.cli import build_parser
+@pytest.mark.viewer
+def test_cli_cases(tree, tmp_path, cache):
+    import subprocess
+    import sys
 
-    args = build_parser().parse_args(["--cases", str(tree["root"]), "--filter", "modality=MG"])
-    assert args.cases == str(tree["root"]) and args.filter == ["modality=MG"]
+    from imageio.v3 import imread
+
+    exe = os.path.join(os.path.dirname(sys.executable), "napari-dcm")
+    shot = tmp_path / "shot.png"
+    r = subprocess.run(
+        [
+            exe,
+            "--cases",
+            str(tree["root"]),
+            "--filter",
+            "modality=MG",
+            "--hang",
+            "2x2",
+            "--screenshot",
+            str(shot),
+            "--exit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "napari-dcm: case 1 of 6: P001 · 2022-01-01 · MG · MAMMO SCREENING" in r.stdout
+    img = imread(shot)
+    assert img.shape[0] > 300 and (img[..., :3].max(axis=-1) > 30).mean() > 0.05
+    bad = subprocess.run([exe, "--cases", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no such file" in bad.stderr
+    # the API without a viewer: a list of paths works too
     assert len(napari_dcm.cases([tree["P001_current"]["RCC"], tree["cine"]])) == 2
-    assert os.path.isdir(tree["root"])

@@ -27,6 +27,7 @@ Pure: no napari, no Qt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -46,7 +47,7 @@ from .scan import Header, sniff
 log = logging.getLogger("napari_dcm")
 
 SCHEMA = 1
-BATCH = 2000  # files per scan call: the cancel and progress granularity
+BATCH = 8000  # files per scan call: the cancel granularity (progress comes per 500-file chunk)
 
 
 class IndexCancelled(Exception):
@@ -114,8 +115,7 @@ _COLUMNS = ", ".join(_KEPT)
 
 
 def entry_from_header(h: Header, mtime_ns: int, size: int) -> FileEntry:
-    v = h.values
-    values: dict[str, Any] = {k: v.get(k) for k in _KEPT}
+    values = dict(zip(_KEPT, map(h.values.get, _KEPT)))  # only these: 100,000 entries stay in memory
     values["sop_class_uid"] = h.sop_class_uid or None
     values["pixels"] = 1 if h.has_pixels else 0
     return FileEntry(h.path, mtime_ns, size, "", values)
@@ -135,6 +135,7 @@ class IndexStore:
     def __init__(self, path: str, source_key: str):
         self.path = path
         self.source_key = source_key
+        self._conn: sqlite3.Connection | None = None
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with self._db() as db:
             have = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
@@ -158,11 +159,27 @@ class IndexStore:
                 )
                 db.executemany("INSERT INTO meta VALUES (?, ?)", [("schema", str(SCHEMA)), ("source", source_key)])
 
-    def _db(self) -> _Tx:
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        return _Tx(db)
+        return db
+
+    def _db(self) -> _Tx:
+        if self._conn is not None:
+            return _Tx(self._conn, close=False)
+        return _Tx(self._connect())
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[IndexStore]:
+        """One connection for a series of operations in this thread (indexing: closing a
+        connection checkpoints the write-ahead log, which costs more than the writes)."""
+        self._conn = self._connect()
+        try:
+            yield self
+        finally:
+            conn, self._conn = self._conn, None
+            conn.close()
 
     # ---- meta
     def get_meta(self, k: str) -> str | None:
@@ -183,14 +200,17 @@ class IndexStore:
         return out
 
     def put_files(self, entries: Iterable[FileEntry]) -> None:
-        rows = [(e.path, e.mtime_ns, e.size, e.error, *(_sql(e.values.get(k)) for k in _KEPT)) for e in entries]
+        rows = [(e.path, e.mtime_ns, e.size, e.error, *map(e.values.get, _KEPT)) for e in entries]
         if not rows:
             return
         marks = ", ".join("?" * (4 + len(_KEPT)))
+        sql = f"INSERT OR REPLACE INTO files (path, mtime_ns, size, error, {_COLUMNS}) VALUES ({marks})"
         with self._db() as db:
-            db.executemany(
-                f"INSERT OR REPLACE INTO files (path, mtime_ns, size, error, {_COLUMNS}) VALUES ({marks})", rows
-            )
+            try:
+                db.executemany(sql, rows)
+            except (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError):
+                # a value of an unusual type (from pydicom's fallback parse, say): stored as text
+                db.executemany(sql, [tuple(_sql(v) for v in r) for r in rows])
 
     def remove_files(self, paths: Iterable[str]) -> None:
         rows = [(p,) for p in paths]
@@ -244,8 +264,9 @@ class IndexStore:
 class _Tx:
     """A connection used as ``with store._db() as db``: one transaction, then closed."""
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: sqlite3.Connection, close: bool = True):
         self.db = db
+        self.close = close
 
     def __enter__(self) -> sqlite3.Connection:
         self.db.execute("BEGIN")
@@ -255,7 +276,8 @@ class _Tx:
         try:
             self.db.execute("COMMIT" if kind is None else "ROLLBACK")
         finally:
-            self.db.close()
+            if self.close:
+                self.db.close()
 
 
 def _sql(v: Any) -> Any:
@@ -442,6 +464,7 @@ class CaseIndex:
     edits: dict[str, Edit] = field(default_factory=dict)  # absolute file -> its ROI row as edited
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    _entries: dict[str, FileEntry] = field(default_factory=dict, repr=False)
 
     # ---- the list
     def __len__(self) -> int:
@@ -660,22 +683,36 @@ def build_index(
         index.row_files, index.base = _resolve_rows(index.table, src, os.fspath(root) if root else None)
         row_set = set(index.row_files)
         dirs = list(dict.fromkeys(os.path.dirname(p) for p in index.row_files if os.path.isfile(p)))
-        files = list(
-            dict.fromkeys([*iter_files(dirs, recursive=False), *(p for p in index.row_files if os.path.isfile(p))])
-        )
+        files = [*iter_files(dirs, recursive=False), *(p for p in index.row_files if os.path.isfile(p))]
     elif kind == "dicomdir":
         files = [os.path.abspath(p) for p in dicomdir_files(src)]
     else:
-        files = [os.path.abspath(p) for p in iter_files(inputs, recursive)]
+        files = list(iter_files(inputs, recursive))  # absolute: the inputs are
     files = [f for f in dict.fromkeys(files) if not os.path.basename(f).upper().startswith("DICOMDIR")]
     index.n_files = len(files)
-    total = len(files)
-
     source_key = f"{kind}:{src}" if kind != "paths" else "paths:" + "\n".join(sorted(inputs))
     store = IndexStore(index_path(source_key), source_key) if cache else None
     index.store = store
-    cached = store.load_files() if store is not None else {}
+    with store.session() if store is not None else contextlib.nullcontext():
+        _index_files(index, files, store, progress, cancel)
+        _group(index, files, index._entries, row_set)
+        if store is not None:
+            _load_review(index, store)
+    index._entries = {}
+    index.seconds = time.perf_counter() - t0
+    return index
 
+
+def _index_files(
+    index: CaseIndex,
+    files: list[str],
+    store: IndexStore | None,
+    progress: Callable[[int, int], None] | None,
+    cancel: Callable[[], bool] | None,
+) -> None:
+    """Entries of every file: from the saved index when its stat is unchanged, else scanned."""
+    total = len(files)
+    cached = store.load_files() if store is not None else {}
     entries: dict[str, FileEntry] = {}
     to_scan: list[tuple[str, int, int]] = []
     for p in files:
@@ -695,10 +732,10 @@ def build_index(
     if store is not None:
         listed = set(files)
         store.remove_files([p for p in cached if p not in listed])
-    for i in range(0, len(to_scan), BATCH):
+    for batch in _batches(to_scan, files):
         if cancel is not None and cancel():
+            index._entries = entries
             raise IndexCancelled(done, total)
-        batch = to_scan[i : i + BATCH]
         base_done = done
 
         def step(d: int, _t: int, base_done: int = base_done) -> None:
@@ -709,33 +746,59 @@ def build_index(
         entries.update(new)
         if store is not None:
             store.put_files(new.values())
-        done += len(batch)
-        index.n_scanned += len(batch)
+        done += sum(len(b[1]) for b in batch)
+        index.n_scanned += sum(len(b[1]) for b in batch)
         if progress:
             progress(done, total)
-
-    _group(index, files, entries, row_set)
-    if store is not None:
-        _load_review(index, store)
-    index.seconds = time.perf_counter() - t0
-    return index
+    index._entries = entries
 
 
-def _scan_batch(batch: list[tuple[str, int, int]], progress: Callable[[int, int], None]) -> dict[str, FileEntry]:
-    stats = {p: (m, s) for p, m, s in batch}
-    present = [p for p in stats if os.path.exists(p)]
+def _batches(
+    to_scan: list[tuple[str, int, int]], files: list[str]
+) -> Iterator[list[tuple[str, list[tuple[str, int, int]]]]]:
+    """Batches of about BATCH files to scan, as (what scan_paths is given, the files it covers):
+    a whole folder when every file listed in it is to be read (the scan lists it, no per-file
+    checks), else the files one by one."""
+    per_dir: dict[str, int] = {}
+    for f in files:
+        d = os.path.dirname(f)
+        per_dir[d] = per_dir.get(d, 0) + 1
+    todo: dict[str, list[tuple[str, int, int]]] = {}
+    for t in to_scan:
+        todo.setdefault(os.path.dirname(t[0]), []).append(t)
+    batch: list[tuple[str, list[tuple[str, int, int]]]] = []
+    n = 0
+    for d, items in todo.items():
+        if len(items) == per_dir[d]:
+            batch.append((d, items))
+        else:
+            batch += [(t[0], [t]) for t in items]
+        n += len(items)
+        if n >= BATCH:
+            yield batch
+            batch, n = [], 0
+    if batch:
+        yield batch
+
+
+def _scan_batch(
+    batch: list[tuple[str, list[tuple[str, int, int]]]], progress: Callable[[int, int], None]
+) -> dict[str, FileEntry]:
+    stats = {p: (m, sz) for _, items in batch for p, m, sz in items}
+    inputs = [what for what, _ in batch if os.path.exists(what)]
     try:
-        res = scan_paths(present, recursive=False, progress=progress)
+        res = scan_paths(inputs, recursive=False, progress=progress)
     except FileNotFoundError:  # a file went away while we looked
-        present = [p for p in present if os.path.exists(p)]
-        res = scan_paths(present, recursive=False, progress=progress)
+        res = scan_paths([p for p in inputs if os.path.exists(p)], recursive=False, progress=progress)
     out: dict[str, FileEntry] = {}
     for h in res.headers:
-        m, s = stats.get(h.path, (0, 0))
-        out[h.path] = entry_from_header(h, m, s)
+        if h.path in stats:
+            m, sz = stats[h.path]
+            out[h.path] = entry_from_header(h, m, sz)
     for p, reason in res.skipped:
-        m, s = stats.get(p, (0, 0))
-        out[p] = FileEntry(p, m, s, reason)
+        if p in stats:
+            m, sz = stats[p]
+            out[p] = FileEntry(p, m, sz, reason)
     for p in stats:
         if p not in out:
             out[p] = FileEntry(p, 0, 0, "cannot read: vanished while indexing")
