@@ -90,26 +90,8 @@ def main():
         dock.choose_preset("Bone")
         shot("dock_window.png")
         viewer.layers.clear()
-        tmp = tempfile.mkdtemp()
-        src = CORPUS / "mammography" / "OutOfBoundsOverlay.dcm"
-        for i, (view, lat, po) in enumerate(
-            [("CC", "R", ["P", "L"]), ("CC", "L", ["P", "R"]), ("MLO", "R", ["P", "F"]), ("MLO", "L", ["P", "F"])]
-        ):
-            ds = pydicom.dcmread(src)
-            ds.ViewPosition, ds.ImageLaterality, ds.PatientOrientation, ds.InstanceNumber = view, lat, po, i + 1
-            ds.SeriesInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[view, lat])
-            ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[view, lat, "sop"])
-            del ds.ViewCodeSequence
-            ds.save_as(os.path.join(tmp, f"{lat}{view}.dcm"))
-            viewer.open(os.path.join(tmp, f"{lat}{view}.dcm"), plugin="napari-dcm")
-        dock.tabs.setCurrentIndex(2)
-        # one source image with four sets of tags: the L views say they face the wrong
-        # way (row direction posterior), so they are mirrored through their transform
-        dock.hang("2x2")
-        shot("mammo_2x2.png")
-        layoutmod_single = __import__("napari_dcm._qt.hanging", fromlist=["single_view"])
-        layoutmod_single.single_view(viewer)
         viewer.layers.clear()
+        mammo_screenshots(viewer, dock, shot)
         # a Mammography CAD SR (TID 4000, built like the test suite's) on a real mammogram
         import sys as _sys
 
@@ -136,6 +118,71 @@ def main():
         viewer.layers.clear()
         pacs_shots(viewer, shot)
     viewer.close()
+
+
+def mammo_screenshots(viewer, dock, shot):
+    """Hangings of corpus mammograms relabelled as one patient's views (tests/mammo_sets.py):
+    GH133 (FFDM, a right MLO), MG1 (a left MLO film scan without spacing) and the CBIS-DDSM
+    film 1-130 (a left CC without spacing; as the RCC it is mirrored); and overlay planes."""
+    import tempfile
+
+    import napari
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from mammo_sets import FFDM, FFDM_L, FILM, relabel
+
+    tmp = Path(tempfile.mkdtemp())
+    spec = {
+        "RCC": (FILM, ("A", "L")),
+        "LCC": (FILM, ("A", "R")),
+        "RMLO": (FFDM, ("P", "F")),
+        "LMLO": (FFDM_L, ("A", "F")),
+    }
+
+    def study(date, skip=()):
+        return [
+            str(relabel(CORPUS, src, tmp / f"{date}_{name}.dcm", name[1:], name[0], date=date, po=po, inst=i + 1))
+            for i, (name, (src, po)) in enumerate(spec.items())
+            if name not in skip
+        ]
+
+    viewer.window.resize(1600, 1000)
+    dock.tabs.setCurrentIndex(2)
+    # a 2x2 with a missing view: RCC not in the study
+    for p in study("20240101", skip=("RCC",)):
+        viewer.open(p, plugin="napari-dcm")
+    napari.qt.get_qapp().processEvents()
+    dock.hang("2x2")
+    shot("mammo_2x2_missing.png")
+    dock.layout_tab.single_view()
+    viewer.layers.clear()
+    # current over prior
+    for p in study("20240101") + study("20220310"):
+        viewer.open(p, plugin="napari-dcm")
+    napari.qt.get_qapp().processEvents()
+    dock.hang("2x4")
+    shot("mammo_2x4.png")
+    dock.layout_tab.single_view()
+    viewer.layers.clear()
+    viewer.window.resize(1200, 800)
+    # 60xx overlay planes: David Clunie's test image and presentation state ("you should see 6 lines")
+    import shutil
+
+    ps = CORPUS / "presentation_state"
+    ov_dir = tmp / "overlay_study"
+    ov_dir.mkdir()
+    for name in ("overlay.dcm", "prOverlay.dcm"):
+        shutil.copy(ps / name, ov_dir / name)
+    viewer.open(str(ov_dir), plugin="napari-dcm")
+    dock.tabs.setCurrentIndex(0)
+    dock.filter.setText("60")  # the overlay plane groups in the tag browser
+    napari.qt.get_qapp().processEvents()
+    viewer.reset_view()
+    viewer.camera.center = (200.0, 256.0)
+    viewer.camera.zoom *= 1.4
+    shot("overlay_planes.png")
+    dock.filter.setText("")
+    viewer.layers.clear()
 
 
 def pacs_shots(viewer, shot):

@@ -33,6 +33,8 @@ def image_files():
 
 def _read_all(path):
     layers = napari_dcm.read(path, strict=True)
+    # without the 60xx overlay planes' layers
+    layers = [l for l in layers if l[1]["metadata"].get("napari_dcm_overlay", {}).get("kind") != "overlay_plane"]
     assert len(layers) == 1, [l[1]["name"] for l in layers]
     data, kwargs, kind = layers[0]
     if kind == "labels":  # a segmentation (SOP class SEG): shown as labels of its own frames

@@ -125,11 +125,15 @@ def cases(source, **options):
     return build_index(source, **options)
 
 
-def mammo_layout(paths, layout=None):
-    """Hanging layout of mammograms (paths or headers): layout name, grid, each image's cell and flips."""
+def mammo_layout(paths, layout=None, view=None, assign=None):
+    """Hanging layout of mammograms (paths, DICOMweb frame keys or headers): the layout's
+    named slots (``.slots``, empty ones ``missing``) and each image's slot, cell (None
+    when off the grid, with the reason) and flips (``.placements``).  ``layout``: "1x2",
+    "1x3", "2x2", "2x4" (None: chosen from the images); ``view``: the view of a 1x2 /
+    1x3; ``assign``: {path: cell or None}.  See :mod:`napari_dcm.dicom.mammo`."""
     from .dicom.mammo import mammo_layout as _ml
 
-    return _ml(paths, layout)
+    return _ml(paths, layout, view, assign)
 
 
 def view(paths=None, **options):

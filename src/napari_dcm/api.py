@@ -114,10 +114,18 @@ def read(
     stacks, report = read_stacks(paths, recursive=recursive, filters=filters, progress=progress, report=report)
     log.info(report.summary())
     layers = layer_tuples(stacks, strict=strict)
+    if any(s.info.get("overlay_groups") for s in stacks):  # 60xx overlay planes
+        from .layers.overlays import overlay_plane_tuples
+
+        planes, problems = overlay_plane_tuples(stacks, layers)
+        report.problems += problems
+        for n in problems:
+            log.warning("%s: %s", *n)
+        layers = _after_images(layers, planes)
     if report.overlays:
         from .layers.overlays import overlay_tuples
 
-        extra, notes = overlay_tuples(layers, report.overlays)
+        extra, notes = overlay_tuples(layers, report.overlays, report.problems)
         report.overlay_notes = notes
         for n in notes:
             log.info("%s: %s", *n)

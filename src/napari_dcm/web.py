@@ -97,7 +97,14 @@ def read_dicomweb(
             + (f" ({detail})" if detail else ""),
         )
     log.info(report.summary().replace("napari-dcm:", f"napari-dcm (DICOMweb {server.base}):"))
-    return layer_tuples(stacks, strict=strict)
+    layers = layer_tuples(stacks, strict=strict)
+    if any(s.info.get("overlay_groups") for s in stacks):  # 60xx overlay planes (bulk data fetched when shown)
+        from .layers.overlays import after_images, overlay_plane_tuples
+
+        planes, problems = overlay_plane_tuples(stacks, layers)
+        report.problems += problems
+        layers = after_images(layers, planes)
+    return layers
 
 
 def parse_launch_url(url: str) -> dict:

@@ -34,9 +34,11 @@ def open_from_web(
     except dw.DicomWebError as exc:
         _notify.error(f"napari-dcm: {exc}")
         return []
+    from .hanging import prefetch_tuples
     from .viewer import add_layer_tuples
 
     _notify.install_decode_notifier()
+    prefetch_tuples(layers)  # the shown frame of every image, fetched in parallel (issue 9)
     added = add_layer_tuples(viewer, layers)  # only the shown frame is fetched
     _notify.info(f"napari-dcm: opened {len(added)} layer(s) from {server.base}")
     return added

@@ -18,6 +18,8 @@ class ViewerState:
     keys_bound: bool = False
     close_guard: Any = None
     docks: dict[str, Any] = field(default_factory=dict)  # dock kind -> widget
+    hanging: Any = None  # the current mammography hanging (napari_dcm._qt.hanging.Hanging)
+    hanging_hooks: bool = False  # the hanging follows canvas size, reset view, status
 
 
 _viewers: weakref.WeakKeyDictionary[Any, ViewerState] = weakref.WeakKeyDictionary()

@@ -113,6 +113,9 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
     for layer, visible in zip(added, shown):
         layer.visible = visible
     if added:
+        from .presentation import apply_displayed_area
+
+        apply_displayed_area(viewer, added)  # a presentation state's displayed area (issue 9)
         keymod.install(viewer)
         if any(keys.SR_DOCUMENT in layer.metadata for layer in added):
             from .sr_dock import sr_dock
@@ -158,12 +161,15 @@ def read_with_notifications(paths: list[str], **options: Any) -> list[Any]:
         return [(None,)]
     finally:
         prog.close()
-    if report.skipped:
+    if report.skipped or report.problems:
         _notify.warning(report.summary())
     else:
         _notify.info(report.summary())
     if report.unmatched_rows:
         _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
+    from .presentation import after_read
+
+    after_read(layers)  # a presentation state's displayed area, once napari has added the layers
     return layers
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..dicom import voi
 from ..layers import keys
-from . import state
+from . import luts, state
 from .viewer import dicom_images, image_of
 
 
@@ -40,14 +40,16 @@ def apply_window(image, center: float, width: float, function: str = "LINEAR") -
     from napari.utils.colormaps import Colormap
 
     f = (function or "LINEAR").upper()
+    if f.startswith(luts.PREFIX):  # a VOI LUT preset: drawn through a colormap built from the LUT
+        return luts.apply_lut(image, int(f[len(luts.PREFIX) :]))
     lo, hi = voi.window_limits(center, width, f)
-    inverted = image.metadata.get("photometric") == "MONOCHROME1"
+    inverted = luts.inverted(image)  # MONOCHROME1 or Presentation LUT Shape INVERSE
     if f == "SIGMOID":
         t, y = voi.sigmoid_ramp()
         g = 1 - y if inverted else y
         colors = np.column_stack([g, g, g, np.ones_like(g)])
         image.colormap = Colormap(colors=colors, controls=t, name=f"sigmoid{'_r' if inverted else ''}")
-    elif image.colormap.name.startswith("sigmoid"):
+    elif image.colormap.name.startswith("sigmoid") or luts.is_lut_colormap(image):
         image.colormap = "gray_r" if inverted else "gray"
     rng = list(image.contrast_limits_range)
     if lo < rng[0] or hi > rng[1]:
@@ -66,9 +68,13 @@ def presets(viewer, image) -> list[tuple[str, float, float, str]]:
         if w.get("explanation"):
             label += f" {w['explanation']}"
         out.append((label, float(w["center"]), float(w["width"]), w.get("function") or "LINEAR"))
+    lut_presets = luts.presets(image)  # VOI LUT Sequence (and presentation states' LUTs): issue 9
+    out += lut_presets
     if wins:
         w = wins[0]
         out.append(("Default", float(w["center"]), float(w["width"]), w.get("function") or "LINEAR"))
+    elif lut_presets:
+        out.append(("Default", *lut_presets[0][1:]))
     else:
         lo, hi = voi.percentile_limits(frame_array(image, d), 1.0, 99.0)
         out.append(("Default", (lo + hi) / 2, hi - lo, "LINEAR_EXACT"))

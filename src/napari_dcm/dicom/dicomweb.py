@@ -943,3 +943,44 @@ def reset(sessions: bool = True) -> None:
     DATASETS.clear()
     _fetch_locks.clear()
     _seen.clear()
+
+
+# --------------------------------------------------------------------------
+# bulk data the metadata leaves out (overlay planes' Overlay Data)
+
+
+def bulk_element(key: str, tag: int) -> bytes:
+    """The value of a binary element of a DICOMweb instance (its frame key) that the
+    metadata leaves out as bulk data: Orthanc's element content route when the server
+    is Orthanc, else the element's BulkDataURI (or InlineBinary) in the instance's
+    WADO-RS metadata.  b"" when the instance has no such element."""
+    import base64
+
+    base, study, series, instance = split_key(key)
+    srv = server_for(base)
+    path = f"{tag >> 16:04x}-{tag & 0xFFFF:04x}"
+    if srv.orthanc_root:
+        oid = srv.orthanc_ids.get(instance, (None, ""))[0]
+        if oid is None:
+            found = srv.get(
+                "tools/lookup", "application/json", root=srv.orthanc_root, method="POST", data=instance
+            ).json()
+            oid = next((f["ID"] for f in found if f.get("Type") == "Instance"), None)
+        if oid is not None:
+            try:
+                return bytes(srv.get(f"instances/{oid}/content/{path}", "*/*", root=srv.orthanc_root).content)
+            except DicomWebError as exc:
+                if exc.status != 404:
+                    raise
+                return b""
+    items = srv.json(f"studies/{study}/series/{series}/instances/{instance}/metadata")
+    el = (items[0] if items else {}).get(f"{tag:08X}") or {}
+    if "InlineBinary" in el:
+        return base64.b64decode(el["InlineBinary"])
+    uri = el.get("BulkDataURI")
+    if not uri:
+        return b""
+    root, _, last = str(uri).rpartition("/")
+    r = srv.get(last, 'multipart/related; type="application/octet-stream"', root=root)
+    parts = parse_multipart(r.content, r.headers.get("Content-Type", ""))
+    return parts[0][1] if parts else bytes(r.content)

@@ -18,6 +18,7 @@ class ReadReport:
     unmatched_rows: list[str] = field(default_factory=list)  # EMBED rows matching no loaded file
     overlays: list[Any] = field(default_factory=list)  # headers of GSPS / SR / SEG / PM objects
     overlay_notes: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # parts of opened files not shown (path, message)
 
     def summary(self) -> str:
         s = f"napari-dcm: {self.n_files} file(s), {self.n_series} series, {self.n_layers} layer(s)"
@@ -25,6 +26,12 @@ class ReadReport:
             s += f", {len(self.overlays)} overlay object(s)"
         if self.overlay_notes:
             s += f" ({len(self.overlay_notes)} not attached to a loaded image)"
+        if self.problems:
+            import os
+
+            path, msg = self.problems[0]
+            more = f" and {len(self.problems) - 1} more" if len(self.problems) > 1 else ""
+            s += f", not shown: {os.path.basename(path)}: {msg}{more}"
         if self.filtered_out:
             s += f", {self.filtered_out} filtered out"
         if self.skipped:

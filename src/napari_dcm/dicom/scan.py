@@ -129,6 +129,11 @@ _WANTED = {
     0x7FE00002: ("extended_offset_table_lengths", "raw"),
 }
 
+# Overlay Rows of the 16 overlay plane groups (an image with overlay planes gets overlay
+# layers) and Presentation LUT Shape (INVERSE shows inverted); added for issue 9.
+_WANTED.update({(g << 16) | 0x0010: (f"overlay_rows_{g:04x}", "u") for g in range(0x6000, 0x6020, 2)})
+_WANTED[0x20500020] = ("presentation_lut_shape", "s")
+
 # Values kept from the functional group macros of Enhanced objects
 # (Shared / Per-frame Functional Groups Sequence -> macro sequence -> item)
 _FG_WANTED = {

@@ -395,8 +395,12 @@ def _info(h: Header) -> dict[str, Any]:
         "series_instance_uid",
         "instance_number",
         "sop_instance_uid",
+        "presentation_lut_shape",
     ]
     info = {k: v.get(k) for k in keys if v.get(k) not in (None, "", [])}
+    overlays = sorted(int(k[-4:], 16) for k in v if k.startswith("overlay_rows_"))
+    if overlays:  # 60xx overlay plane groups (layers.overlays builds their layers)
+        info["overlay_groups"] = overlays
     if h.sop_instance_uid:
         info["sop_instance_uid"] = h.sop_instance_uid
     info["sop_class_uid"] = h.sop_class_uid
@@ -494,7 +498,8 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
             )
         )
     fallback_spacing = (h0.values.get("spacing_between_slices") or h0.values.get("slice_thickness") or [None])[0]
-    return _finish(frames, d0, dtype, _info(h0), multiframe=False, fallback_spacing=fallback_spacing)
+    st = _finish(frames, d0, dtype, _info(h0), multiframe=False, fallback_spacing=fallback_spacing)
+    return _with_voi_luts(st, ds0 if ds0 is not None else h0.dataset)
 
 
 def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStack]:
@@ -572,10 +577,21 @@ def _instance_stacks(h: Header, desc: PixelDesc, nframes: int) -> list[ImageStac
         st = _finish(
             frames, desc, dtype, _info(h), multiframe=True, fallback_spacing=fallback, geometric=enhanced or bool(gfov)
         )
+        st = _with_voi_luts(st, ds)
         if len(groups) > 1:
             st.notes.append(f"orientation group {gi + 1} of {len(groups)}")
         out.append(st)
     return out
+
+
+def _with_voi_luts(st: ImageStack, ds: Dataset | None) -> ImageStack:
+    """The header's VOI LUT Sequence as presets (``info["voi_luts"]``); a LUT that cannot
+    be applied is a note, never an error (issue 9)."""
+    if ds is not None and "VOILUTSequence" in ds:
+        luts = voi.voi_luts(ds)
+        st.info["voi_luts"] = [lut for lut in luts if "problem" not in lut]
+        st.notes += [lut["problem"] for lut in luts if "problem" in lut]
+    return st
 
 
 def _finish(

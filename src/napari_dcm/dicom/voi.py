@@ -147,3 +147,135 @@ def window_limits(center: float, width: float, function: str = "LINEAR") -> tupl
     if f == "SIGMOID":
         return center - 2.0 * width, center + 2.0 * width
     return Window(center, width, "", f).limits()
+
+
+# --------------------------------------------------------------------------
+# VOI LUT Sequence and Presentation LUT Shape (PS3.3 C.11.2, C.11.6)
+
+LUT_SAMPLES = 1024  # vispy draws colormaps through a 1024-entry texture
+
+
+def display_inverted(photometric: str | None, presentation_lut_shape: str | None) -> bool:
+    """Whether an image shows inverted (low values white) on its own.
+
+    MONOCHROME1 shows inverted; so does Presentation LUT Shape INVERSE (which
+    the standard pairs with MONOCHROME1 in DX/MG/CR images: both together mean
+    one inversion, not two).  A presentation state's own Presentation LUT
+    decides instead when it is applied (see ``napari_dcm.dicom.presentation``).
+    """
+    return str(photometric or "").upper() == "MONOCHROME1" or str(presentation_lut_shape or "").upper() == "INVERSE"
+
+
+def _lut_descriptor(item: Any, signed: bool) -> tuple[int, int, int]:
+    desc = [int(x) for x in item.LUTDescriptor]
+    if len(desc) != 3:
+        raise ValueError(f"LUT Descriptor {desc} does not have 3 values")
+    n = desc[0] or 65536
+    first = desc[1]
+    if signed and first > 32767:
+        first -= 65536
+    return n, first, desc[2]
+
+
+def voi_luts(ds: Any) -> list[dict[str, Any]]:
+    """The VOI LUT Sequence (0028,3010) of a header as presets for a colormap.
+
+    Each LUT is sampled (through pydicom's ``apply_voi``) at up to
+    ``LUT_SAMPLES`` input values evenly spread over its input range
+    ``[lo, hi]`` (modality values); ``values`` are its outputs scaled to 0..1
+    by the LUT's bit depth.  Input values below ``lo`` / above ``hi`` take the
+    first / last entry, as the standard says.  A LUT pydicom cannot apply is
+    left out (``problems``)."""
+    from pydicom.pixels import apply_voi  # type: ignore[attr-defined]  # pydicom.pixels re-exports without __all__
+
+    out: list[dict[str, Any]] = []
+    seq = ds.get("VOILUTSequence") if ds is not None else None
+    if not seq:
+        return out
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    for i, item in enumerate(seq):
+        try:
+            n, first, bits = _lut_descriptor(item, signed)
+            x = np.unique(np.round(np.linspace(first, first + n - 1, min(n, LUT_SAMPLES))).astype(np.int64))
+            one = lut_dataset(ds)
+            one.VOILUTSequence = [item]
+            one.PixelRepresentation = 1 if signed else 0
+            y = np.asarray(apply_voi(x, one, 0), dtype=np.float64) / float(2**bits - 1)
+        except Exception as exc:  # a malformed LUT is left out; the image still shows
+            out.append({"problem": f"VOI LUT {i + 1}: {type(exc).__name__}: {exc}"})
+            continue
+        expl = str(item.get("LUTExplanation", "") or "")
+        out.append(
+            {
+                "label": f"VOI LUT {i + 1}" + (f": {expl}" if expl else ""),
+                "lo": float(x[0]),
+                "hi": float(x[-1]),
+                "x": x.astype(float).tolist(),
+                "values": np.clip(y, 0.0, 1.0).tolist(),
+            }
+        )
+    return out
+
+
+def _stepwise(lut: dict[str, Any]) -> bool:
+    """A LUT sampled at every integer input (up to 512 of them): drawn as steps, one per input
+    value, so that neighbouring values never blend (a scrambled LUT stays exact)."""
+    x = lut.get("x")
+    if not x or len(x) > 512:
+        return False
+    d = np.diff(np.asarray(x, dtype=np.float64))
+    return bool(len(x) >= 2 and np.all(d == 1.0) and float(x[0]).is_integer())
+
+
+def lut_limits(lut: dict[str, Any]) -> tuple[float, float]:
+    """napari contrast limits for ``lut_colormap(lut)``: its input range (half a value wider
+    for a stepwise LUT, whose steps are centred on the integer inputs)."""
+    lo, hi = float(lut["lo"]), float(lut["hi"])
+    if _stepwise(lut):
+        return lo - 0.5, hi + 0.5
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def lut_colormap(lut: dict[str, Any], inverted: bool = False) -> dict[str, Any]:
+    """A napari colormap (as the dict napari's ``ensure_colormap`` takes) drawing ``lut``
+    over contrast limits ``lut_limits(lut)``: grey = LUT output (inverted: 1 - it)."""
+    import hashlib
+
+    y = np.asarray(lut["values"], dtype=np.float64)
+    g = 1.0 - y if inverted else y
+    if _stepwise(lut):
+        edges = np.linspace(0.0, 1.0, len(g) + 1)  # one step per integer input value
+        colors = np.column_stack([g, g, g, np.ones_like(g)])
+        digest = hashlib.sha1(np.round(g, 5).tobytes() + b"zero").hexdigest()[:12]
+        return {
+            "colors": colors.tolist(),
+            "controls": edges.tolist(),
+            "name": f"voi-lut-{digest}",
+            "interpolation": "zero",
+        }
+    lo, hi = lut_limits(lut)
+    x = np.asarray(lut.get("x") or np.linspace(lo, hi, len(y)), dtype=np.float64)
+    t = (x - lo) / (hi - lo)
+    if len(t) > LUT_SAMPLES:  # resample: vispy keeps 1024 entries anyway
+        tt = np.linspace(0.0, 1.0, LUT_SAMPLES)
+        g, t = np.interp(tt, t, g), tt
+    if len(t) < 2:
+        t, g = np.array([0.0, 1.0]), np.array([g[0], g[0]] if len(g) else [0.0, 1.0])
+    t[0], t[-1] = 0.0, 1.0
+    colors = np.column_stack([g, g, g, np.ones_like(g)])
+    digest = hashlib.sha1(np.round(g, 5).tobytes() + t.tobytes()).hexdigest()[:12]
+    return {"colors": colors.tolist(), "controls": t.tolist(), "name": f"voi-lut-{digest}", "interpolation": "linear"}
+
+
+def lut_dataset(src: Any) -> Any:
+    """An empty Dataset that reads OW LUT data the way ``src`` was encoded (its byte order)."""
+    from pydicom import Dataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+
+    out = Dataset()
+    meta = FileMetaDataset()
+    ts = getattr(getattr(src, "file_meta", None), "TransferSyntaxUID", None)
+    meta.TransferSyntaxUID = ExplicitVRBigEndian if ts == ExplicitVRBigEndian else ExplicitVRLittleEndian
+    out.file_meta = meta
+    return out

@@ -27,9 +27,21 @@ def base_name(stack: ImageStack) -> str:
     parts = [str(p) for p in parts if p]
     if i.get("series_description"):
         parts.append(str(i["series_description"]))
+    side = _laterality_view(i)
+    if side and side not in " ".join(parts).upper().replace(" ", ""):
+        parts.append(side)
     if not parts:
         parts = [os.path.basename(stack.frames[0].ref.path)]
     return SEP.join(parts)
+
+
+def _laterality_view(info: dict[str, Any]) -> str:
+    """ "RCC", "LMLO" ... for images that say so in their header (mammography, radiography)."""
+    lat = str(info.get("image_laterality") or info.get("laterality") or "").strip().upper()
+    view = str(info.get("view_position") or "").strip().upper()
+    if lat not in ("R", "L") or not view:
+        return ""
+    return f"{lat}{view}"
 
 
 def unique_names(stacks: list[ImageStack]) -> list[str]:
@@ -61,6 +73,9 @@ def contrast_limits(stack: ImageStack, strict: bool = False) -> tuple[float, flo
     if wins and not stack.rgb:
         lo, hi = wins[0].limits()
         return float(lo), float(hi)
+    luts = stack.info.get("voi_luts")
+    if luts and not stack.rgb:  # no window: the header's first VOI LUT (its input range)
+        return voi.lut_limits(luts[0])
     if stack.rgb and stack.dtype.itemsize == 1:
         return 0.0, 255.0
     arr = load_frame(f.ref, f.desc, f.transform, stack.shape, stack.dtype.str, strict)
@@ -91,6 +106,8 @@ def metadata(stack: ImageStack) -> dict[str, Any]:
     }
     if f0.orientation:
         md["image_orientation"] = [float(v) for v in f0.orientation]
+    if hasattr(shown.transform, "slope"):  # a rescale: presentation states' modality LUTs need stored values
+        md["rescale"] = [float(shown.transform.slope), float(shown.transform.intercept)]
     per_frame = [tuple((w.center, w.width, w.explanation, w.function) for w in f.windows) for f in frames]
     if len(set(per_frame)) > 1:  # windows differ between frames (Enhanced objects): keep each frame's
         md[keys.FRAME_WINDOWS] = [
@@ -119,7 +136,11 @@ def layer_tuple(stack: ImageStack, name: str, strict: bool = False) -> LayerData
         "metadata": metadata(stack),
     }
     if not stack.rgb:
-        kwargs["colormap"] = "gray_r" if stack.monochrome1 else "gray"
+        inverted = voi.display_inverted(stack.frames[0].desc.photometric, stack.info.get("presentation_lut_shape"))
+        kwargs["colormap"] = "gray_r" if inverted else "gray"
+        f = stack.frames[initial_frame(stack)]
+        if not (f.windows or stack.windows) and stack.info.get("voi_luts"):
+            kwargs["colormap"] = voi.lut_colormap(stack.info["voi_luts"][0], inverted)
     if stack.frames[0].pixel_spacing is not None and (
         len(stack.scale) == 2 or all(f.position is not None for f in stack.frames)
     ):

@@ -16,7 +16,8 @@ OVERLAY = "napari_dcm_overlay"  # an overlay layer: {"kind", "source", ...}
 OVERLAY_OF = "napari_dcm_overlay_of"  # the name of the image an overlay belongs to
 SR_DOCUMENT = "napari_dcm_sr"  # path of the structured report a layer stands for
 LAYOUT_SAVED = "napari_dcm_layout_saved"  # scale/translate/visibility before a hanging
-PLACEHOLDER = "napari_dcm_placeholder"  # an empty layer padding a hanging cell
+PLACEHOLDER = "napari_dcm_placeholder"  # an empty layer padding a hanging cell (or its label)
+MAMMO = "napari_dcm_mammo"  # hanging values read once from an image's header (view codes, spacing, ...)
 
 # ---- image metadata fields
 PATHS = "paths"  # the files (or DICOMweb keys) of the image, in display order of first use

@@ -191,7 +191,17 @@ def gsps_layers(index: ImageIndex, path: str):
             entry = {"center": c, "width": w, "explanation": expl or f"GSPS {label}", "function": "LINEAR"}
             if entry not in md["windows"]:
                 md["windows"].append(entry)
+    planes, problems = gsps_plane_layers(index, ds, path, f"GSPS {label}")
+    layers += planes
+    shown, more = gsps_display_layers(index, ds, path, f"GSPS {label}")
+    layers += shown
+    for msg in problems + more:
+        log.warning("%s: %s", path, msg)
+        _PROBLEMS.append((path, msg))
     return layers, attached > 0
+
+
+_PROBLEMS: list[tuple[str, str]] = []  # display problems of the objects being read (see overlay_tuples)
 
 
 def cad_layers(index: ImageIndex, path: str):
@@ -375,10 +385,14 @@ def pm_layers(index: ImageIndex, path: str):
     return out, bool(placed)
 
 
-def overlay_tuples(image_tuples: list, overlay_headers: list) -> tuple[list, list]:
-    """Layers for the overlay objects; returns (layers, report [(path, message)])."""
+def overlay_tuples(image_tuples: list, overlay_headers: list, problems: list | None = None) -> tuple[list, list]:
+    """Layers for the overlay objects; returns (layers, report [(path, message)]).
+
+    ``problems`` collects (path, message) for parts of objects that cannot be shown
+    (a malformed shutter, overlay plane or LUT) while the rest is."""
     index = ImageIndex(image_tuples)
     out, report = [], []
+    _PROBLEMS.clear()
     for h in overlay_headers:
         kind = ov.kind_of(h.sop_class_uid)
         try:
@@ -410,6 +424,10 @@ def overlay_tuples(image_tuples: list, overlay_headers: list) -> tuple[list, lis
             report.append((h.path, f"{kind}: {type(exc).__name__}: {exc}"))
             continue
         out += layers
+    if problems is not None:
+        problems += _PROBLEMS
+    _PROBLEMS.clear()
+    apply_spatial_transforms(list(image_tuples) + out)
     return out, report
 
 
@@ -429,3 +447,321 @@ def _sr_document(path: str, index: ImageIndex, kind: str, root=None):
             "shapes",
         )
     ]
+
+
+# --------------------------------------------------------------------------
+# 60xx overlay planes: lazy labels layers on the image's pixel grid
+
+PLANE_COLOR = [1.0, 0.25, 1.0, 1.0]  # magenta: apart from labels (yellow), GSPS (cyan), CAD (red)
+
+
+def _plane_chunk(path: str, group: int, stored: int, ref, desc, shape, plane=None, lead: bool = False):
+    """One display frame of an overlay plane (the dask task): uint8 0/1 on the image grid.
+
+    ``plane``: the plane itself (a presentation state's); else read from ``path``'s
+    header (cached).  A plane that cannot be drawn gives zeros and one log line."""
+    from ..dicom import overlay_planes as op
+
+    try:
+        p = plane if plane is not None else op.plane_of(path, group)
+        m = np.zeros(shape, np.uint8) if p is None else op.frame_mask(p, stored, shape, ref, desc)
+    except Exception as exc:  # a malformed plane must never stop the image
+        _report_plane(path, group, exc)
+        m = np.zeros(shape, np.uint8)
+    return m[None] if lead else m
+
+
+_reported: set = set()
+
+
+def _report_plane(path: str, group: int, exc: Exception) -> None:
+    key = (path, group)
+    if key not in _reported:
+        _reported.add(key)
+        log.warning("%s: overlay %04X not drawn: %s", path, group, exc)
+
+
+def plane_array(frames: list, shape: tuple[int, int], group: int, plane=None, only: set | None = None):
+    """A dask array of a plane over an image's display frames: ``frames`` is
+    [(path, stored frame index, frame ref, pixel desc)] per display frame (2D for one
+    frame); ``only``: display frames the plane applies to (others are zeros, never read)."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    n = len(frames)
+    name = f"dicom-overlay-{tokenize([(f[0], f[1]) for f in frames], shape, group, plane)}"
+    if n == 1:
+        path, stored, ref, desc = frames[0]
+        dsk = {(name, 0, 0): (_plane_chunk, path, group, stored, ref, desc, shape, plane, False)}
+        chunks: tuple = ((shape[0],), (shape[1],))
+    else:
+        dsk = {}
+        for i, (path, stored, ref, desc) in enumerate(frames):
+            if only is not None and i not in only:
+                dsk[(name, i, 0, 0)] = (np.zeros, (1, *shape), np.uint8)
+            else:
+                dsk[(name, i, 0, 0)] = (_plane_chunk, path, group, stored, ref, desc, shape, plane, True)
+        chunks = ((1,) * n, (shape[0],), (shape[1],))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return da.Array(graph, name, chunks, dtype=np.uint8)
+
+
+def _plane_kwargs(image: LayerData, group: int, source: str, extra_name: str = "", **meta) -> dict:
+    ndim = image.spatial_ndim
+    kw = _shape_kwargs(
+        image.kwargs,
+        ndim,
+        f"{image.name} · overlay {group:04X}{extra_name}",
+        "overlay_plane",
+        source,
+        0,
+        opacity=0.9,
+        colormap={0: "transparent", 1: PLANE_COLOR, None: PLANE_COLOR},
+    )
+    kw.pop("ndim", None)  # labels take their dimensions from the data
+    kw["metadata"][OVERLAY].update({"group": group, **meta})
+    return kw
+
+
+def overlay_plane_tuples(stacks: list, image_tuples: list) -> tuple[list[LayerData], list[tuple[str, str]]]:
+    """Labels layers for the 60xx overlay planes of the images (one per plane, after
+    its image, nonzero where the bitmap is set); returns (layers, [(path, problem)])."""
+    from ..dicom import overlay_planes as op
+
+    out: list[LayerData] = []
+    notes: list[tuple[str, str]] = []
+    for stack, t in zip(stacks, image_tuples):
+        t = LayerData.of(t)
+        groups = stack.info.get("overlay_groups")
+        if not groups or not t.is_image or t.rgb:
+            continue
+        path0 = stack.frames[0].ref.path
+        try:
+            planes, problems = op.planes_listed(path0)
+        except Exception as exc:
+            notes.append((path0, f"overlay planes not readable: {type(exc).__name__}: {exc}"))
+            continue
+        notes += [(path0, reason) for _, reason in problems]
+        frames = [(f.ref.path, f.ref.index, f.ref, f.desc) for f in stack.frames]
+        shape = (int(stack.shape[0]), int(stack.shape[1]))
+        for p in planes:
+            if p.embedded and stack.frames[0].desc.transfer_syntax not in _native_syntaxes():
+                notes.append((path0, f"{p.name}: embedded in compressed pixel data, not drawn"))
+                continue
+            data = plane_array(frames, shape, p.group)
+            kw = _plane_kwargs(
+                t,
+                p.group,
+                path0,
+                description=p.description or p.label,
+                type=p.type,
+                embedded=p.embedded,
+            )
+            out.append(LayerData(data, kw, "labels"))
+    return out, notes
+
+
+def _native_syntaxes() -> set:
+    from ..dicom.scan import NATIVE_SYNTAXES
+
+    return set(NATIVE_SYNTAXES)
+
+
+def gsps_plane_layers(index: ImageIndex, ds, path: str, label: str) -> tuple[list[LayerData], list[str]]:
+    """A presentation state's own overlay planes (with Overlay Data) that it activates,
+    on the images (and frames) it references; returns (layers, problems)."""
+    from ..dicom import overlay_planes as op
+
+    activated = op.activated_groups(ds)
+    planes, problems = op.planes_from_dataset(ds)
+    notes = [reason for g, reason in problems if g in activated]
+    out = []
+    for p in planes:
+        if p.group not in activated or p.embedded:
+            continue  # not shown, or the image's own plane (drawn with the image)
+        for uid, frames in ov._refs_of(ds):
+            hit = index.place(uid, frames)
+            if hit is None:
+                continue
+            t, displays = hit
+            md = t.metadata
+            ndim = t.spatial_ndim
+            rows, cols = t.frame_shape
+            n = int(t.data.shape[0]) if ndim == 3 else 1
+            # a single-frame plane of a presentation state applies to every frame it references
+            all_frames = [
+                (md["frame_paths"][d], md["display_to_stored"][d] if p.n_frames > 1 else 0, None, None)
+                for d in range(n)
+            ]
+            data = plane_array(all_frames, (rows, cols), p.group, plane=p, only=set(displays) if ndim == 3 else None)
+            kw = _plane_kwargs(
+                t,
+                p.group,
+                path,
+                f" ({label})",
+                description=p.description or p.label,
+                activation_layer=p.activation_layer,
+            )
+            out.append(LayerData(data, kw, "labels"))
+    return out, notes
+
+
+# --------------------------------------------------------------------------
+# presentation-state display: grayscale pipeline, shutters, spatial transformation, displayed area
+
+SPATIAL = "napari_dcm_spatial"  # image metadata: {"rotation", "flip", "source"} from a presentation state
+AREA = "napari_dcm_displayed_area"  # image metadata: the region to fit, in data (row, column) coordinates
+
+
+def _value_range(t: LayerData) -> tuple[float, float]:
+    dt = np.dtype(t.data.dtype)
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        return float(info.min), float(min(info.max, 65535))
+    lo, hi = t.kwargs.get("contrast_limits") or (0.0, 1.0)
+    return float(lo), float(hi)
+
+
+def gsps_display_layers(index: ImageIndex, ds, path: str, title: str) -> tuple[list[LayerData], list[str]]:
+    """A presentation state's shutter layers, its grayscale pipeline (a LUT preset of each
+    image) and its spatial transformation and displayed area (image metadata the reader
+    and the viewer apply); returns (layers, problems)."""
+    from ..dicom import overlay_planes as op
+    from ..dicom import presentation as pres
+
+    out: list[LayerData] = []
+    problems: list[str] = []
+    planes = {p.group: p for p in op.planes_from_dataset(ds)[0]}
+    seen: set[int] = set()
+    for uid, frames in ov._refs_of(ds):
+        hit = index.place(uid, frames)
+        if hit is None or id(hit[0]) in seen:
+            continue
+        t = hit[0]
+        seen.add(id(t))
+        md = t.metadata
+        disp = pres.display_of(ds, uid)
+        problems += [f"{title}: {m}" for m in disp.problems]
+        rows, cols = t.frame_shape
+        if disp.shutter is not None:
+            bitmap = None
+            if disp.shutter.bitmap_group is not None:
+                plane = planes.get(disp.shutter.bitmap_group)
+                if plane is None or plane.embedded:
+                    problems.append(
+                        f"{title}: bitmap shutter overlay {disp.shutter.bitmap_group:04X} is not in the state"
+                    )
+                else:
+                    bitmap = op.place(plane.bits(0), plane.origin, (rows, cols))
+            out.append(_shutter_layer(t, disp.shutter, bitmap, path, title))
+        if disp.rotation or disp.flip:
+            if SPATIAL in md:
+                problems.append(f"{title}: {t.name} already turned by {md[SPATIAL]['source']}; not turned again")
+            else:
+                md[SPATIAL] = {"rotation": disp.rotation, "flip": disp.flip, "source": title}
+        if disp.area is not None and AREA not in md:
+            (r0, c0), (r1, c1) = disp.area
+            md[AREA] = {
+                "top_left": [r0 - 1.0, c0 - 1.0],  # 1-based pixels -> data coordinates
+                "bottom_right": [r1 - 1.0, c1 - 1.0],
+                "mode": disp.size_mode,
+                "magnification": disp.magnification,
+                "source": title,
+            }
+        if pres.has_grayscale(ds, uid):
+            try:
+                rescale = md.get("rescale")
+                lut = pres.grayscale_lut(ds, uid, tuple(rescale) if rescale else None, _value_range(t), title)
+                md.setdefault("voi_luts", []).append(lut)
+            except Exception as exc:
+                problems.append(f"{title}: grayscale pipeline: {type(exc).__name__}: {exc}")
+    return out, problems
+
+
+def _shutter_chunk(shutter, shape, bitmap):
+    from ..dicom import presentation as pres
+
+    return pres.shutter_mask(shutter, shape, bitmap)
+
+
+def _shutter_layer(t: LayerData, shutter, bitmap, path: str, title: str) -> LayerData:
+    """The shutter as a 2D labels layer over the image (every frame): 1 where hidden,
+    drawn opaque in the Shutter Presentation Value (computed when first shown)."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    rows, cols = t.frame_shape
+    name = f"dicom-shutter-{tokenize(shutter, (rows, cols), bitmap)}"
+    graph = HighLevelGraph.from_collections(name, {(name, 0, 0): (_shutter_chunk, shutter, (rows, cols), bitmap)}, ())
+    data = da.Array(graph, name, ((rows,), (cols,)), dtype=np.uint8)
+    g = float(shutter.value)
+    color = [g, g, g, 1.0]
+    kw = _shape_kwargs(
+        t.kwargs,
+        2,
+        f"{t.name} · {title} shutter",
+        "shutter",
+        path,
+        0,
+        opacity=1.0,
+        blending="translucent",
+        colormap={0: "transparent", 1: color, None: color},
+    )
+    kw.pop("ndim", None)
+    kw["metadata"][OVERLAY].update({"shapes": list(shutter.shapes)})
+    return LayerData(data, kw, "labels")
+
+
+def spatial_affine(t: LayerData, ndim: int) -> np.ndarray | None:
+    """The presentation state's rotation / flip of image ``t`` as a napari affine on the
+    world coordinates of a layer with ``ndim`` dimensions drawn on the image's grid."""
+    from ..dicom import presentation as pres
+
+    sp = t.metadata.get(SPATIAL)
+    if not sp:
+        return None
+    rows, cols = t.frame_shape
+    m = pres.spatial_matrix(int(sp["rotation"]), bool(sp["flip"]), rows, cols)
+    scale = np.asarray(t.kwargs.get("scale", (1.0,) * t.spatial_ndim), dtype=float)[-2:]
+    translate = np.asarray(t.kwargs.get("translate", (0.0,) * t.spatial_ndim), dtype=float)[-2:]
+    d = np.diag(scale)
+    lin = d @ m[:2, :2] @ np.linalg.inv(d)
+    shift = d @ m[:2, 2] + translate - lin @ translate
+    out = np.eye(ndim + 1)
+    out[-3:-1, -3:-1] = lin
+    out[-3:-1, -1] = shift
+    return out
+
+
+def apply_spatial_transforms(tuples: list) -> None:
+    """Give every image turned by a presentation state, and each layer drawn on it, the
+    state's rotation / flip as their affine."""
+    items = [LayerData.of(t) for t in tuples]
+    for t in items:
+        if not t.is_image or SPATIAL not in t.metadata:
+            continue
+        for layer in items:
+            if layer is t or layer.metadata.get(OF) == t.name:
+                a = spatial_affine(t, _layer_ndim(layer))
+                if a is not None:
+                    layer.kwargs["affine"] = a
+
+
+def _layer_ndim(layer: LayerData) -> int:
+    if layer.layer_type == "image":
+        return layer.spatial_ndim
+    if layer.layer_type == "labels":
+        return int(np.ndim(layer.data))
+    return int(layer.kwargs.get("ndim") or 2)
+
+
+def after_images(images: list, extra: list) -> list:
+    """Each overlay layer right after its image (then its siblings); standalone ones at the end."""
+    out: list = []
+    for t in images:
+        out.append(t)
+        out += [e for e in extra if LayerData.of(e).metadata.get(OF) == LayerData.of(t).name]
+    out += [e for e in extra if OF not in LayerData.of(e).metadata]
+    return out
