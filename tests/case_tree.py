@@ -102,11 +102,14 @@ def make_case_tree(corpus: Path, root: Path) -> dict:
     return out
 
 
-def make_many_mg(corpus: Path, root: Path, n: int) -> list[Path]:
-    """``n`` 4-view studies (P1000, P1001, ...), one folder each; returns the folders."""
+def make_many_mg(corpus: Path, root: Path, n: int, views=("RCC", "LCC", "RMLO", "LMLO")) -> list[Path]:
+    """``n`` mammography studies (P1000, P1001, ...) of ``views``, one folder each; returns the folders."""
     out = []
     for i in range(n):
         d = root / f"P{1000 + i}" / "S20240101"
-        write_four_view(corpus, d, f"P{1000 + i}", "20240101")
+        for k, (name, view, lat, po) in enumerate(v for v in VIEWS if v[0] in views):
+            write_mg(
+                corpus, d / f"{name.lower()}.dcm", view, lat, po, patient=f"P{1000 + i}", date="20240101", inst=k + 1
+            )
         out.append(d)
     return out

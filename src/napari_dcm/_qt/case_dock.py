@@ -203,7 +203,8 @@ class CaseDock(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setMinimumHeight(160)
+        self.table.setMinimumHeight(120)
+        self.table.setWordWrap(False)
         self.prev_btn = QPushButton("◀ Previous (PgUp)")
         self.next_btn = QPushButton("Next (PgDn) ▶")
         self.reviewed_btn = QPushButton("Reviewed (M)")
@@ -576,8 +577,8 @@ class CaseDock(QWidget):
             self.model.changed(case)
         self.current = None
         gone = [layer for layer in viewer.layers if id(layer) not in self._keep]
-        forget_decoded()
         if not gone:
+            forget_decoded()
             return
         viewer.layers.selection.clear()
         # one batch: napari collects garbage once at its end (after every removal otherwise,
@@ -591,6 +592,7 @@ class CaseDock(QWidget):
             if viewer.canvas.grid.enabled:
                 hanging.single_view(viewer)
         del gone
+        forget_decoded()  # after the removal: docks following the active layer may read frames while it runs
 
     # ------------------------------------------------------------------ ROI recovery
     def handle_recovery(self, controller, saved: dict) -> bool:

@@ -9,7 +9,7 @@
   :mod:`napari_dcm.dicom.cine`) or a chosen FPS, looping, once, or sweeping
   back and forth.  Every frame is shown (a slow decode stretches the pass
   rather than dropping frames); the achieved rate is reported.
-* **View flips and 90-degree rotations**: of the view, not the data.  A flip is
+* **View flips and 90-degree rotations** (of a single view, not of a hanging): of the view, not the data.  A flip is
   the camera's public 2D orientation (``viewer.scene.camera.orientation2d``), a
   rotation is a transposition of the two displayed axes (``viewer.dims.order``)
   plus a flip.  Both act on every layer of the view at once, so ROI and overlay
@@ -250,6 +250,10 @@ class ViewTransform:
         viewer = self.viewer
         if viewer.dims.ndisplay != 2:
             _notify.info("napari-dcm: flips and rotations are for 2D views")
+            return
+        if m != _IDENTITY and viewer.canvas.grid.enabled:
+            # a hanging places each view by its chest wall; one camera turned for every cell undoes that
+            _notify.info("napari-dcm: flips and rotations are for a single view (Layout: none, or Single view)")
             return
         cam = viewer.scene.camera
         if self._base is None:

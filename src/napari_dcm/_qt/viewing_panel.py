@@ -8,7 +8,6 @@ from qtpy.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QDoubleSpinBox,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -49,7 +48,7 @@ class ViewingPanel(QWidget):
         lay.addLayout(row)
 
         # cine
-        g = QGridLayout()
+        row = QHBoxLayout()
         self.play_btn = QPushButton("Play (Space)")
         self.play_btn.setCheckable(True)
         self.fps = QDoubleSpinBox()
@@ -60,27 +59,31 @@ class ViewingPanel(QWidget):
         self.fps.setToolTip("0 = the file's own rate (Frame Time, Cine Rate or Recommended Display Frame Rate)")
         self.mode = QComboBox()
         self.mode.addItems(list(CINE_MODES))
-        self.rate_label = QLabel("")
-        g.addWidget(self.play_btn, 0, 0)
-        g.addWidget(self.fps, 0, 1)
-        g.addWidget(self.mode, 0, 2)
-        g.addWidget(self.rate_label, 1, 0, 1, 3)
-        lay.addLayout(g)
+        self.mode.setToolTip("loop; once (stop at the last frame); sweep (back and forth)")
+        row.addWidget(self.play_btn)
+        row.addWidget(self.fps)
+        row.addWidget(self.mode)
+        lay.addLayout(row)
 
         # view
         row = QHBoxLayout()
         self.flip_h_btn = QPushButton("Flip ↔")
         self.flip_v_btn = QPushButton("Flip ↕")
-        self.rot_ccw_btn = QPushButton("Rotate ⟲")
-        self.rot_cw_btn = QPushButton("Rotate ⟳")
+        self.rot_ccw_btn = QPushButton("⟲ 90°")
+        self.rot_cw_btn = QPushButton("⟳ 90°")
         self.reset_btn = QPushButton("Reset (Home)")
         self.help_btn = QPushButton("Keys (H)")
         self.help_btn.setCheckable(True)
         for b in (self.flip_h_btn, self.flip_v_btn, self.rot_ccw_btn, self.rot_cw_btn, self.reset_btn, self.help_btn):
             row.addWidget(b)
         lay.addLayout(row)
+        self.rate_label = QLabel("")
         self.view_label = QLabel("")
-        lay.addWidget(self.view_label)
+        row = QHBoxLayout()
+        row.addWidget(self.rate_label, 1)
+        row.addWidget(self.view_label)
+        lay.addLayout(row)
+        self.setMinimumHeight(self.sizeHint().height())  # never squeezed below its buttons
 
         self.play_btn.clicked.connect(lambda _=False: self.vw.cine.toggle())
         self.fps.valueChanged.connect(lambda v: self.vw.cine.set_fps(v or None))
@@ -126,7 +129,7 @@ class ViewingPanel(QWidget):
     def _show_rate(self) -> None:
         c = self.vw.cine
         r = c.rate
-        src = f"file rate {r.fps:.3g} fps ({r.source})" if r is not None else "file rate: shown when playing"
+        src = f"file rate {r.fps:.3g} fps ({r.source})" if r is not None else ""
         if c.playing:
             got = c.achieved_fps()
             src += f"; playing at {c.effective_fps():.3g} fps" + (f", {got:.3g} shown/s" if got else "")
