@@ -10,6 +10,7 @@ Public API::
 from __future__ import annotations
 
 from .errors import (
+    ClusterError,
     DicomDecodeError,
     DicomError,
     DicomReadError,
@@ -28,6 +29,7 @@ except ImportError:  # pragma: no cover
     __version__ = "0.0.0"
 
 __all__ = [
+    "ClusterError",
     "DicomDecodeError",
     "DicomError",
     "DicomReadError",

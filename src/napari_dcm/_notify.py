@@ -46,5 +46,15 @@ def install_decode_notifier() -> None:
         return
     from .dicom.decode import add_error_handler
 
-    add_error_handler(lambda err: warning(f"napari-dcm: frame shown blank: {err}"))
+    add_error_handler(_frame_failed)
     _installed = True
+
+
+def _frame_failed(err) -> None:
+    from .dicom.cluster import outage_notice
+
+    notice = outage_notice(str(err))  # one notification per outage of a dask cluster, not one per file
+    if notice is None:
+        warning(f"napari-dcm: frame shown blank: {err}")
+    elif notice:
+        warning(notice)

@@ -31,14 +31,28 @@ def read_stacks(
     filters=None,
     progress: Callable[[int, int], None] | None = None,
     report: ReadReport | None = None,
+    scheduler=None,
+    remote_decode: bool = False,
+    insecure: bool = False,
 ):
-    """Scan ``paths`` and build ImageStacks (the layer-independent core of ``read``)."""
+    """Scan ``paths`` and build ImageStacks (the layer-independent core of ``read``).
+
+    With ``scheduler`` (an address or a ``distributed.Client``) the paths are
+    paths on its workers, and the scan runs there (see ``read``).
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [os.fspath(p) for p in paths]
     flt = parse_filters(filters)
     report = report if report is not None else ReadReport()
-    result = scan_paths(paths, recursive=recursive, progress=progress)
+    if scheduler is not None:
+        from .dicom import cluster
+
+        address = cluster.connect(scheduler, insecure=insecure)
+        report.source = address
+        result = cluster.scan(address, paths, recursive=recursive, progress=progress, remote_decode=remote_decode)
+    else:
+        result = scan_paths(paths, recursive=recursive, progress=progress)
     headers = result.headers
     if flt:
         kept = [h for h in headers if matches(h, flt)]
@@ -54,7 +68,7 @@ def read_stacks(
     if not stacks and report.overlays:
         return stacks, report  # only overlay objects (SR, SEG, PM ...): they open on their own
     if not stacks:
-        single = len(paths) == 1 and os.path.isfile(paths[0])
+        single = len(paths) == 1 and (os.path.isfile(paths[0]) if scheduler is None else result.n_files == 1)
         if single and report.skipped:
             path, reason = report.skipped[0]
             if reason == "not DICOM":
@@ -80,6 +94,9 @@ def read(
     progress: Callable[[int, int], None] | None = None,
     report: ReadReport | None = None,
     annotations=None,
+    scheduler=None,
+    remote_decode: bool = False,
+    insecure: bool = False,
 ) -> list[LayerData]:
     """Read DICOM files or folders as napari layer data ``(data, kwargs, layer_type)``.
 
@@ -102,18 +119,43 @@ def read(
         An EMBED ROI CSV: every image gets a shapes layer (after it) holding
         its ROIs; rows that match no loaded file are kept for export.
         Raises ``EmbedCSVError`` (line and reason) for an invalid CSV.
+    scheduler : str or distributed.Client, optional
+        Read files that live on the workers of this dask scheduler (``paths``
+        are paths there): the header scan runs on the workers, each frame's
+        stored bytes are fetched when shown and decoded here.  Addresses off
+        the loopback interface need ``tls://`` or ``insecure=True`` (a dask
+        scheduler runs any code it is sent: reach it through SSH).
+    remote_decode : bool
+        With ``scheduler``: decode frames on the workers and fetch the decoded
+        pixels (a fast link and a weak client).
 
     Raises
     ------
-    DicomReadError (NotDicomError, NoDicomFoundError)
-        A single file that cannot be read, or nothing readable at all.
+    DicomReadError (NotDicomError, NoDicomFoundError, ClusterError)
+        A single file that cannot be read, or nothing readable at all; a
+        scheduler that cannot be used (``ClusterError`` names it and the reason).
     """
     from .layers.images import layer_tuples
 
     report = report if report is not None else ReadReport()
-    stacks, report = read_stacks(paths, recursive=recursive, filters=filters, progress=progress, report=report)
+    if scheduler is not None:
+        from .dicom import cluster
+
+        scheduler = cluster.connect(scheduler, insecure=insecure)
+    stacks, report = read_stacks(
+        paths,
+        recursive=recursive,
+        filters=filters,
+        progress=progress,
+        report=report,
+        scheduler=scheduler,
+        remote_decode=remote_decode,
+    )
     log.info(report.summary())
     layers = layer_tuples(stacks, strict=strict)
+    if scheduler is not None:
+        for t in layers:
+            t.metadata[keys.SCHEDULER] = scheduler  # the files are on this scheduler's workers
     if any(s.info.get("overlay_groups") for s in stacks):  # 60xx overlay planes
         from .layers.overlays import overlay_plane_tuples
 
@@ -123,7 +165,10 @@ def read(
             log.warning("%s: %s", *n)
         layers = _after_images(layers, planes)
     if report.overlays:
-        from .layers.overlays import overlay_tuples
+        if scheduler is not None:
+            from .layers.cluster import overlay_tuples  # built on a worker, where the files are
+        else:
+            from .layers.overlays import overlay_tuples
 
         extra, notes = overlay_tuples(layers, report.overlays, report.problems)
         report.overlay_notes = notes

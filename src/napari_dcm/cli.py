@@ -59,10 +59,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--browse", action="store_true", help="open the DICOMweb browser dock for --dicomweb")
     g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
+    _remote_arguments(p)
     add_dimse_arguments(p)
     add_cases_arguments(p)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
+
+
+# -------------------------------------------------------------------------- remote files (dask.distributed)
+
+
+def _remote_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "Files on another machine (dask.distributed; see docs/remote.md)",
+        "PATHs are paths on the workers. A dask scheduler runs any code it is sent: reach it through SSH. "
+        "Addresses off the loopback interface need tls:// (or --insecure).",
+    )
+    g.add_argument(
+        "--scheduler", metavar="ADDRESS", help="dask scheduler whose workers hold the files (tcp://HOST:PORT)"
+    )
+    g.add_argument(
+        "--tunnel",
+        metavar="USER@HOST",
+        help="start a dask scheduler and worker on HOST over ssh (remote loopback, port forwarded), close them on exit",
+    )
+    g.add_argument(
+        "--remote-python", metavar="PATH", default="python3", help="Python with napari-dcm on HOST (--tunnel)"
+    )
+    g.add_argument(
+        "--ssh-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra ssh argument for --tunnel (repeat; e.g. --ssh-arg=-p --ssh-arg=2222); ~/.ssh/config applies",
+    )
+    g.add_argument("--remote-decode", action="store_true", help="decode frames on the workers (fast link, weak client)")
+
+
+def _is_remote(args) -> bool:
+    return bool(getattr(args, "scheduler", None) or getattr(args, "tunnel", None))
+
+
+def _remote_read_options(viewer, args) -> dict | None:
+    """``read`` options for --scheduler/--tunnel (the tunnel is opened here); None if it failed."""
+    if not _is_remote(args):
+        return {}
+    from ._qt.remote import remote_options
+
+    return remote_options(
+        viewer,
+        scheduler=args.scheduler,
+        tunnel=args.tunnel,
+        remote_python=args.remote_python,
+        ssh_args=args.ssh_arg,
+        remote_decode=args.remote_decode,
+        insecure=args.insecure,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -212,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         from ._sample import SAMPLE_STUDY
 
         paths.append(SAMPLE_STUDY)
-    for p in paths + ([args.annotations] if args.annotations else []) + ([args.cases] if args.cases else []):
+    for p in (
+        ([] if _is_remote(args) else paths)
+        + ([args.annotations] if args.annotations else [])
+        + ([args.cases] if args.cases else [])
+    ):
         if not os.path.exists(p):
             print(f"napari-dcm: {p}: no such file or folder", file=sys.stderr)
             return 2
@@ -232,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
     viewer = napari.Viewer(title="napari-dcm")
     added = []
-    if paths:
-        opts = dict(recursive=not args.no_recursive, filters=args.filter or None)
+    remote = _remote_read_options(viewer, args)
+    if paths and remote is not None:
+        opts = dict(recursive=not args.no_recursive, filters=args.filter or None, **remote)
         if args.annotations:
             opts["annotations"] = args.annotations
         added = add_to_viewer(viewer, paths, **opts)
@@ -283,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
 
         QTimer.singleShot(1500, finish)
     napari.run()
+    if _is_remote(args):
+        from ._qt.remote import tunnels
+
+        for t in tunnels(viewer):
+            t.close()
     if pending is not None and not pending.added:
         return 1
     if case_nav is not None:

@@ -60,6 +60,18 @@ class DicomWebError(DicomReadError):
         super().__init__(server, reason)
 
 
+class ClusterError(DicomReadError):
+    """A dask.distributed scheduler (or its workers) could not do what was asked.
+
+    ``path`` is the scheduler's address, ``reason`` says why (unreachable, no
+    workers, a path missing on the workers, no answer in time, refused as insecure).
+    """
+
+    def __init__(self, scheduler: str, reason: str):
+        self.scheduler = scheduler
+        super().__init__(scheduler, reason)
+
+
 class DimseError(DicomReadError):
     """A DIMSE (C-ECHO, C-FIND, C-GET, C-MOVE) exchange with a PACS node failed.
 

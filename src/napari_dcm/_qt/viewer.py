@@ -198,11 +198,22 @@ def view(
 
     ``dicomweb``, ``study``, ``series``, ``instance``, ``auth``, ``token``,
     ``verify``: as in :func:`napari_dcm.read_dicomweb`.
+    ``scheduler``, ``remote_decode``, ``insecure``: as in :func:`napari_dcm.read`;
+    ``tunnel="user@host"`` (with ``remote_python``, ``ssh_args``): start a dask
+    scheduler and worker there over SSH, closed with the viewer (docs/remote.md).
     """
     import napari
 
     if viewer is None:
         viewer = napari.Viewer(show=show)
+    if options.get("tunnel"):  # files on another machine, through SSH (napari_dcm._qt.remote)
+        from .remote import remote_options
+
+        keys_ = ("scheduler", "tunnel", "remote_python", "ssh_args", "remote_decode", "insecure")
+        remote = remote_options(viewer, **{k: options.pop(k) for k in keys_ if k in options})
+        if remote is None:
+            return viewer
+        options.update(remote)
     if paths:
         add_to_viewer(viewer, [os.fspath(p) for p in paths] if isinstance(paths, (list, tuple)) else paths, **options)
     if dicomweb:

@@ -22,6 +22,7 @@ from .cache import CACHE
 from .imagepixel import PixelDesc
 from .scan import EXPLICIT_BE, EXPLICIT_LE, NATIVE_SYNTAXES
 from .sources import EncodedFrame, FrameRef
+from .sources.cluster import DECODED
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -114,6 +115,8 @@ def decode(enc: EncodedFrame, desc: PixelDesc) -> np.ndarray:
     with STATS.lock:
         STATS.decodes += 1
     ts = enc.transfer_syntax
+    if ts == DECODED:  # decoded where the file is (a cluster worker, --remote-decode)
+        return np.asarray(enc.data)
     if ts != desc.transfer_syntax:
         desc = replace(desc, transfer_syntax=ts)
     if ts not in NATIVE_SYNTAXES:

@@ -18,10 +18,12 @@ class ReadReport:
     unmatched_rows: list[str] = field(default_factory=list)  # EMBED rows matching no loaded file
     overlays: list[Any] = field(default_factory=list)  # headers of GSPS / SR / SEG / PM objects
     overlay_notes: list[tuple[str, str]] = field(default_factory=list)  # (path, message)
+    source: str = ""  # where the files are, when not here (a dask scheduler's address)
     problems: list[tuple[str, str]] = field(default_factory=list)  # parts of opened files not shown (path, message)
 
     def summary(self) -> str:
-        s = f"napari-dcm: {self.n_files} file(s), {self.n_series} series, {self.n_layers} layer(s)"
+        where = f" ({self.source})" if self.source else ""
+        s = f"napari-dcm{where}: {self.n_files} file(s), {self.n_series} series, {self.n_layers} layer(s)"
         if self.overlays:
             s += f", {len(self.overlays)} overlay object(s)"
         if self.overlay_notes:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from pydicom import Dataset
     from pydicom.dataelem import DataElement
     from pydicom.tag import BaseTag
@@ -32,12 +34,37 @@ class TagRow:
     element: object = None  # the pydicom DataElement (for lazy expansion)
 
 
+# files whose headers are read elsewhere (e.g. on dask workers): path -> reader(path)
+_header_sources: dict[str, Callable[[str], Dataset]] = {}
+
+
+def add_header_source(paths: Iterable[str], reader: Callable[[str], Dataset]) -> None:
+    """Read the headers of ``paths`` with ``reader`` (files that live on another machine)."""
+    for p in paths:
+        _header_sources[p] = reader
+
+
+def remove_header_source(reader: Callable[[str], Dataset]) -> None:
+    """Forget every path read by ``reader`` (compared with ==)."""
+    for p in [p for p, r in _header_sources.items() if r == reader]:
+        del _header_sources[p]
+
+
+def header_source(path: str) -> Callable[[str], Dataset] | None:
+    """The reader registered for ``path``, or None (a local file or a DICOMweb key)."""
+    return _header_sources.get(path)
+
+
 def read_header(path: str) -> Dataset:
-    """The header of a file (no pixel data), or of a DICOMweb instance given by its frame key."""
+    """The header of a file (no pixel data), of a DICOMweb instance given by its frame key,
+    or of a file on another machine registered with :func:`add_header_source`."""
     import warnings
 
     import pydicom
 
+    remote = _header_sources.get(path)
+    if remote is not None:
+        return remote(path)
     if "://" in path:
         from .dicomweb import instance_dataset
 

@@ -139,6 +139,11 @@ class SrRoi:
 
 def read_source(path: str) -> Dataset:
     """The header (no pixel data) of a referenced image: a local file or a DICOMweb frame key."""
+    from .tags import header_source
+
+    remote = header_source(path)  # a file on a dask worker (napari_dcm.dicom.cluster)
+    if remote is not None:
+        return remote(path)
     if "/studies/" in path and "/instances/" in path and not os.path.exists(path):
         from . import dicomweb
 

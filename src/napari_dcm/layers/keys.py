@@ -28,6 +28,7 @@ SOP_INSTANCE_UIDS = "sop_instance_uids"  # of every display frame
 NUMBER_OF_FRAMES = "number_of_frames"  # multi-frame only
 WINDOWS = "windows"  # header windows of the first shown frame: [{"center","width","explanation","function"}]
 FRAME_WINDOWS = "frame_windows"  # per display frame, when frames differ (Enhanced objects)
+SCHEDULER = "scheduler"  # files on dask workers: the scheduler's address (paths are the workers')
 
 
 class ImageMetadata(TypedDict, total=False):
@@ -49,6 +50,7 @@ class ImageMetadata(TypedDict, total=False):
     transfer_syntax: str
     notes: list[str]
     image_orientation: list[float]
+    scheduler: str
 
 
 def is_image(metadata: dict[str, Any]) -> bool:

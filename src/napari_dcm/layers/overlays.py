@@ -29,6 +29,12 @@ def read_object(path: str):
     """The whole pydicom dataset of a (small, pixel-free) presentation state or report."""
     import pydicom
 
+    from ..dicom.tags import header_source
+
+    remote = header_source(path)  # a file on a dask worker (napari_dcm.dicom.cluster)
+    if remote is not None:
+        return remote(path)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pydicom.dcmread(path, force=True)

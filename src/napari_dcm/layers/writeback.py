@@ -315,6 +315,12 @@ def save_seg(
 def _read_sr(path: str):
     import pydicom
 
+    from ..dicom.tags import header_source
+
+    remote = header_source(path)  # a file on a dask worker (napari_dcm.dicom.cluster)
+    if remote is not None:
+        return remote(path)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pydicom.dcmread(path, force=True)
