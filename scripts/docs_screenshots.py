@@ -116,7 +116,85 @@ def main():
         shot("cad_sr.png")
         viewer.layers.clear()
         pacs_shots(viewer, shot)
+        cases_shots(viewer, shot)
     viewer.close()
+
+
+def cases_shots(viewer, shot):
+    """The case navigator (docs/cases.md): three studies of corpus mammograms relabelled as
+    4-view sets (tests/mammo_sets.py) and a corpus ultrasound cine, opened from an EMBED CSV;
+    the first case reviewed, the second on screen with its ROIs, an edit not yet exported."""
+    import tempfile
+
+    import napari
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from mammo_sets import FFDM, FFDM_L, FILM, relabel
+    from napari_dcm._qt.case_dock import cases_dock
+    from napari_dcm._qt.viewer import dicom_images, roi_layer_for
+
+    def in_loop(fn, *args):
+        """As a click or a key runs it (napari deletes replaced widgets once back in the loop)."""
+        loop = QEventLoop()
+        out = []
+        QTimer.singleShot(0, lambda: (out.append(fn(*args)), loop.quit()))
+        loop.exec()
+        return out[0]
+
+    tmp = Path(tempfile.mkdtemp())
+    os.environ["NAPARI_DCM_CACHE"] = str(tmp / "cache")  # a private index, not the user's
+    spec = {
+        "RCC": (FILM, ("A", "L")),
+        "LCC": (FILM, ("A", "R")),
+        "RMLO": (FFDM, ("P", "F")),
+        "LMLO": (FFDM_L, ("A", "F")),
+    }
+    for patient, date in (("EMB-0107", "20230412"), ("EMB-0213", "20230502"), ("EMB-0288", "20230519")):
+        for i, (name, (src, po)) in enumerate(spec.items()):
+            d = tmp / "data" / patient / date
+            d.mkdir(parents=True, exist_ok=True)
+            relabel(
+                CORPUS, src, d / f"{name.lower()}.dcm", name[1:], name[0], date=date, po=po, inst=i + 1, patient=patient
+            )
+    import shutil
+
+    (tmp / "data" / "EMB-0311" / "US").mkdir(parents=True)
+    shutil.copy(CORPUS / "multiframe" / "GREYSCALE_CINE.dcm", tmp / "data" / "EMB-0311" / "US" / "cine.dcm")
+    csv = tmp / "rois.csv"
+    csv.write_text(
+        "anon_dicom_path,num_ROI,ROI_coords,ROI_frames\n"
+        'EMB-0107/20230412/rmlo.dcm,1,"[[1150,1150,1600,1650]]",[]\n'
+        'EMB-0213/20230502/rmlo.dcm,2,"[[1150,1150,1600,1650],[2050,1300,2350,1650]]",[]\n'
+        'EMB-0213/20230502/lmlo.dcm,1,"[[2300,900,2900,1500]]",[]\n'
+        'EMB-0288/20230519/rmlo.dcm,1,"[[1700,700,2000,1000]]",[]\n'
+        'EMB-0311/US/cine.dcm,1,"[[200,300,320,460]]",[]\n'
+        'EMB-0390/20230611/lcc.dcm,1,"[[10,10,50,50]]",[]\n'
+    )
+    viewer.window.resize(1600, 1000)
+    dock = cases_dock(viewer)
+    idx = dock.load(csv, root=tmp / "data", background=False)
+    dock.set_reviewed(True)
+    in_loop(dock.next_case)
+    lmlo = next(
+        i
+        for i in dicom_images(viewer)
+        if i.metadata.get("image_laterality") == "L" and i.metadata.get("view_position") == "MLO"
+    )
+    roi = roi_layer_for(viewer, lmlo)
+    roi.add_rectangles([[[1999.5, 399.5], [1999.5, 899.5], [2399.5, 899.5], [2399.5, 399.5]]])
+    in_loop(dock.next_case)
+    in_loop(dock.previous_case)
+    viewer.layers.selection.active = dicom_images(viewer)[0]
+    loop = QEventLoop()
+    QTimer.singleShot(1500, loop.quit)
+    loop.exec()
+    napari.qt.get_qapp().processEvents()
+    print(f"cases: {len(idx)}; current {dock.current.number}")
+    shot("cases.png")
+    viewer.window.remove_dock_widget("all")
+    viewer.layers.clear()
+    os.environ.pop("NAPARI_DCM_CACHE", None)
 
 
 def mammo_screenshots(viewer, dock, shot):

@@ -42,6 +42,7 @@ __all__ = [
     "NotDicomError",
     "cache_info",
     "configure_readahead",
+    "cases",
     "mammo_layout",
     "read",
     "read_dicomweb",
@@ -119,6 +120,15 @@ def read_dimse(host, port=None, **options):
     from .pacs import read_dimse as _rd
 
     return _rd(host, port, **options)
+
+
+def cases(source, **options):
+    """The cases of a study folder tree, a DICOMDIR, an EMBED CSV or a list of paths, without a viewer
+    (see :func:`napari_dcm.dicom.cases.build_index`): patient, study date, modalities, description,
+    images, ROIs, reviewed flag; indexed once and kept in the user's cache directory."""
+    from .dicom.cases import build_index
+
+    return build_index(source, **options)
 
 
 def mammo_layout(paths, layout=None, view=None, assign=None):

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
     _remote_arguments(p)
     add_dimse_arguments(p)
+    add_cases_arguments(p)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
 
@@ -123,6 +124,38 @@ def _remote_read_options(viewer, args) -> dict | None:
         remote_decode=args.remote_decode,
         insecure=args.insecure,
     )
+
+
+# --------------------------------------------------------------------------
+# case review (--cases)
+
+
+def add_cases_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("case review")
+    g.add_argument(
+        "--cases",
+        metavar="FOLDER|CSV",
+        help="review case by case: a study folder tree, a DICOMDIR or an EMBED ROI CSV (cases = its rows' studies); "
+        "--filter narrows the list, --hang sets the mammography layout",
+    )
+    g.add_argument("--root", metavar="DIR", help="--cases CSV: the folder its relative paths start from")
+
+
+def _open_cases(viewer, args):
+    """The case navigator, indexing ``--cases`` in the background; it opens the first case."""
+    from ._qt.case_dock import cases_dock
+
+    dock = cases_dock(viewer)
+    if args.filter:
+        dock.filter_edit.setText(" ".join(f'{k}="{v}"' for k, v in (f.split("=", 1) for f in args.filter)))
+    if args.hang:
+        dock.layout_combo.setCurrentText(args.hang)
+    dock.load(args.cases, root=args.root)
+    return dock
+
+
+def _cases_ready(dock) -> bool:
+    return dock is None or (not dock.indexing and (dock.current is not None or dock.index is not None))
 
 
 # --------------------------------------------------------------------------
@@ -240,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         from ._sample import SAMPLE_STUDY
 
         paths.append(SAMPLE_STUDY)
-    for p in ([] if _is_remote(args) else paths) + ([args.annotations] if args.annotations else []):
+    for p in (
+        ([] if _is_remote(args) else paths)
+        + ([args.annotations] if args.annotations else [])
+        + ([args.cases] if args.cases else [])
+    ):
         if not os.path.exists(p):
             print(f"napari-dcm: {p}: no such file or folder", file=sys.stderr)
             return 2
@@ -273,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     if web is not None:
         added += _open_web(viewer, web, args)
     pending = _open_dimse(viewer, dimse_node, args) if dimse_node is not None else None
+    if args.cases and not args.no_dock:
+        from ._qt.dicom_dock import dicom_dock
+
+        dicom_dock(viewer)
+    case_nav = _open_cases(viewer, args) if args.cases else None
     for layer in added:
         if isinstance(layer, Shapes):
             print(f"napari-dcm: layer {layer.name!r} with {len(layer.data)} rectangle(s)")
@@ -291,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def finish():
             if pending is not None and not pending.finished:  # a DIMSE retrieve still arriving
+                QTimer.singleShot(250, finish)
+                return
+            if not _cases_ready(case_nav):  # the case list still indexing
                 QTimer.singleShot(250, finish)
                 return
             if args.screenshot:
@@ -312,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
             t.close()
     if pending is not None and not pending.added:
         return 1
+    if case_nav is not None:
+        if case_nav.current is not None:
+            c = case_nav.current
+            print(f"napari-dcm: case {c.number} of {len(case_nav.index)}: {c.label()}")
+        return 0 if case_nav.current is not None else 1
     return 0 if (added or not (paths or web)) else 1
 
 

@@ -65,6 +65,9 @@ def attach_controller(viewer, layer) -> RoiController:
         _follow_zoom(viewer)
         fit_edges(layer, viewer.scene.camera.zoom, force=True)
         saved = load_recovery(c.meta["paths"])
+        nav = state.dock(viewer, "cases")  # the case navigator restores its cases' edits itself
+        if saved and saved.get("rois") is not None and nav is not None and nav.handle_recovery(c, saved):
+            saved = None
         if saved and saved.get("rois") is not None:
             dock = state.dock(viewer, DOCK)
             if dock is not None:
@@ -76,6 +79,14 @@ def attach_controller(viewer, layer) -> RoiController:
                 )
             c.pending_recovery = saved
     return c
+
+
+def detach_controller(layer) -> None:
+    """Forget a removed ROI layer's controller (the controller holds its layer, so the weak
+    mapping alone would keep both alive)."""
+    c = _controllers.pop(layer, None)
+    if c is not None:
+        c.layer.events.data.disconnect(c._on_data)
 
 
 # --------------------------------------------------------------------------

@@ -52,8 +52,13 @@ def parse_filters(filters: str | Mapping[str, Any] | Iterable[Any] | None) -> Fi
 
 def matches(h: Header, filters: Filters) -> bool:
     """Does header ``h`` satisfy every filter?"""
+    return matches_values(h.values, filters)
+
+
+def matches_values(values: Mapping[str, Any], filters: Filters) -> bool:
+    """Do header values (``Header.values`` keys) satisfy every filter?"""
     for attr, want in filters:
-        have = h.values.get(attr)
+        have = values.get(attr)
         if have is None or want.lower() not in str(have).lower():
             return False
     return True
