@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .limits import NotRegularFileError
-from .scan import Header, NoFallback, NotDicom, ScanError, refuse_deflated, scan_header, sniff
+from .scan import Header, NoFallback, NotDicom, ScanError, refuse_deflated, scan_header, sniff, value_cache
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -253,12 +253,13 @@ def scan_one(path: str) -> Header | tuple[str, str]:
 
 def _scan_chunk(paths: list[str]) -> list[Header | tuple[str, str]]:
     """Scan files in a worker.  Equal values of different files become one
-    object, so the pickled answer stores a series' shared UIDs, names and
-    orientations once per chunk instead of once per file."""
-    out = [scan_one(p) for p in paths]
+    object (``scan.value_cache``), so the pickled answer stores a series' shared
+    UIDs, names and orientations once per chunk instead of once per file."""
+    with value_cache():
+        out = [scan_one(p) for p in paths]
     shared: dict[Hashable, Any] = {}
     for h in out:
-        if isinstance(h, Header):
+        if isinstance(h, Header) and not h.walked:  # pydicom's values (the walk's are shared already)
             vals = h.values
             for k, v in vals.items():
                 if type(v) is list and (not v or type(v[0]) is not dict):
@@ -317,7 +318,8 @@ def scan_paths(
         if os.path.isfile(p) and _is_dicomdir_name(p) and sniff(p) is not None:
             files += dicomdir_files(p)
         else:
-            files += [f for f in iter_files([p], recursive) if not _is_dicomdir_name(f)]
+            # (a DICOMDIR name has "DICOMDIR" in its upper-cased path: most paths are kept on that alone)
+            files += [f for f in iter_files([p], recursive) if "DICOMDIR" not in f.upper() or not _is_dicomdir_name(f)]
     # keep order, drop duplicates
     files = list(dict.fromkeys(files))
     result = ScanResult(n_files=len(files))
