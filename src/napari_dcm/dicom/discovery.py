@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .limits import NotRegularFileError
-from .scan import Header, NoFallback, NotDicom, ScanError, refuse_deflated, scan_header, sniff, value_cache
+from .scan import (
+    Header,
+    NoFallback,
+    NotDicom,
+    ScanError,
+    layout_record,
+    refuse_deflated,
+    scan_header,
+    sniff,
+    value_cache,
+)
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -270,6 +280,52 @@ def _scan_chunk(paths: list[str]) -> list[Header | tuple[str, str]]:
     return out
 
 
+# A scan worker's answer for a chunk: (bases, items).  An item is a Header, a (path,
+# reason) pair, or, for a header that a layout described (scan._Layout), the tuple
+# (base index, SOP class UID, SOP instance UID, file size, its varying values): the
+# path is the chunk's, and the rest is the base's (scan._Layout.packed_base).  Fewer
+# and smaller objects to pickle, send and unpickle than a Header with its values.
+_Packed = tuple[list[tuple[Any, ...]], list[Any]]
+
+
+def _scan_chunk_packed(paths: list[str]) -> _Packed:
+    """``_scan_chunk`` for the worker pool, answered packed (see ``_Packed``)."""
+    with layout_record() as rec:
+        out = _scan_chunk(paths)
+        bases: list[tuple[Any, ...]] = []
+        index: dict[tuple[int, tuple[int, ...]], int] = {}
+        items: list[Any] = []
+        for h in out:
+            r = rec.get(id(h)) if isinstance(h, Header) else None
+            if r is None:
+                items.append(h)
+                continue
+            lay, kept, varying = r
+            bi = index.get((id(lay), kept))
+            if bi is None:
+                bi = index[(id(lay), kept)] = len(bases)
+                bases.append(lay.packed_base(kept))
+            items.append((bi, h.sop_class_uid, h.sop_instance_uid, h.file_size, varying))
+    return bases, items
+
+
+def _unpack(paths: list[str], packed: _Packed) -> list[Header | tuple[str, str]]:
+    bases, items = packed
+    out: list[Header | tuple[str, str]] = []
+    append = out.append
+    for path, it in zip(paths, items):
+        if type(it) is tuple and len(it) == 5:
+            bi, sc, si, size, varying = it
+            ptag, poff, plen, needs, base, names, ts = bases[bi]
+            values = base.copy()
+            if varying:
+                values.update(zip(names, varying))
+            append(Header(path, ts, sc, si, True, True, ptag, poff, plen, size, needs, values))
+        else:
+            append(it)
+    return out
+
+
 _pool: cf.ProcessPoolExecutor | None = None
 
 
@@ -342,7 +398,8 @@ def scan_paths(
             pool = _get_pool(workers)
             chunks = [files[i : i + CHUNK] for i in range(0, total, CHUNK)]
             done = 0
-            for items in pool.map(_scan_chunk, chunks):
+            for chunk, packed in zip(chunks, pool.map(_scan_chunk_packed, chunks)):
+                items = _unpack(chunk, packed)
                 take(items)
                 done += len(items)
                 if progress:

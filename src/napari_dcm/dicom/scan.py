@@ -195,6 +195,9 @@ _MISS: Any = object()
 # header layouts seen in this chunk (see ``_Layout``), most recently used first
 _layouts: list[_Layout] | None = None
 _MAX_LAYOUTS = 8
+# headers described by a layout, when recorded (see ``layout_record``): id(header) ->
+# (layout, indices of its varying values kept in ``values``, those values)
+_described: dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]] | None = None
 # values that differ from instance to instance: converted every time, never cached
 _PER_INSTANCE = frozenset({0x00080018, 0x00200013, 0x00200032})
 
@@ -212,6 +215,20 @@ def value_cache() -> Iterator[None]:
         yield
     finally:
         _value_cache, _layouts = old, old_layouts
+
+
+@contextlib.contextmanager
+def layout_record() -> Iterator[dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]]]:
+    """Inside, every header a layout describes is noted (by id) with its layout and
+    varying values: a scan worker then sends such a header as those values alone
+    (see ``discovery._scan_chunk_packed``)."""
+    global _described
+    old = _described
+    _described = rec = {}
+    try:
+        yield rec
+    finally:
+        _described = old
 
 
 class ScanError(Exception):
@@ -533,8 +550,17 @@ def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
     values = hdr.values
     meta_fast = False
     if kind == "dicom":
-        pos = _meta_fast(first, values)
         layouts = _layouts
+        if layouts:
+            for i, lay in enumerate(layouts):
+                if lay.meta_fits(first):
+                    if i:
+                        layouts.insert(0, layouts.pop(i))
+                    values.update(lay.meta_values)
+                    if lay.msi is not None:
+                        values["_msi"] = first[lay.msi].decode("latin-1").strip(" \x00")
+                    return lay.header(hdr, first)
+        pos = _meta_fast(first, values)
         if layouts is not None and pos >= 0:
             for i, lay in enumerate(layouts):
                 if lay.start == pos and lay.fits(first, values.get("_ts")):
@@ -586,7 +612,7 @@ def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
         start = pos
         _walk(buf, pos, explicit, little, values, hdr, meta_only=False)
         if _layouts is not None and meta_fast and "guessed_transfer_syntax" not in values:
-            _learn_layout(hdr, first, start, ts, explicit, little)
+            _learn_layout(hdr, first, start, ts, explicit, little, msc)
     hdr.sop_class_uid = values.pop("sop_class_uid", None) or msc
     hdr.sop_instance_uid = values.pop("sop_instance_uid", None) or msi
     return hdr
@@ -631,6 +657,14 @@ class _Layout:
         "heads_tmpl",
         "pixel",
         "needs_dataset",
+        "packable",
+        "kept",
+        "meta_values",
+        "msi",
+        "meta_spans",
+        "meta_window",
+        "mfixed_of",
+        "mfixed",
     )
 
     def _regroup(self) -> None:
@@ -638,19 +672,51 @@ class _Layout:
         and of the varying wanted values."""
         import operator
 
+        def getter(spans: list[slice]) -> Callable[[bytes], tuple[bytes, ...]]:
+            spans.sort(key=lambda sl: sl.start)
+            merged: list[list[int]] = []
+            for sl in spans:
+                if merged and merged[-1][1] == sl.start:
+                    merged[-1][1] = sl.stop
+                else:
+                    merged.append([sl.start, sl.stop])
+            return operator.itemgetter(*[slice(a, b) for a, b in merged], slice(0, 0))
+
         fixed = list(self.heads) + [sp for i, sp in enumerate(self.spans) if i not in self.varying]
-        fixed.sort(key=lambda sl: sl.start)
-        merged: list[list[int]] = []
-        for sl in fixed:
-            if merged and merged[-1][1] == sl.start:
-                merged[-1][1] = sl.stop
-            else:
-                merged.append([sl.start, sl.stop])
-        self.fixed_of = operator.itemgetter(*[slice(a, b) for a, b in merged], slice(0, 0))
+        self.fixed_of = getter(list(fixed))
         self.fixed = self.fixed_of(self.tmpl)
+        if self.meta_spans:
+            self.mfixed_of = getter(fixed + list(self.meta_spans))
+            self.mfixed = self.mfixed_of(self.tmpl)
         nwanted = len(self.names)
         self.var = tuple(i for i in sorted(self.varying) if i < nwanted)
         self.var_of = operator.itemgetter(*[self.spans[i] for i in self.var], slice(0, 0))
+        # the varying values that stay in ``values`` (the SOP UIDs become attributes)
+        self.kept = tuple(i for i in self.var if self.names[i] not in ("sop_class_uid", "sop_instance_uid"))
+
+    def packed_base(self, kept: tuple[int, ...]) -> tuple[Any, ...]:
+        """What headers this layout describes share, for ``discovery._scan_chunk_packed``:
+        (transfer syntax, pixel tag, offset, length, needs_dataset, the values of a file
+        whose ``kept`` values are yet to be set, the names of those)."""
+        values = dict(zip(self.names, self.conv_values))
+        values["pixel_vr"] = self.pixel[3]
+        values.pop("sop_class_uid", None)
+        values.pop("sop_instance_uid", None)
+        return (*self.pixel[:3], self.needs_dataset, values, tuple(self.names[i] for i in kept), self.ts)
+
+    def meta_fits(self, first: bytes) -> bool:
+        """Does ``first`` hold this layout's file meta too (only its Media Storage SOP
+        Instance UID may differ) and its dataset elements?  ``_meta_fast`` then finds
+        what it found in the walked file: its patterns were not found overlapping that
+        UID in the walked file, and are not in this one (``meta_window``)."""
+        if not self.meta_spans or len(first) < self.end or self.mfixed_of(first) != self.mfixed:
+            return False
+        lo, hi = self.meta_window
+        if hi > lo:
+            window = first[lo:hi]
+            if b"\x02\x00" in window and any(p in window for p in _META_PATTERNS):
+                return False
+        return True
 
     def fits(self, first: bytes, ts: str | None) -> bool:
         if ts != self.ts or len(first) < self.end:
@@ -691,6 +757,8 @@ class _Layout:
                                 cache[ck] = v
                         vals[i] = v
         values.update(zip(self.names, vals))
+        if _described is not None and self.packable:
+            _described[id(hdr)] = (self, self.kept, tuple([vals[i] for i in self.kept]))
         hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length, values["pixel_vr"] = self.pixel
         if self.needs_dataset:
             hdr.needs_dataset = True
@@ -700,7 +768,10 @@ class _Layout:
         return hdr
 
 
-def _learn_layout(hdr: Header, first: bytes, pos: int, ts: str, explicit: bool, little: bool) -> None:
+_META_PATTERNS = tuple(b"\x02\x00" + e + b"\x00UI" for e in (b"\x10", b"\x02", b"\x03"))  # as _meta_fast finds them
+
+
+def _learn_layout(hdr: Header, first: bytes, pos: int, ts: str, explicit: bool, little: bool, msc: str) -> None:
     """Keep the layout of a header just walked from ``first`` (see ``_Layout``), when it is plain."""
     import operator
 
@@ -781,11 +852,31 @@ def _learn_layout(hdr: Header, first: bytes, pos: int, ts: str, explicit: bool, 
     lay.spans = tuple(wanted + others)
     lay.raws = tuple(first[sp] for sp in wanted)
     lay.names, lay.convs, lay.needs_dataset = tuple(names), tuple(convs), needs
+    lay.packable = len(set(names)) == len(names)  # (a repeated tag: its last value counts)
     # the walked values in layout order (the cached objects: equal values stay one object)
     lay.conv_values = tuple(v[name] for name in names)
     lay.pixel = (hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length, v.get("pixel_vr", ""))
     # values that differ from file to file in any series vary from the start
     lay.varying = {i for i, (tag, _, _) in enumerate(convs) if tag in _PER_INSTANCE}
+    # the file meta (read by _meta_fast from ``first``): the same bytes but for the
+    # Media Storage SOP Instance UID, which differs from file to file
+    lay.meta_spans, lay.msi, lay.meta_window = (), None, (0, 0)
+    lay.meta_values = {"_ts": ts}
+    if msc:
+        lay.meta_values["_msc"] = msc
+    i = first.find(_META_PATTERNS[2], 144, lay.start)
+    if i < 0:
+        lay.meta_spans = (slice(132, lay.start),)
+    else:
+        n = struct.unpack_from("<H", first, i + 6)[0]
+        r0, r1 = i + 8, i + 8 + n
+        if 132 < r0 <= r1 <= lay.start:
+            lay.msi = slice(r0, r1)
+            lay.meta_spans = (slice(132, r0), slice(r1, lay.start))
+            lay.meta_window = (max(144, r0 - 5), min(lay.start, r1 + 5))
+            window = first[lay.meta_window[0] : lay.meta_window[1]]
+            if any(p in window for p in _META_PATTERNS):
+                lay.meta_spans = ()  # _meta_fast's search meets that UID: leave the meta to it
     lay._regroup()
     layouts.insert(0, lay)
     del layouts[_MAX_LAYOUTS:]

@@ -509,7 +509,7 @@ def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[
     # distinct value), keyed by identity (the headers keep the objects alive):
     okeys: dict[int, tuple[float, ...] | None] = {}  # orientation value -> orientation_key
     dkeys: dict[int, tuple[Any, ...]] = {}  # descriptor -> its part of the series key
-    sized: dict[tuple[Any, ...], str | None] = {}  # everything check_size reads -> its refusal (None: fine)
+    sized: dict[tuple[Any, ...], tuple[PixelDesc, str | None]] = {}  # -> (descriptor, check_size's refusal)
     for h in headers:
         if h.sop_class_uid in NON_IMAGE_SOP_CLASSES:
             skipped.append((h.path, NON_IMAGE_SOP_CLASSES[h.sop_class_uid]))
@@ -520,9 +520,11 @@ def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[
         try:
             v = h.values
             nframes = v.get("number_of_frames") or 1
-            desc = _shared_desc(h, descs)
+            # everything pixel_desc and check_size read: one look-up for both
             skey = (
-                id(desc),
+                h.transfer_syntax,
+                h.pixel_tag,
+                *map(v.get, _DESC_FIELDS),
                 nframes,
                 h.file_size,
                 h.pixel_offset,
@@ -530,16 +532,16 @@ def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[
                 h.walked,
                 h.deflated_offset,
                 h.source is None,
-                h.transfer_syntax,
             )
-            refusal = sized.get(skey, _MISSING)
-            if refusal is _MISSING:
+            got = sized.get(skey)
+            if got is None:
+                desc = _shared_desc(h, descs)
                 try:
                     check_size(h, desc, nframes)
-                    refusal = None
+                    got = sized[skey] = (desc, None)
                 except StackError as exc:
-                    refusal = str(exc)
-                sized[skey] = refusal
+                    got = sized[skey] = (desc, str(exc))
+            desc, refusal = got
             if refusal is not None:
                 raise StackError(refusal)
             if nframes > 1 or h.needs_dataset or not h.walked:
@@ -675,11 +677,27 @@ def series_order(members: Sequence[tuple[Header, PixelDesc]], proj: np.ndarray) 
         return np.array(sorted(range(len(members)), key=key), dtype=np.int64)
 
 
+# values a series' files usually share (one object per scan chunk, see discovery._scan_chunk)
+_SHARED_VALUES = (
+    "pixel_spacing",
+    "imager_pixel_spacing",
+    "window_center",
+    "window_width",
+    "window_explanation",
+    "voi_lut_function",
+    "image_orientation",
+    "slice_thickness",
+    "rescale_slope",
+    "rescale_intercept",
+)
+
+
 def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
     """Stack single-frame instances of one series.
 
     Per-series work is done with arrays (positions, order), and per-file values
-    that repeat (descriptors, rescales, windows, spacings) are made once and
+    that repeat (spacings, windows, orientations, thicknesses, rescales) are
+    converted once per distinct set of value objects (one look-up per file) and
     shared: a 1,000-file series costs a few milliseconds.
     """
     vals = [h.values for h, _ in members]
@@ -706,62 +724,39 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
             refs.append(NativeFrame(h.path, 0, ts, h.pixel_offset, n))
         else:
             refs.append(_refs(h, d, 1)[0])
-    # values that repeat are one object per scan chunk (see discovery._scan_chunk):
-    # keyed by identity (the headers keep them alive), each is converted once
-    rescale_of: dict[tuple[int, int], tuple[float, float]] = {}
-    rescales = []
+    # keyed by the identity of the shared value objects (the headers keep them alive)
+    shared: dict[tuple[int, ...], tuple[Any, ...]] = {}
+    per_file = []
     for v in vals:
-        slope, icpt = v.get("rescale_slope"), v.get("rescale_intercept")
-        rkey = (id(slope), id(icpt))
-        rs = rescale_of.get(rkey)
-        if rs is None:
-            rs = rescale_of[rkey] = _rescale_of(v)
-        rescales.append(rs)
-    ds0 = load_dataset(h0) if h0.needs_dataset else None
-    transforms, dtype = _modality(h0, ds0, d0, rescales, refs[0])
-    frames = []
-    spacing_of: dict[Any, tuple[float, float] | None] = {}
-    windows_of: dict[Any, list[voi.Window]] = {}
-    orientation_of: dict[int, tuple[float, ...] | None] = {}
-    thickness_of: dict[int, float | None] = {}
-    for (h, d), ref, t, v in zip(members, refs, transforms, vals):
-        ps, ips = v.get("pixel_spacing"), v.get("imager_pixel_spacing")
-        skey = (id(ps), id(ips))
-        spacing = spacing_of.get(skey, _MISSING)
-        if spacing is _MISSING:
-            spacing = spacing_of[skey] = geometry.in_plane_spacing(ps, ips)
-        wkey = (
-            id(v.get("window_center")),
-            id(v.get("window_width")),
-            id(v.get("window_explanation")),
-            id(v.get("voi_lut_function")),
-        )
-        wins = windows_of.get(wkey)
-        if wins is None:
-            wins = windows_of[wkey] = _windows_of(v)
-        ori = v.get("image_orientation")
-        orientation = orientation_of.get(id(ori), _MISSING)
-        if orientation is _MISSING:
-            orientation = orientation_of[id(ori)] = _tuple(ori)
-        th = v.get("slice_thickness")
-        thickness = thickness_of.get(id(th), _MISSING)
-        if thickness is _MISSING:
-            thickness = thickness_of[id(th)] = (th or [None])[0]
-        pos = v.get("image_position")
-        frames.append(
-            Frame(
-                ref,
-                d,
-                t,
-                tuple(pos) if pos else None,
-                orientation,
-                spacing,
-                wins,
-                v.get("instance_number"),
-                h.sop_instance_uid,
-                thickness,
+        sig = tuple(map(id, map(v.get, _SHARED_VALUES)))
+        got = shared.get(sig)
+        if got is None:
+            ps, ips, wc, ww, we, vf, ori, th = map(v.get, _SHARED_VALUES[:8])
+            got = shared[sig] = (
+                geometry.in_plane_spacing(ps, ips),
+                _windows_of(v),
+                _tuple(ori),
+                (th or [None])[0],
+                _rescale_of(v),
             )
+        per_file.append(got)
+    ds0 = load_dataset(h0) if h0.needs_dataset else None
+    transforms, dtype = _modality(h0, ds0, d0, [g[4] for g in per_file], refs[0])
+    frames = [
+        Frame(
+            ref,
+            d,
+            t,
+            tuple(pos) if (pos := v.get("image_position")) else None,
+            g[2],
+            g[0],
+            g[1],
+            v.get("instance_number"),
+            h.sop_instance_uid,
+            g[3],
         )
+        for (h, d), ref, t, v, g in zip(members, refs, transforms, vals, per_file)
+    ]
     fallback_spacing = (h0.values.get("spacing_between_slices") or h0.values.get("slice_thickness") or [None])[0]
     st = _finish(frames, d0, dtype, _info(h0), multiframe=False, fallback_spacing=fallback_spacing, projs=proj)
     return _with_voi_luts(st, ds0 if ds0 is not None else h0.dataset)
