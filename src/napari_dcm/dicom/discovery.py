@@ -411,6 +411,9 @@ def scan_paths(
             result = ScanResult(n_files=len(files))
         finally:
             if gc_was_enabled:
+                # the headers that arrived are not garbage: not walked (see series.promote_young)
+                gc.freeze()
+                gc.unfreeze()
                 gc.enable()
     done = 0
     for i in range(0, total, CHUNK):
