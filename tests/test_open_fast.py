@@ -235,3 +235,27 @@ def test_paused_gc_leaves_no_young_collection_behind():
     assert gc.get_count()[0] < 700  # the young count was reset
     assert all(gc.is_tracked(x) for x in built[:10])
     del built
+
+
+def test_reading_then_slicing_leaves_the_collector_on(tmp_path):
+    """dask's ``disable_gc`` (on ``slice_array``) records at import whether the collector
+    was on: were dask.array first imported while napari-dcm pauses the collector, every
+    later slice of any dask array would turn collection off for good."""
+    import subprocess
+    import sys
+
+    from synth import write_small_files
+
+    folder = write_small_files(tmp_path / "few", 3, per_series=3)
+    code = (
+        "import gc, sys\n"
+        "assert 'dask.array' not in sys.modules\n"
+        "import napari_dcm\n"
+        f"(data, kw, kind), = napari_dcm.read({str(folder)!r})\n"
+        "assert gc.isenabled()\n"
+        "data[0:2].compute()\n"
+        "print('collector on' if gc.isenabled() else 'collector OFF')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "collector on"

@@ -336,7 +336,9 @@ def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
     nothing.  The children only run the header walk (no Qt, no logging, no
     imports: pydicom is imported first so a fallback never takes the import
     lock), so forking from napari's multi-threaded process is safe.
-    Elsewhere the platform's default start method is used.
+    Elsewhere the platform's default start method is used.  A worker first
+    freezes what it inherited (``gc.freeze``): its collections walk only the
+    objects of its own scans, and never touch (copy) the parent's pages.
     """
     global _pool
     if _pool is None:
@@ -344,7 +346,7 @@ def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
 
         method = "fork" if sys.platform.startswith("linux") else None
         ctx = multiprocessing.get_context(method)
-        _pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        _pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=gc.freeze)
     return _pool
 
 
@@ -389,13 +391,19 @@ def scan_paths(
             else:
                 result.skipped.append(it)
 
+    pool = None
     if total >= PARALLEL_MIN_FILES and workers > 1:
         # tens of thousands of small objects arrive at once: collecting garbage
         # while they do only re-walks a large heap (napari's) for nothing
+        try:
+            pool = _get_pool(workers)  # (imports done and workers forked with the collector as it was)
+        except Exception as exc:  # e.g. no process support: scan serially
+            log.info("parallel scan unavailable (%s); scanning serially", exc)
+            pool = None
+    if pool is not None:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            pool = _get_pool(workers)
             chunks = [files[i : i + CHUNK] for i in range(0, total, CHUNK)]
             done = 0
             for chunk, packed in zip(chunks, pool.map(_scan_chunk_packed, chunks)):

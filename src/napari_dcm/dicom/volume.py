@@ -177,6 +177,12 @@ def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False,
     """A dask array (frames, rows, cols[, 3]) for ``stack``; 2D for one frame
     unless ``force_3d``.  ``level`` > 0: the frames at 1/2^level resolution
     (JPEG 2000 / HTJ2K only, see :func:`pyramid`)."""
+    # imported before the collector is paused: dask's ``disable_gc`` (on ``slice_array``)
+    # records at import whether collection was on, and would turn it off for good after
+    import dask.array  # noqa: F401
+    from dask.highlevelgraph import HighLevelGraph  # noqa: F401
+
+    from .openjpeg import reduced_shape  # noqa: F401
     from .series import paused_gc
 
     with paused_gc():
