@@ -15,6 +15,7 @@ import gc
 import pickle
 import random
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,7 @@ def _series(tmp_path, n=6):
     """``n`` small files of one series laid out alike (fixed-width UIDs and numbers, as
     many devices write them): every file after the first matches the first's layout."""
     from pydicom.uid import MRImageStorage
+
     from synth import _file_ds
 
     folder = tmp_path / "s"
@@ -107,7 +109,7 @@ def _series(tmp_path, n=6):
         path = str(folder / f"i{k:03d}.dcm")
         ds.save_as(path, enforce_file_format=True)
         out.append(path)
-    sizes = {len(open(p, "rb").read()) for p in out}
+    sizes = {len(Path(p).read_bytes()) for p in out}
     assert len(sizes) == 1
     with scan.value_cache(), scan.layout_record() as rec:
         hs = [scan.scan_header(p) for p in out]
@@ -116,9 +118,9 @@ def _series(tmp_path, n=6):
 
 
 def _replace_once(path, old: bytes, new: bytes):
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     assert data.count(old) == 1, (old, data.count(old))
-    open(path, "wb").write(data.replace(old, new))
+    Path(path).write_bytes(data.replace(old, new))
 
 
 def test_values_that_vary_where_the_first_files_agreed(tmp_path):
@@ -147,13 +149,13 @@ def test_other_lengths_and_other_elements_are_walked(tmp_path):
 
 def test_a_truncated_or_damaged_file_after_its_layout(tmp_path):
     files = _series(tmp_path, n=4)
-    data = open(files[1], "rb").read()
-    open(files[1], "wb").write(data[:400])  # ends inside the header
-    data = open(files[2], "rb").read()
+    data = Path(files[1]).read_bytes()
+    Path(files[1]).write_bytes(data[:400])  # ends inside the header
+    data = Path(files[2]).read_bytes()
     i = data.index(b"\x28\x00\x10\x00US\x02\x00")  # Rows: length 2 -> 4
-    open(files[2], "wb").write(data[: i + 6] + b"\x04" + data[i + 7 :])
-    data = open(files[3], "rb").read()
-    open(files[3], "wb").write(data[:-100])  # pixel data shorter than declared
+    Path(files[2]).write_bytes(data[: i + 6] + b"\x04" + data[i + 7 :])
+    data = Path(files[3]).read_bytes()
+    Path(files[3]).write_bytes(data[:-100])  # pixel data shorter than declared
     _assert_like_the_walk(files)
 
 
@@ -161,12 +163,12 @@ def test_meta_search_patterns_in_the_instance_uid(tmp_path):
     """_meta_fast finds meta elements by searching bytes: a Media Storage SOP Instance UID
     that holds such bytes makes it find something else, and the layout must not skip it."""
     files = _series(tmp_path, n=4)
-    data = open(files[2], "rb").read()
+    data = Path(files[2]).read_bytes()
     i = data.index(b"\x02\x00\x03\x00UI")
     n = int.from_bytes(data[i + 6 : i + 8], "little")
     value = b"1.2\x02\x00\x10\x00UI\x08\x00" + b"9" * (n - 11)
     assert len(value) == n
-    open(files[2], "wb").write(data[: i + 8] + value + data[i + 8 + n :])
+    Path(files[2]).write_bytes(data[: i + 8] + value + data[i + 8 + n :])
     _assert_like_the_walk(files)
 
 
@@ -182,21 +184,23 @@ def test_sequences_are_matched_byte_for_byte(tmp_path):
         item.ReferencedSOPInstanceUID = "1.2.3.4" if k != 2 else "1.2.3.5"  # same length
         ds.ReferencedImageSequence = Sequence([item])
         ds.save_as(f, enforce_file_format=True)
-        raw = open(f, "rb").read()
+        raw = Path(f).read_bytes()
         if k == 3:  # undefined lengths for the last one (the walk skips item by item)
             seq = raw.index(b"\x08\x00\x40\x11SQ\x00\x00")
             ln = int.from_bytes(raw[seq + 8 : seq + 12], "little")
             body = raw[seq + 12 : seq + 12 + ln]
             body = body[:4] + b"\xff\xff\xff\xff" + body[8:] + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
-            raw = raw[: seq + 8] + b"\xff\xff\xff\xff" + body + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00" + raw[seq + 12 + ln :]
-            open(f, "wb").write(raw)
+            raw = (
+                raw[: seq + 8] + b"\xff\xff\xff\xff" + body + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00" + raw[seq + 12 + ln :]
+            )
+            Path(f).write_bytes(raw)
     _assert_like_the_walk(files)
     # a sequence the walk cannot skip (its item delimiter damaged), after a file whose
     # sequence it could: the layout must not take it for the same
     bad = files[3][:-4] + "_bad.dcm"
-    raw = open(files[3], "rb").read()
+    raw = Path(files[3]).read_bytes()
     assert raw.count(b"\xfe\xff\x0d\xe0\x00\x00\x00\x00") == 1
-    open(bad, "wb").write(raw.replace(b"\xfe\xff\x0d\xe0\x00\x00\x00\x00", b"\xfe\xff\x0d\xe1\x00\x00\x00\x00"))
+    Path(bad).write_bytes(raw.replace(b"\xfe\xff\x0d\xe0\x00\x00\x00\x00", b"\xfe\xff\x0d\xe1\x00\x00\x00\x00"))
     assert isinstance(discovery.scan_one(bad), tuple) or not discovery.scan_one(bad).walked
     _assert_like_the_walk([files[3], bad, files[0]])
 

@@ -297,7 +297,7 @@ def _scan_chunk_packed(paths: list[str]) -> _Packed:
         items: list[Any] = []
         for h in out:
             r = rec.get(id(h)) if isinstance(h, Header) else None
-            if r is None:
+            if r is None or not isinstance(h, Header):
                 items.append(h)
                 continue
             lay, kept, varying = r

@@ -224,7 +224,8 @@ def layout_record() -> Iterator[dict[int, tuple[_Layout, tuple[int, ...], tuple[
     (see ``discovery._scan_chunk_packed``)."""
     global _described
     old = _described
-    _described = rec = {}
+    rec: dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]] = {}
+    _described = rec
     try:
         yield rec
     finally:
@@ -666,6 +667,34 @@ class _Layout:
         "mfixed_of",
         "mfixed",
     )
+    start: int  # where the dataset (after the file meta) starts
+    ts: str
+    end: int  # the pixel data value's offset: everything before it is laid out
+    little: bool
+    tmpl: bytes  # the walked file's bytes up to ``end``
+    heads: tuple[slice, ...]  # element headers (and sequences skipped whole)
+    spans: tuple[slice, ...]  # values: the wanted ones (``names`` order), then the others
+    raws: tuple[bytes, ...]  # the walked file's wanted values
+    names: tuple[str, ...]
+    convs: tuple[tuple[int, str, bytes | None], ...]  # (tag, kind, VR) of the wanted values
+    conv_values: tuple[Any, ...]  # the walked file's converted values
+    varying: set[int]  # indices into ``spans`` seen to differ between files
+    fixed_of: Callable[[bytes], tuple[bytes, ...]]
+    fixed: tuple[bytes, ...]
+    var: tuple[int, ...]  # varying wanted values
+    var_of: Callable[[bytes], Any]
+    heads_of: Callable[[bytes], tuple[bytes, ...]]
+    heads_tmpl: tuple[bytes, ...]
+    pixel: tuple[int, int, int, str]  # pixel tag, offset, length, VR
+    needs_dataset: bool
+    packable: bool
+    kept: tuple[int, ...]
+    meta_values: dict[str, str]
+    msi: slice | None  # the Media Storage SOP Instance UID's value
+    meta_spans: tuple[slice, ...]
+    meta_window: tuple[int, int]
+    mfixed_of: Callable[[bytes], tuple[bytes, ...]]
+    mfixed: tuple[bytes, ...]
 
     def _regroup(self) -> None:
         """The itemgetters of the fixed ranges (element headers and values not seen to vary)
@@ -737,7 +766,7 @@ class _Layout:
         ts = values.pop("_ts")
         msc = values.pop("_msc", "")
         msi = values.pop("_msi", "")
-        vals = self.conv_values
+        vals: tuple[Any, ...] | list[Any] = self.conv_values
         if self.var:
             vals = list(vals)
             cache = _value_cache

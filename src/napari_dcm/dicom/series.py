@@ -639,7 +639,11 @@ def projections(
     n = len(positions)
     pos = np.full((n, 3), np.nan)
     ori = np.full((n, 6), np.nan)
-    valid = [i for i, (p, o) in enumerate(zip(positions, orientations)) if p is not None and len(p) == 3 and o and len(o) == 6]
+    valid = [
+        i
+        for i, (p, o) in enumerate(zip(positions, orientations))
+        if p is not None and len(p) == 3 and o and len(o) == 6
+    ]
     if valid:
         if len(valid) == n:
             pos[:] = positions
@@ -730,7 +734,7 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
     for h, d in members:  # (_single_native_ref, inline)
         ts = h.transfer_syntax
         if (
-            (ts == EXPLICIT_LE or ts == IMPLICIT_LE)
+            ts in (EXPLICIT_LE, IMPLICIT_LE)
             and h.source is None
             and h.walked
             and h.deflated_offset < 0
