@@ -106,6 +106,12 @@ def test_mixed_open_first_view_shows_every_visible_layer_whole(make_napari_viewe
     hidden = [l.name for l in viewer.layers if not l.visible]
     (note,) = [n for n in notes() if "images of unrelated studies" in n]
     assert all(name in note for name in hidden)
+    # the same through napari's File > Open (the npe2 reader): the shown image is the active one
+    viewer.layers.clear()
+    viewer.open(str(corpus / "broken"), plugin="napari-dcm")
+    qtbot.wait(300)
+    shown = [l for l in viewer.layers if l.visible]
+    assert len(shown) == 1 and viewer.layers.selection.active is shown[0]
 
 
 @pytest.mark.viewer

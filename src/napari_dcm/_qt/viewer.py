@@ -273,7 +273,10 @@ def reader_layers(items: list[Any]) -> list[Any]:
             viewer.layers.events.inserted.disconnect(reveal)
             for layer, visible in zip(layers, shown):
                 layer.visible = visible
-            select_first_shown(viewer, layers, shown)
+            from qtpy.QtCore import QTimer
+
+            # napari selects the layer it inserted after this handler: select once it is done
+            QTimer.singleShot(0, lambda: select_first_shown(viewer, layers, shown))
             fit_visible(viewer)  # napari fitted the first layer only; show every visible layer whole
             keep_whole_view(viewer)
 
