@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="auto",
         choices=("auto", "1x2", "1x3", "2x2", "2x4"),
-        help="hang mammograms in a grid layout (auto: from the image count)",
+        help="hang mammograms in a grid layout (auto, the default: chosen from the views -- 2x4 with a prior study, 2x2 with CC and MLO, 1x2 of a single view, 1x1 for one image)",
     )
     p.add_argument("--no-dock", action="store_true", help="do not open the DICOM dock")
     g = p.add_argument_group("DICOMweb")
