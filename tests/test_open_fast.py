@@ -263,3 +263,18 @@ def test_reading_then_slicing_leaves_the_collector_on(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "collector on"
+
+
+def test_an_application_freeze_is_left_alone():
+    """promote_young must not unfreeze what the application froze itself."""
+    gc.collect()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with series.paused_gc():
+            built = [[i] for i in range(1000)]
+        assert gc.get_freeze_count() == frozen
+        del built
+    finally:
+        gc.unfreeze()

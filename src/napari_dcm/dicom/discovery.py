@@ -420,8 +420,9 @@ def scan_paths(
         finally:
             if gc_was_enabled:
                 # the headers that arrived are not garbage: not walked (see series.promote_young)
-                gc.freeze()
-                gc.unfreeze()
+                if gc.get_freeze_count() == 0:
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()
     done = 0
     for i in range(0, total, CHUNK):

@@ -512,9 +512,12 @@ def promote_young() -> None:
     generation instead and resets the young count: they are walked only by the
     full collections that happen anyway.  The cost: cyclic garbage that other code
     left in the young generations at that moment waits for the next full collection.
+    Nothing is done when the application froze objects itself (``gc.freeze`` before
+    forking, say): unfreezing would undo that.
     """
-    gc.freeze()
-    gc.unfreeze()
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[tuple[str, str]]]:
