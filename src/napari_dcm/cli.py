@@ -339,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
                 QTimer.singleShot(250, finish)
                 return
             if args.screenshot:
+                if args.ndisplay != 3:
+                    from ._qt.viewer import fit_visible
+
+                    # nobody touched the camera of a scripted run: show the final layout whole
+                    # (a loaded machine can deliver the docks' canvas resize after the refit)
+                    fit_visible(viewer)
                 viewer.screenshot(args.screenshot, canvas_only=args.canvas_only)
                 what = "canvas" if args.canvas_only else "window"
                 print(f"napari-dcm: screenshot of the {what} saved to {args.screenshot}")
