@@ -34,6 +34,15 @@ import contextlib
 
 import _common as C  # noqa: E402
 
+# The memory budget of opening N files (peak RSS, VmHWM): the main process stays under
+# BUDGET_BASE_MIB (python, numpy, dask, pydicom, napari-dcm imported) plus
+# BUDGET_PER_FILE_KIB per file (its header while the series are assembled, then its
+# frame, reference and dask task); the two scan workers' peaks stay under
+# BUDGET_WORKERS_MIB together, whatever N (they hold one 500-file chunk at a time).
+BUDGET_BASE_MIB = 100
+BUDGET_PER_FILE_KIB = 2
+BUDGET_WORKERS_MIB = 100
+
 # ---------------------------------------------------------------- child side
 
 
@@ -213,11 +222,15 @@ def main():
             )
             peak = C.med([r["peak_kib"] / 1024 for r in rs])
             wp = C.med([sum(r["worker_peaks_kib"]) / 1024 for r in rs])
+            budget = BUDGET_BASE_MIB + n * BUDGET_PER_FILE_KIB / 1024
             res.record(
                 f"peak RSS during read() of {n:,} files (main process)",
                 peak,
                 bpeak,
                 "MiB",
+                f"<= {budget:.0f} MiB (budget: {BUDGET_BASE_MIB} MiB + {BUDGET_PER_FILE_KIB} KiB per file; "
+                f"scan workers <= {BUDGET_WORKERS_MIB} MiB together, whatever the count)",
+                peak <= budget and wp <= BUDGET_WORKERS_MIB,
                 note=f"{C.med([(r['peak_kib'] - r['rss0_kib']) / 1024 for r in rs]):+.0f} MiB above the warmed process "
                 f"before the read; scan workers' own peaks summed {wp:.0f} MiB (pages shared with the parent "
                 f"counted in each); baseline = the dcmread loop process's peak "

@@ -60,6 +60,10 @@ class Journeys:
         """Let the window settle, save it, and log ``note()`` (measured after the settling)."""
         self.settle()
         note = note() if callable(note) else note
+        # the note may change the window (the status bar after a mouse move): napari's status
+        # bar lays its labels out on a posted LayoutRequest, so a grab right after the text
+        # changed drew the new texts at the old places, on top of each other
+        self.settle(0.3)
         self.n += 1
         path = self.out / f"{self.n:02d}_{journey}_{step}.png"
         self.viewer.screenshot(str(path), canvas_only=False, flash=False)
@@ -275,7 +279,37 @@ class Journeys:
         v = self.new_viewer()
         v.open(str(self.corpus / "broken"), plugin="napari-dcm")
         self.settle(1.5)
-        self.shot("bad_input", "broken_folder", lambda: f"{len(v.layers)} layer(s) opened from broken/")
+        shown = [l for l in v.layers if l.visible]
+        self.shot(
+            "bad_input",
+            "broken_folder",
+            lambda: (
+                f"{len(v.layers)} layer(s) opened from broken/, {len(shown)} shown; "
+                + "; ".join(f"{l.name}: {self.whole(l)}" for l in shown)
+            ),
+        )
+
+    def mixed_open(self) -> None:
+        """A mammogram, a knee MR series and the broken folder in one ``napari_dcm.view``."""
+        import glob
+
+        import napari_dcm
+
+        v = self.new_viewer()
+        c = self.corpus
+        paths = [str(c / "mammography" / "GH133.dcm"), str(c / "ct_mr_series" / "orthanc_Knee_T1")]
+        napari_dcm.view(paths + sorted(glob.glob(str(c / "broken" / "*"))), viewer=v)
+        self.settle(1.5)
+        shown = [l for l in v.layers if l.visible]
+        self.shot(
+            "mixed",
+            "first_view",
+            lambda: (
+                f"{len(v.layers)} layer(s), {len(shown)} shown ("
+                + "; ".join(f"{l.name}: {self.whole(l)}" for l in shown)
+                + f"); slider label {v.dims.axis_labels[0]!r}"
+            ),
+        )
 
     def run(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -291,6 +325,7 @@ class Journeys:
             self.gsps,
             self.sr_report,
             self.bad_input,
+            self.mixed_open,
         ):
             try:
                 journey()

@@ -281,9 +281,10 @@ def test_status_unit_of_a_parametric_map(make_napari_viewer, corpus):
 
 
 @pytest.mark.viewer
-def test_viewer_open_decodes_only_the_middle_frame(make_napari_viewer, tmp_path):
+def test_viewer_open_decodes_only_the_middle_frame(make_napari_viewer, tmp_path, readahead_off):
     """File > Open / drag and drop: layers arrive hidden and show once napari centred the
-    slider, so frame 0 (napari's first slice of a new layer) is never decoded."""
+    slider, so frame 0 (napari's first slice of a new layer) is never decoded.  Read-ahead
+    is off: it decodes the frames around the shown one on purpose (tests/test_readahead.py)."""
     from napari_dcm.dicom import decode
     from synth import write_multiframe
 

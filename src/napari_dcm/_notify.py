@@ -55,6 +55,19 @@ def _frame_failed(err) -> None:
 
     notice = outage_notice(str(err))  # one notification per outage of a dask cluster, not one per file
     if notice is None:
-        warning(f"napari-dcm: frame shown blank: {err}")
+        warning(frame_failed_text(err))
     elif notice:
         warning(notice)
+
+
+def frame_failed_text(err) -> str:
+    """A frame-decode failure as a notification: the file's name and the reason first (a
+    collapsed napari toast shows one elided line), the full path last."""
+    import os
+
+    path = str(getattr(err, "path", "") or "")
+    reason = getattr(err, "reason", None)
+    if not path or reason is None:
+        return f"napari-dcm: frame shown blank: {err}"
+    name = os.path.basename(path.rstrip(os.sep)) or path
+    return f"napari-dcm: {name}: frame shown blank: {reason}  [{path}]"

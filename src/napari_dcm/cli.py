@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="auto",
         choices=("auto", "1x2", "1x3", "2x2", "2x4"),
-        help="hang mammograms in a grid layout (auto: from the image count)",
+        help="hang mammograms in a grid layout (auto, the default: chosen from the views -- 2x4 with a prior study, 2x2 with CC and MLO, 1x2 of a single view, 1x1 for one image)",
     )
     p.add_argument("--no-dock", action="store_true", help="do not open the DICOM dock")
     g = p.add_argument_group("DICOMweb")
@@ -339,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
                 QTimer.singleShot(250, finish)
                 return
             if args.screenshot:
+                if args.ndisplay != 3:
+                    from ._qt.viewer import fit_visible
+
+                    # nobody touched the camera of a scripted run: show the final layout whole
+                    # (a loaded machine can deliver the docks' canvas resize after the refit)
+                    fit_visible(viewer)
                 viewer.screenshot(args.screenshot, canvas_only=args.canvas_only)
                 what = "canvas" if args.canvas_only else "window"
                 print(f"napari-dcm: screenshot of the {what} saved to {args.screenshot}")

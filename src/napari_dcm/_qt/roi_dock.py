@@ -86,7 +86,7 @@ def detach_controller(layer) -> None:
     mapping alone would keep both alive)."""
     c = _controllers.pop(layer, None)
     if c is not None:
-        c.layer.events.data.disconnect(c._on_data)
+        c.disconnect()
 
 
 # --------------------------------------------------------------------------
@@ -314,6 +314,8 @@ class RoiDock(QWidget):
             src = " (the CSV the ROIs were imported from)" if self._is_source(path) else ""
             if not confirm(self, "Overwrite?", f"{path}{src} exists. Replace it?"):
                 return None
+        for c in controllers(self.viewer):
+            c.flush()  # the layers show their ROI state (export reads the layers)
         try:
             out = save_embed_csv(
                 self.viewer, path, overwrite=True, include_unmatched=not self.drop_unmatched.isChecked()

@@ -25,9 +25,16 @@ class TagsTab(QWidget):
         hdr = self.tree.header()
         fm = self.tree.fontMetrics()
         self.tree.setIndentation(12)  # sequences nest: keep the tag readable three levels down
-        hdr.resizeSection(0, fm.horizontalAdvance("(0000,0000)  ") + 3 * 12 + 24)
-        hdr.resizeSection(1, fm.horizontalAdvance("VRVR") + 8)
-        hdr.resizeSection(2, fm.horizontalAdvance("ReferencedImageSequen"))
+        # Tag and VR are narrow and fixed; the keyword gets at most ~22 % of the width; the
+        # value (what a user reads) stretches over the rest (re-split on every resize)
+        self._tag_w = fm.horizontalAdvance("(0000,0000)  ") + 12 + 24
+        self._vr_w = fm.horizontalAdvance("VRVR") + 8
+        self._kw_w = fm.horizontalAdvance("ReferencedImageSequen")
+        hdr.setStretchLastSection(True)
+        hdr.resizeSection(0, self._tag_w)
+        hdr.resizeSection(1, self._vr_w)
+        hdr.resizeSection(2, self._kw_w)
+        self.tree.viewport().installEventFilter(self)
         self.tree.itemExpanded.connect(self._expand)
         self.tree.itemClicked.connect(self._copy)
         self.filter.textChanged.connect(self._apply_filter)
@@ -35,6 +42,22 @@ class TagsTab(QWidget):
         v.addWidget(self.tree)
         self._ds_cache: collections.OrderedDict = collections.OrderedDict()
         self.shown = None  # (path, stored frame) in the tree
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
+        from qtpy.QtCore import QEvent
+
+        if obj is self.tree.viewport() and event.type() == QEvent.Type.Resize:
+            self._split_columns(event.size().width())
+        return super().eventFilter(obj, event)
+
+    def _split_columns(self, width: int) -> None:
+        """Keyword at most 22 % of ``width`` (never under 80 px; elided, full in its tooltip), the value the rest."""
+        if width <= 0:
+            return
+        hdr = self.tree.header()
+        hdr.resizeSection(0, self._tag_w)
+        hdr.resizeSection(1, self._vr_w)
+        hdr.resizeSection(2, max(80, min(self._kw_w, int(0.22 * width))))
 
     def _dataset(self, path, dataset=None):
         ds = self._ds_cache.get(path)

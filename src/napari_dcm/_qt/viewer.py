@@ -14,8 +14,9 @@ from .. import _notify
 from ..layers import LayerData, keys
 from . import state
 from .status import Image as DicomImage
+from .status import Shapes as DicomShapes
 
-LAYER_TYPES = {"image": DicomImage, "labels": Labels, "points": Points, "shapes": Shapes}
+LAYER_TYPES = {"image": DicomImage, "labels": Labels, "points": Points, "shapes": DicomShapes}
 
 
 # --------------------------------------------------------------------------
@@ -132,6 +133,65 @@ def make_layers(items: list[Any]) -> tuple[list[Any], list[bool], list[str]]:
     return layers, shown, reports
 
 
+def _owner(layer: Any) -> str | None:
+    """The name of the image a ROI / overlay layer belongs to (None: it is not a companion)."""
+    md = layer.metadata
+    return md.get(keys.ROI, {}).get("image") or md.get(keys.OVERLAY_OF)
+
+
+def show_related_only(layers: list[Any], shown: list[bool]) -> list[bool]:
+    """The first view of several unrelated images: show one, hide the rest, say so.
+
+    Images in one canvas are placed by their patient coordinates (or from the origin when
+    they have none), so unrelated images -- other patients, other studies, a mammogram
+    beside a knee MR -- pile on top of each other at different sizes and the fitted view
+    is mostly empty.  The first image (of the first path given, as read) stays visible
+    with the images that share its frame of reference or its study (series of one
+    examination, drawn where they are in the patient; the views of one mammography study,
+    which the dock hangs) and the ROI / overlay layers of those; the others are
+    hidden and listed in one notification.  They are one tick away in the layer list;
+    mammograms hang side by side from the dock's Layout tab.  (A grid of every image was
+    the alternative: it puts ROI and overlay layers in cells of their own, away from
+    their images, and gives a dozen images stamp-sized cells.)
+    """
+    images = [i for i, l in enumerate(layers) if shown[i] and is_dicom_image(l)]
+    if len(images) < 2:
+        return shown
+    top = layers[images[0]]
+
+    def related(layer: Any) -> bool:
+        return any(
+            str(top.metadata.get(k) or "") and str(layer.metadata.get(k) or "") == str(top.metadata.get(k))
+            for k in ("frame_of_reference_uid", "study_instance_uid")
+        )
+
+    keep = {layers[i].name for i in images if i == images[0] or related(layers[i])}
+    hidden = [layers[i].name for i in images if layers[i].name not in keep]
+    if not hidden:
+        return shown
+    out = list(shown)
+    for i, layer in enumerate(layers):
+        name = layer.name if is_dicom_image(layer) else _owner(layer)
+        if name in hidden:
+            out[i] = False
+    _notify.info(
+        f"napari-dcm: {len(images)} images of unrelated studies were opened; showing "
+        f"{top.name!r}{' and its related series' if len(keep) > 1 else ''}, the other {len(hidden)} are hidden "
+        f"(tick them in the layer list; mammograms hang side by side from the DICOM dock's Layout tab): "
+        + ", ".join(hidden)
+    )
+    return out
+
+
+def select_first_shown(viewer: Any, layers: list[Any], shown: list[bool]) -> None:
+    """When some images were hidden (:func:`show_related_only`), make the shown image the
+    active layer: napari selects the last one added, and the DICOM dock follows the active one."""
+    images = [l for l in layers if is_dicom_image(l)]
+    visible = [l for l, v in zip(layers, shown) if v and is_dicom_image(l)]
+    if visible and len(visible) < len(images) and viewer.layers.selection.active is not visible[-1]:
+        viewer.layers.selection.active = visible[-1]
+
+
 def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
     """Add napari-dcm layer data to ``viewer`` (ROI controllers, key bindings, SR dock).
 
@@ -143,6 +203,7 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
 
     first = len(viewer.layers) == 0
     added, shown, reports = make_layers(layers)
+    watch_frame_axis(viewer)
     wait_prefetch()  # the first frames decoded while the layers were built
     for layer in added:
         viewer.layers.append(layer)
@@ -152,8 +213,12 @@ def add_layer_tuples(viewer: Any, layers: list[Any]) -> list[Any]:
             attach_controller(viewer, layer)
     if added and first:
         center_sliders(viewer)
+        shown = show_related_only(added, shown)
     for layer, visible in zip(added, shown):
         layer.visible = visible
+    if added and first:
+        select_first_shown(viewer, added, shown)
+        fit_visible(viewer)  # napari fitted the first layer only; show every visible layer whole
     if added:
         from .presentation import apply_displayed_area
 
@@ -193,10 +258,12 @@ def reader_layers(items: list[Any]) -> list[Any]:
     layers, shown, reports = make_layers(items)
     wait_prefetch()  # the first frames decoded while the layers were built
     viewer = napari.current_viewer()
+    watch_frame_axis(viewer)
     if viewer is None or len(viewer.layers):
         for layer, visible in zip(layers, shown):
             layer.visible = visible
     elif layers:
+        shown = show_related_only(layers, shown)
         pending = {id(l): (l, v) for l, v in zip(layers, shown)}
 
         def reveal(event: Any) -> None:
@@ -206,6 +273,11 @@ def reader_layers(items: list[Any]) -> list[Any]:
             viewer.layers.events.inserted.disconnect(reveal)
             for layer, visible in zip(layers, shown):
                 layer.visible = visible
+            from qtpy.QtCore import QTimer
+
+            # napari selects the layer it inserted after this handler: select once it is done
+            QTimer.singleShot(0, lambda: select_first_shown(viewer, layers, shown))
+            fit_visible(viewer)  # napari fitted the first layer only; show every visible layer whole
             keep_whole_view(viewer)
 
         viewer.layers.events.inserted.connect(reveal)
@@ -214,6 +286,60 @@ def reader_layers(items: list[Any]) -> list[Any]:
     if not layers:
         return [(None,)]
     return layers
+
+
+# --------------------------------------------------------------------------
+# the frame axis's label
+
+_labelled: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _default_label(label: str, axis: int, ndim: int) -> bool:
+    return label in (str(axis - ndim), str(axis), "")
+
+
+def label_frame_axis(viewer: Any) -> None:
+    """Name the slider of napari-dcm's frame axis ("frame" for multi-frame images, "slice" for
+    series of single-frame files) instead of napari's "-3".
+
+    Only when that axis still has napari's default label (a label someone set is kept) and
+    no other layer with three or more dimensions shares it (its axis may mean something else).
+    """
+    ndim = int(viewer.dims.ndim)
+    if ndim < 3:
+        return
+    axis = ndim - 3
+    labels = list(viewer.dims.axis_labels)
+    if not _default_label(str(labels[axis]), axis, ndim):
+        return
+    kinds = set()
+    for layer in viewer.layers:
+        if layer.ndim < 3:
+            continue
+        if not is_dicom_image(layer):
+            if _owner(layer) is None:  # a layer of someone else's with a third axis
+                return
+            continue
+        kinds.add("frame" if layer.metadata.get("multiframe") else "slice")
+    if not kinds:
+        return
+    labels[axis] = "slice" if kinds == {"slice"} else "frame"
+    viewer.dims.axis_labels = tuple(labels)
+
+
+def watch_frame_axis(viewer: Any) -> None:
+    """Label the frame axis whenever layers are added (napari has updated its dims by then)."""
+    if viewer is None or viewer in _labelled:
+        return
+    ref = weakref.ref(viewer)
+
+    def on_inserted(event: Any = None) -> None:
+        v = ref()
+        if v is not None:
+            label_frame_axis(v)
+
+    viewer.layers.events.inserted.connect(on_inserted)
+    _labelled.add(viewer)
 
 
 # --------------------------------------------------------------------------
@@ -410,6 +536,8 @@ def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any
         _notify.warning(report.summary())
     else:
         _notify.info(report.summary())
+    for notice in report.skipped_notices():  # every skipped file named with its reason
+        _notify.warning(notice)
     if report.unmatched_rows:
         _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
     from .presentation import after_read

@@ -398,14 +398,14 @@ class Viewing:
     # ---- reset
     def reset(self) -> None:
         """Fit the view, no flip or rotation, the header's default window on every shown image."""
-        from .window import apply_window, presets
+        from .window import apply_window, default_preset
 
         self.view.reset()
         self.viewer.reset_view()
         for img in dicom_images(self.viewer):
             if not img.visible or img.rgb:
                 continue
-            default = next((p for p in presets(self.viewer, img) if p[0] == "Default"), None)
+            default = default_preset(self.viewer, img)
             if default is not None:
                 apply_window(img, default[1], default[2], default[3])
 

@@ -137,6 +137,11 @@ def presets(viewer, image) -> list[tuple[str, float, float, str]]:
     return out
 
 
+def default_preset(viewer, image) -> tuple[str, float, float, str] | None:
+    """The "Default" entry of :func:`presets` (its label carries its numbers or the LUT's name)."""
+    return next((p for p in presets(viewer, image) if p[0].startswith("Default")), None)
+
+
 def value_range(viewer, image) -> float:
     """The span of the current frame's values (padding left out): what a W/L drag is scaled to."""
     lo, hi = voi.full_dynamic(frame_array(image, current_frame(viewer, image)), padding=padding(image))

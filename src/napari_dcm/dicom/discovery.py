@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .limits import NotRegularFileError
-from .scan import Header, NoFallback, NotDicom, ScanError, refuse_deflated, scan_header, sniff
+from .scan import (
+    Header,
+    NoFallback,
+    NotDicom,
+    ScanError,
+    layout_record,
+    refuse_deflated,
+    scan_header,
+    sniff,
+    value_cache,
+)
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -253,12 +263,13 @@ def scan_one(path: str) -> Header | tuple[str, str]:
 
 def _scan_chunk(paths: list[str]) -> list[Header | tuple[str, str]]:
     """Scan files in a worker.  Equal values of different files become one
-    object, so the pickled answer stores a series' shared UIDs, names and
-    orientations once per chunk instead of once per file."""
-    out = [scan_one(p) for p in paths]
+    object (``scan.value_cache``), so the pickled answer stores a series' shared
+    UIDs, names and orientations once per chunk instead of once per file."""
+    with value_cache():
+        out = [scan_one(p) for p in paths]
     shared: dict[Hashable, Any] = {}
     for h in out:
-        if isinstance(h, Header):
+        if isinstance(h, Header) and not h.walked:  # pydicom's values (the walk's are shared already)
             vals = h.values
             for k, v in vals.items():
                 if type(v) is list and (not v or type(v[0]) is not dict):
@@ -266,6 +277,52 @@ def _scan_chunk(paths: list[str]) -> list[Header | tuple[str, str]]:
                     vals[k] = shared.setdefault((1, t), v)
                 elif type(v) is str:
                     vals[k] = shared.setdefault(v, v)
+    return out
+
+
+# A scan worker's answer for a chunk: (bases, items).  An item is a Header, a (path,
+# reason) pair, or, for a header that a layout described (scan._Layout), the tuple
+# (base index, SOP class UID, SOP instance UID, file size, its varying values): the
+# path is the chunk's, and the rest is the base's (scan._Layout.packed_base).  Fewer
+# and smaller objects to pickle, send and unpickle than a Header with its values.
+_Packed = tuple[list[tuple[Any, ...]], list[Any]]
+
+
+def _scan_chunk_packed(paths: list[str]) -> _Packed:
+    """``_scan_chunk`` for the worker pool, answered packed (see ``_Packed``)."""
+    with layout_record() as rec:
+        out = _scan_chunk(paths)
+        bases: list[tuple[Any, ...]] = []
+        index: dict[tuple[int, tuple[int, ...]], int] = {}
+        items: list[Any] = []
+        for h in out:
+            r = rec.get(id(h)) if isinstance(h, Header) else None
+            if r is None or not isinstance(h, Header):
+                items.append(h)
+                continue
+            lay, kept, varying = r
+            bi = index.get((id(lay), kept))
+            if bi is None:
+                bi = index[(id(lay), kept)] = len(bases)
+                bases.append(lay.packed_base(kept))
+            items.append((bi, h.sop_class_uid, h.sop_instance_uid, h.file_size, varying))
+    return bases, items
+
+
+def _unpack(paths: list[str], packed: _Packed) -> list[Header | tuple[str, str]]:
+    bases, items = packed
+    out: list[Header | tuple[str, str]] = []
+    append = out.append
+    for path, it in zip(paths, items):
+        if type(it) is tuple and len(it) == 5:
+            bi, sc, si, size, varying = it
+            ptag, poff, plen, needs, base, names, ts = bases[bi]
+            values = base.copy()
+            if varying:
+                values.update(zip(names, varying))
+            append(Header(path, ts, sc, si, True, True, ptag, poff, plen, size, needs, values))
+        else:
+            append(it)
     return out
 
 
@@ -279,7 +336,9 @@ def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
     nothing.  The children only run the header walk (no Qt, no logging, no
     imports: pydicom is imported first so a fallback never takes the import
     lock), so forking from napari's multi-threaded process is safe.
-    Elsewhere the platform's default start method is used.
+    Elsewhere the platform's default start method is used.  A worker first
+    freezes what it inherited (``gc.freeze``): its collections walk only the
+    objects of its own scans, and never touch (copy) the parent's pages.
     """
     global _pool
     if _pool is None:
@@ -287,7 +346,7 @@ def _get_pool(workers: int) -> cf.ProcessPoolExecutor:
 
         method = "fork" if sys.platform.startswith("linux") else None
         ctx = multiprocessing.get_context(method)
-        _pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        _pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=gc.freeze)
     return _pool
 
 
@@ -317,7 +376,8 @@ def scan_paths(
         if os.path.isfile(p) and _is_dicomdir_name(p) and sniff(p) is not None:
             files += dicomdir_files(p)
         else:
-            files += [f for f in iter_files([p], recursive) if not _is_dicomdir_name(f)]
+            # (a DICOMDIR name has "DICOMDIR" in its upper-cased path: most paths are kept on that alone)
+            files += [f for f in iter_files([p], recursive) if "DICOMDIR" not in f.upper() or not _is_dicomdir_name(f)]
     # keep order, drop duplicates
     files = list(dict.fromkeys(files))
     result = ScanResult(n_files=len(files))
@@ -331,16 +391,23 @@ def scan_paths(
             else:
                 result.skipped.append(it)
 
+    pool = None
     if total >= PARALLEL_MIN_FILES and workers > 1:
         # tens of thousands of small objects arrive at once: collecting garbage
         # while they do only re-walks a large heap (napari's) for nothing
+        try:
+            pool = _get_pool(workers)  # (imports done and workers forked with the collector as it was)
+        except Exception as exc:  # e.g. no process support: scan serially
+            log.info("parallel scan unavailable (%s); scanning serially", exc)
+            pool = None
+    if pool is not None:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            pool = _get_pool(workers)
             chunks = [files[i : i + CHUNK] for i in range(0, total, CHUNK)]
             done = 0
-            for items in pool.map(_scan_chunk, chunks):
+            for chunk, packed in zip(chunks, pool.map(_scan_chunk_packed, chunks)):
+                items = _unpack(chunk, packed)
                 take(items)
                 done += len(items)
                 if progress:
@@ -352,6 +419,10 @@ def scan_paths(
             result = ScanResult(n_files=len(files))
         finally:
             if gc_was_enabled:
+                # the headers that arrived are not garbage: not walked (see series.promote_young)
+                if gc.get_freeze_count() == 0:
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()
     done = 0
     for i in range(0, total, CHUNK):

@@ -19,6 +19,7 @@ worker processes start fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .limits import LIMITS, InflateLimitError, StreamInflater, open_regular, open_regular_stat
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from pydicom import Dataset
 
@@ -184,6 +185,51 @@ _STRUCTS = {
     for little, e in ((True, "<"), (False, ">"))
 }
 _FIRST_READ = 16384
+
+
+# Converted values shared between the headers of one scan chunk (see ``value_cache``):
+# (tag, VR, little endian, raw bytes) -> value.  None: no sharing (a lone scan_header).
+_value_cache: dict[tuple[int, bytes | None, bool, bytes], Any] | None = None
+_CACHE_MAX = 4096  # distinct values kept per chunk (hostile files cannot grow it further)
+_MISS: Any = object()
+# header layouts seen in this chunk (see ``_Layout``), most recently used first
+_layouts: list[_Layout] | None = None
+_MAX_LAYOUTS = 8
+# headers described by a layout, when recorded (see ``layout_record``): id(header) ->
+# (layout, indices of its varying values kept in ``values``, those values)
+_described: dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]] | None = None
+# values that differ from instance to instance: converted every time, never cached
+_PER_INSTANCE = frozenset({0x00080018, 0x00200013, 0x00200032})
+
+
+@contextlib.contextmanager
+def value_cache() -> Iterator[None]:
+    """Inside ``with value_cache():`` equal header values of different files are one object
+    (converted once): a series' UIDs, names, orientation, spacing and pixel module repeat in
+    every file, and the pickled answer of a scan worker then holds each of them once.
+    Header values are never mutated (they describe files), so sharing them is safe."""
+    global _value_cache, _layouts
+    old, old_layouts = _value_cache, _layouts
+    _value_cache, _layouts = {}, []
+    try:
+        yield
+    finally:
+        _value_cache, _layouts = old, old_layouts
+
+
+@contextlib.contextmanager
+def layout_record() -> Iterator[dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]]]:
+    """Inside, every header a layout describes is noted (by id) with its layout and
+    varying values: a scan worker then sends such a header as those values alone
+    (see ``discovery._scan_chunk_packed``)."""
+    global _described
+    old = _described
+    rec: dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]] = {}
+    _described = rec
+    try:
+        yield rec
+    finally:
+        _described = old
 
 
 class ScanError(Exception):
@@ -480,7 +526,18 @@ def _meta_fast(data: bytes, values: dict[str, Any]) -> int:
         i = data.find(b"\x02\x00" + elem + b"\x00UI", 144, end)
         if i >= 0:
             n = struct.unpack_from("<H", data, i + 6)[0]
-            values[key] = data[i + 8 : i + 8 + n].decode("latin-1").strip(" \x00")
+            raw = data[i + 8 : i + 8 + n]
+            cache = _value_cache
+            if cache is None or elem == b"\x03":
+                values[key] = raw.decode("latin-1").strip(" \x00")
+            else:
+                ck = (2, None, True, raw)  # (0002,xxxx) are never value tags of _WANTED: no clash
+                v = cache.get(ck)
+                if v is None:
+                    v = raw.decode("latin-1").strip(" \x00")
+                    if len(cache) < _CACHE_MAX:
+                        cache[ck] = v
+                values[key] = v
     if data[end : end + 2] == b"\x02\x00":  # group length was wrong: walk instead
         return -1
     return end
@@ -492,8 +549,26 @@ def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
     if kind is None:
         raise NotDicom("not a DICOM file (no DICM preamble and no DICOM data elements)")
     values = hdr.values
+    meta_fast = False
     if kind == "dicom":
+        layouts = _layouts
+        if layouts:
+            for i, lay in enumerate(layouts):
+                if lay.meta_fits(first):
+                    if i:
+                        layouts.insert(0, layouts.pop(i))
+                    values.update(lay.meta_values)
+                    if lay.msi is not None:
+                        values["_msi"] = first[lay.msi].decode("latin-1").strip(" \x00")
+                    return lay.header(hdr, first)
         pos = _meta_fast(first, values)
+        if layouts is not None and pos >= 0:
+            for i, lay in enumerate(layouts):
+                if lay.start == pos and lay.fits(first, values.get("_ts")):
+                    if i:
+                        layouts.insert(0, layouts.pop(i))
+                    return lay.header(hdr, first)
+        meta_fast = pos >= 0
         if pos < 0:
             values.pop("_ts", None), values.pop("_msc", None), values.pop("_msi", None)
             pos = _walk(buf, 132, True, True, values, hdr, meta_only=True)
@@ -535,10 +610,305 @@ def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
             raise NoFallback(f"deflated dataset: {exc}") from None
         hdr.deflated_offset = pos
     else:
+        start = pos
         _walk(buf, pos, explicit, little, values, hdr, meta_only=False)
+        if _layouts is not None and meta_fast and "guessed_transfer_syntax" not in values:
+            _learn_layout(hdr, first, start, ts, explicit, little, msc)
     hdr.sop_class_uid = values.pop("sop_class_uid", None) or msc
     hdr.sop_instance_uid = values.pop("sop_instance_uid", None) or msi
     return hdr
+
+
+class _Layout:
+    """Where every element of a walked header sits, to describe files laid out alike.
+
+    Files of one series written by one device usually have the same elements with
+    the same lengths at the same offsets: only some values differ.  A file whose
+    element headers (tag, VR, length; the pixel data element's too) are byte for
+    byte those of a walked file, at the same offsets, is walked identically: the
+    walk goes element by element, each header alone deciding where the next one
+    starts.  Such a file is described by comparing its bytes with the walked
+    file's: the element headers and the values seen equal so far in one
+    ``itemgetter`` call (a few slices: adjacent ranges are merged), then the values
+    seen to vary are cut out and converted (with the walk's cache) where they
+    differ.  Values that turn out to vary join the varying set (at most once each).
+    Only plain headers are laid out (sequences only as bytes to match exactly; no
+    item tags at top level, no functional groups, no undefined-length values
+    other than sequences; all of it inside the first read): anything else is walked.
+    """
+
+    __slots__ = (
+        "start",
+        "ts",
+        "end",
+        "little",
+        "tmpl",
+        "heads",
+        "spans",
+        "raws",
+        "names",
+        "convs",
+        "conv_values",
+        "varying",
+        "fixed_of",
+        "fixed",
+        "var",
+        "var_of",
+        "heads_of",
+        "heads_tmpl",
+        "pixel",
+        "needs_dataset",
+        "packable",
+        "kept",
+        "meta_values",
+        "msi",
+        "meta_spans",
+        "meta_window",
+        "mfixed_of",
+        "mfixed",
+    )
+    start: int  # where the dataset (after the file meta) starts
+    ts: str
+    end: int  # the pixel data value's offset: everything before it is laid out
+    little: bool
+    tmpl: bytes  # the walked file's bytes up to ``end``
+    heads: tuple[slice, ...]  # element headers (and sequences skipped whole)
+    spans: tuple[slice, ...]  # values: the wanted ones (``names`` order), then the others
+    raws: tuple[bytes, ...]  # the walked file's wanted values
+    names: tuple[str, ...]
+    convs: tuple[tuple[int, str, bytes | None], ...]  # (tag, kind, VR) of the wanted values
+    conv_values: tuple[Any, ...]  # the walked file's converted values
+    varying: set[int]  # indices into ``spans`` seen to differ between files
+    fixed_of: Callable[[bytes], tuple[bytes, ...]]
+    fixed: tuple[bytes, ...]
+    var: tuple[int, ...]  # varying wanted values
+    var_of: Callable[[bytes], Any]
+    heads_of: Callable[[bytes], tuple[bytes, ...]]
+    heads_tmpl: tuple[bytes, ...]
+    pixel: tuple[int, int, int, str]  # pixel tag, offset, length, VR
+    needs_dataset: bool
+    packable: bool
+    kept: tuple[int, ...]
+    meta_values: dict[str, str]
+    msi: slice | None  # the Media Storage SOP Instance UID's value
+    meta_spans: tuple[slice, ...]
+    meta_window: tuple[int, int]
+    mfixed_of: Callable[[bytes], tuple[bytes, ...]]
+    mfixed: tuple[bytes, ...]
+
+    def _regroup(self) -> None:
+        """The itemgetters of the fixed ranges (element headers and values not seen to vary)
+        and of the varying wanted values."""
+        import operator
+
+        def getter(spans: list[slice]) -> Callable[[bytes], tuple[bytes, ...]]:
+            spans.sort(key=lambda sl: sl.start)
+            merged: list[list[int]] = []
+            for sl in spans:
+                if merged and merged[-1][1] == sl.start:
+                    merged[-1][1] = sl.stop
+                else:
+                    merged.append([sl.start, sl.stop])
+            return operator.itemgetter(*[slice(a, b) for a, b in merged], slice(0, 0))
+
+        fixed = list(self.heads) + [sp for i, sp in enumerate(self.spans) if i not in self.varying]
+        self.fixed_of = getter(list(fixed))
+        self.fixed = self.fixed_of(self.tmpl)
+        if self.meta_spans:
+            self.mfixed_of = getter(fixed + list(self.meta_spans))
+            self.mfixed = self.mfixed_of(self.tmpl)
+        nwanted = len(self.names)
+        self.var = tuple(i for i in sorted(self.varying) if i < nwanted)
+        self.var_of = operator.itemgetter(*[self.spans[i] for i in self.var], slice(0, 0))
+        # the varying values that stay in ``values`` (the SOP UIDs become attributes)
+        self.kept = tuple(i for i in self.var if self.names[i] not in ("sop_class_uid", "sop_instance_uid"))
+
+    def packed_base(self, kept: tuple[int, ...]) -> tuple[Any, ...]:
+        """What headers this layout describes share, for ``discovery._scan_chunk_packed``:
+        (transfer syntax, pixel tag, offset, length, needs_dataset, the values of a file
+        whose ``kept`` values are yet to be set, the names of those)."""
+        values = dict(zip(self.names, self.conv_values))
+        values["pixel_vr"] = self.pixel[3]
+        values.pop("sop_class_uid", None)
+        values.pop("sop_instance_uid", None)
+        return (*self.pixel[:3], self.needs_dataset, values, tuple(self.names[i] for i in kept), self.ts)
+
+    def meta_fits(self, first: bytes) -> bool:
+        """Does ``first`` hold this layout's file meta too (only its Media Storage SOP
+        Instance UID may differ) and its dataset elements?  ``_meta_fast`` then finds
+        what it found in the walked file: its patterns were not found overlapping that
+        UID in the walked file, and are not in this one (``meta_window``)."""
+        if not self.meta_spans or len(first) < self.end or self.mfixed_of(first) != self.mfixed:
+            return False
+        lo, hi = self.meta_window
+        if hi > lo:
+            window = first[lo:hi]
+            if b"\x02\x00" in window and any(p in window for p in _META_PATTERNS):
+                return False
+        return True
+
+    def fits(self, first: bytes, ts: str | None) -> bool:
+        if ts != self.ts or len(first) < self.end:
+            return False
+        if self.fixed_of(first) == self.fixed:
+            return True
+        if self.heads_of(first) != self.heads_tmpl:
+            return False
+        # laid out alike, but values seen equal so far differ: they vary from now on
+        tmpl = self.tmpl
+        changed = {i for i, sp in enumerate(self.spans) if i not in self.varying and first[sp] != tmpl[sp]}
+        self.varying |= changed
+        self._regroup()
+        return True
+
+    def header(self, hdr: Header, first: bytes) -> Header:
+        values = hdr.values
+        ts = values.pop("_ts")
+        msc = values.pop("_msc", "")
+        msi = values.pop("_msi", "")
+        vals: tuple[Any, ...] | list[Any] = self.conv_values
+        if self.var:
+            vals = list(vals)
+            cache = _value_cache
+            little = self.little
+            raws = self.raws
+            for i, raw in zip(self.var, self.var_of(first)):
+                if raw != raws[i]:
+                    tag, kind, vr = self.convs[i]
+                    if cache is None or tag in _PER_INSTANCE:
+                        vals[i] = _convert(kind, raw, vr or b"", little)
+                    else:
+                        ck = (tag, vr, little, raw)
+                        v = cache.get(ck, _MISS)
+                        if v is _MISS:
+                            v = _convert(kind, raw, vr or b"", little)
+                            if len(cache) < _CACHE_MAX:
+                                cache[ck] = v
+                        vals[i] = v
+        values.update(zip(self.names, vals))
+        if _described is not None and self.packable:
+            _described[id(hdr)] = (self, self.kept, tuple([vals[i] for i in self.kept]))
+        hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length, values["pixel_vr"] = self.pixel
+        if self.needs_dataset:
+            hdr.needs_dataset = True
+        hdr.transfer_syntax = ts
+        hdr.sop_class_uid = values.pop("sop_class_uid", None) or msc
+        hdr.sop_instance_uid = values.pop("sop_instance_uid", None) or msi
+        return hdr
+
+
+_META_PATTERNS = tuple(b"\x02\x00" + e + b"\x00UI" for e in (b"\x10", b"\x02", b"\x03"))  # as _meta_fast finds them
+
+
+def _learn_layout(hdr: Header, first: bytes, pos: int, ts: str, explicit: bool, little: bool, msc: str) -> None:
+    """Keep the layout of a header just walked from ``first`` (see ``_Layout``), when it is plain."""
+    import operator
+
+    layouts = _layouts
+    if layouts is None or not hdr.has_pixels or hdr.pixel_offset > len(first) or hdr.deflated_offset >= 0:
+        return
+    if "shared_fg" in hdr.values or "per_frame_fg" in hdr.values:
+        return
+    head_explicit, head_implicit, unpack_u32 = _STRUCTS[little]
+    heads: list[slice] = []
+    wanted: list[slice] = []
+    others: list[slice] = []
+    convs: list[tuple[int, str, bytes | None]] = []
+    names: list[str] = []
+    needs = False
+    end = hdr.pixel_offset
+    while True:
+        if pos + 8 > end:
+            return
+        if explicit:
+            group, elem, vr, length = head_explicit(first, pos)
+            if vr in _LONG_VRS:
+                if pos + 12 > end:
+                    return
+                length = unpack_u32(first, pos + 8)[0]
+                vpos = pos + 12
+            elif vr in _VALID_VR:
+                vpos = pos + 8
+            else:
+                return
+        else:
+            group, elem, length = head_implicit(first, pos)
+            vr = None
+            vpos = pos + 8
+        tag = (group << 16) | elem
+        if group == 0x7FE0 and tag in _PIXEL_TAGS:
+            if vpos != end or tag != hdr.pixel_tag:
+                return
+            heads.append(slice(pos, vpos))
+            break
+        if group == 0xFFFE or tag in _FG_SEQUENCES:
+            return
+        if length == UNDEFINED:
+            # a sequence the walk skips item by item: the same bytes are skipped alike
+            try:
+                after = _skip_undefined_sequence(_Buf(None, first[:end], end), vpos, explicit and vr != b"UN", little)
+            except ScanError:
+                return
+            heads.append(slice(pos, after))
+            needs = needs or tag in _NEEDS_DATASET
+            pos = after
+            continue
+        if vpos + length > end:
+            return
+        heads.append(slice(pos, vpos))
+        w = _WANTED.get(tag)
+        if w is not None:
+            wanted.append(slice(vpos, vpos + length))
+            convs.append((tag, w[1], vr))
+            names.append(w[0])
+        else:
+            needs = needs or tag in _NEEDS_DATASET
+            if length:
+                others.append(slice(vpos, vpos + length))
+        pos = vpos + length
+    if not names or needs != hdr.needs_dataset:
+        return
+    v = hdr.values
+    if any(name not in v for name in names):
+        return  # (the walk stores every wanted value it meets)
+    lay = _Layout()
+    lay.start = heads[0].start
+    lay.ts, lay.end, lay.little = ts, end, little
+    lay.tmpl = first[:end]
+    lay.heads = tuple(heads)
+    lay.heads_of = operator.itemgetter(*heads, slice(0, 0))
+    lay.heads_tmpl = lay.heads_of(first)
+    lay.spans = tuple(wanted + others)
+    lay.raws = tuple(first[sp] for sp in wanted)
+    lay.names, lay.convs, lay.needs_dataset = tuple(names), tuple(convs), needs
+    lay.packable = len(set(names)) == len(names)  # (a repeated tag: its last value counts)
+    # the walked values in layout order (the cached objects: equal values stay one object)
+    lay.conv_values = tuple(v[name] for name in names)
+    lay.pixel = (hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length, v.get("pixel_vr", ""))
+    # values that differ from file to file in any series vary from the start
+    lay.varying = {i for i, (tag, _, _) in enumerate(convs) if tag in _PER_INSTANCE}
+    # the file meta (read by _meta_fast from ``first``): the same bytes but for the
+    # Media Storage SOP Instance UID, which differs from file to file
+    lay.meta_spans, lay.msi, lay.meta_window = (), None, (0, 0)
+    lay.meta_values = {"_ts": ts}
+    if msc:
+        lay.meta_values["_msc"] = msc
+    i = first.find(_META_PATTERNS[2], 144, lay.start)
+    if i < 0:
+        lay.meta_spans = (slice(132, lay.start),)
+    else:
+        n = struct.unpack_from("<H", first, i + 6)[0]
+        r0, r1 = i + 8, i + 8 + n
+        if 132 < r0 <= r1 <= lay.start:
+            lay.msi = slice(r0, r1)
+            lay.meta_spans = (slice(132, r0), slice(r1, lay.start))
+            lay.meta_window = (max(144, r0 - 5), min(lay.start, r1 + 5))
+            window = first[lay.meta_window[0] : lay.meta_window[1]]
+            if any(p in window for p in _META_PATTERNS):
+                lay.meta_spans = ()  # _meta_fast's search meets that UID: leave the meta to it
+    lay._regroup()
+    layouts.insert(0, lay)
+    del layouts[_MAX_LAYOUTS:]
 
 
 def _guess_syntax(data: bytes, pos: int) -> str:
@@ -558,6 +928,7 @@ def _walk(
     needs = _NEEDS_DATASET
     long_vrs = _LONG_VRS
     valid_vr = _VALID_VR
+    cache = _value_cache
     data = buf.data
     ndata = len(data)
     while True:
@@ -621,7 +992,17 @@ def _walk(
                 data = buf.data
                 ndata = len(data)
             name, kind = w
-            values[name] = _convert(kind, data[vpos:end], vr or b"", little)
+            raw = data[vpos:end]
+            if cache is None or tag in _PER_INSTANCE:
+                values[name] = _convert(kind, raw, vr or b"", little)
+            else:
+                ck = (tag, vr, little, raw)
+                v = cache.get(ck, _MISS)
+                if v is _MISS:
+                    v = _convert(kind, raw, vr or b"", little)
+                    if len(cache) < _CACHE_MAX:
+                        cache[ck] = v
+                values[name] = v
         elif tag in needs:
             hdr.needs_dataset = True
         pos = end

@@ -489,14 +489,35 @@ def stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[t
 def paused_gc() -> Iterator[None]:
     """No cyclic garbage collection inside: building many small objects at once
     (headers, frames, graph tasks) otherwise triggers full collections that walk
-    them all again, for nothing (they are not cyclic garbage)."""
+    them all again, for nothing (they are not cyclic garbage).  On the way out
+    they are not walked either (see :func:`promote_young`)."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was:
+            promote_young()
             gc.enable()
+
+
+def promote_young() -> None:
+    """Move every object of the young generations to the oldest one, without walking them.
+
+    After a pause of the collector (:func:`paused_gc`) the young generation holds
+    everything built meanwhile (100,000 headers or frames are ~300,000 objects):
+    the next young collection would walk them all, and the next middle one again,
+    although they are live (returned) or freed by reference counting (the headers,
+    once assembled).  ``gc.freeze()`` + ``gc.unfreeze()`` moves them to the oldest
+    generation instead and resets the young count: they are walked only by the
+    full collections that happen anyway.  The cost: cyclic garbage that other code
+    left in the young generations at that moment waits for the next full collection.
+    Nothing is done when the application froze objects itself (``gc.freeze`` before
+    forking, say): unfreezing would undo that.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[tuple[str, str]]]:
@@ -504,7 +525,12 @@ def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[
     singles: dict[tuple[Any, ...], list[tuple[Header, PixelDesc]]] = {}
     stacks: list[ImageStack] = []
     descs: dict[tuple[Any, ...], PixelDesc] = {}  # files with equal pixel modules share one descriptor
-    okeys: dict[Any, tuple[float, ...] | None] = {}
+    # Per-file work is one dictionary look-up where files repeat each other (a series'
+    # files share their values: discovery's scan chunks hand out one object per
+    # distinct value), keyed by identity (the headers keep the objects alive):
+    okeys: dict[int, tuple[float, ...] | None] = {}  # orientation value -> orientation_key
+    dkeys: dict[int, tuple[Any, ...]] = {}  # descriptor -> its part of the series key
+    sized: dict[tuple[Any, ...], tuple[PixelDesc, str | None]] = {}  # -> (descriptor, check_size's refusal)
     for h in headers:
         if h.sop_class_uid in NON_IMAGE_SOP_CLASSES:
             skipped.append((h.path, NON_IMAGE_SOP_CLASSES[h.sop_class_uid]))
@@ -513,29 +539,57 @@ def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[
             skipped.append((h.path, "no pixel data" + (f" (SOP class {h.sop_class_uid})" if h.sop_class_uid else "")))
             continue
         try:
-            nframes = h.values.get("number_of_frames") or 1
-            desc = _shared_desc(h, descs)
-            check_size(h, desc, nframes)
+            v = h.values
+            nframes = v.get("number_of_frames") or 1
+            # everything pixel_desc and check_size read: one look-up for both
+            skey = (
+                h.transfer_syntax,
+                h.pixel_tag,
+                *map(v.get, _DESC_FIELDS),
+                nframes,
+                h.file_size,
+                h.pixel_offset,
+                h.pixel_length,
+                h.walked,
+                h.deflated_offset,
+                h.source is None,
+            )
+            got = sized.get(skey)
+            if got is None:
+                desc = _shared_desc(h, descs)
+                try:
+                    check_size(h, desc, nframes)
+                    got = sized[skey] = (desc, None)
+                except StackError as exc:
+                    got = sized[skey] = (desc, str(exc))
+            desc, refusal = got
+            if refusal is not None:
+                raise StackError(refusal)
             if nframes > 1 or h.needs_dataset or not h.walked:
                 stacks += _instance_stacks(h, desc, nframes)
             else:
-                ori = h.values.get("image_orientation")
-                okey = ori if ori is None else tuple(ori)
-                if okey not in okeys:
-                    okeys[okey] = geometry.orientation_key(ori)
-                key = (
-                    h.values.get("study_instance_uid"),
-                    h.values.get("series_instance_uid") or h.path,
-                    desc.rows,
-                    desc.columns,
-                    _out_samples(desc),
-                    desc.photometric
-                    if desc.photometric in ("MONOCHROME1", "PALETTE COLOR")
-                    else ("RGB" if _out_samples(desc) == 3 else "MONO"),
-                    okeys[okey],
-                    desc.pixel_keyword,
-                )
-                singles.setdefault(key, []).append((h, desc))
+                ori = v.get("image_orientation")
+                okey = okeys.get(id(ori), _MISSING)
+                if okey is _MISSING:
+                    okey = okeys[id(ori)] = geometry.orientation_key(ori)
+                dkey = dkeys.get(id(desc))
+                if dkey is None:
+                    samples = _out_samples(desc)
+                    dkey = dkeys[id(desc)] = (
+                        desc.rows,
+                        desc.columns,
+                        samples,
+                        desc.photometric
+                        if desc.photometric in ("MONOCHROME1", "PALETTE COLOR")
+                        else ("RGB" if samples == 3 else "MONO"),
+                        desc.pixel_keyword,
+                    )
+                key = (v.get("study_instance_uid"), v.get("series_instance_uid") or h.path, dkey, okey)
+                members = singles.get(key)
+                if members is None:
+                    singles[key] = [(h, desc)]
+                else:
+                    members.append((h, desc))
         except StackError as exc:
             skipped.append((h.path, str(exc)))
         except Exception as exc:  # never let one file stop the others
@@ -588,10 +642,18 @@ def projections(
     n = len(positions)
     pos = np.full((n, 3), np.nan)
     ori = np.full((n, 6), np.nan)
-    for i, (p, o) in enumerate(zip(positions, orientations)):
-        if p is not None and len(p) == 3 and o and len(o) == 6:
-            pos[i] = p
-            ori[i] = o
+    valid = [
+        i
+        for i, (p, o) in enumerate(zip(positions, orientations))
+        if p is not None and len(p) == 3 and o and len(o) == 6
+    ]
+    if valid:
+        if len(valid) == n:
+            pos[:] = positions
+            ori[:] = orientations
+        else:
+            pos[valid] = [positions[i] for i in valid]
+            ori[valid] = [orientations[i] for i in valid]
     r0, r1, r2, c0, c1, c2 = (ori[:, j] for j in range(6))
     n0 = r1 * c2 - r2 * c1
     n1 = r2 * c0 - r0 * c2
@@ -609,6 +671,13 @@ def projections(
     return out
 
 
+def _basenames(paths: list[str]) -> list[str]:
+    """``os.path.basename`` of every path (a string operation where the path syntax allows)."""
+    if os.sep == "/" and os.altsep is None:  # posix: basename is the part after the last "/"
+        return [p.rpartition("/")[2] for p in paths]
+    return [os.path.basename(p) for p in paths]
+
+
 def series_order(members: Sequence[tuple[Header, PixelDesc]], proj: np.ndarray) -> np.ndarray:
     """Stacking order of single-frame instances: position along the normal (those
     without come last), then InstanceNumber (missing last), then file name, then path."""
@@ -617,7 +686,7 @@ def series_order(members: Sequence[tuple[Header, PixelDesc]], proj: np.ndarray) 
     paths = [h.path for h, _ in members]
     try:
         inst_arr = np.array([1 << 40 if i is None else i for i in inst], dtype=np.int64)
-        names = np.array([os.path.basename(p) for p in paths], dtype=str)
+        names = np.array(_basenames(paths), dtype=str)
         return np.lexsort((np.array(paths, dtype=str), names, inst_arr, np.where(has, proj[:, 0], 0.0), ~has))
     except (OverflowError, TypeError, ValueError):  # values numpy cannot order like Python: sort as Python does
 
@@ -633,11 +702,27 @@ def series_order(members: Sequence[tuple[Header, PixelDesc]], proj: np.ndarray) 
         return np.array(sorted(range(len(members)), key=key), dtype=np.int64)
 
 
+# values a series' files usually share (one object per scan chunk, see discovery._scan_chunk)
+_SHARED_VALUES = (
+    "pixel_spacing",
+    "imager_pixel_spacing",
+    "window_center",
+    "window_width",
+    "window_explanation",
+    "voi_lut_function",
+    "image_orientation",
+    "slice_thickness",
+    "rescale_slope",
+    "rescale_intercept",
+)
+
+
 def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
     """Stack single-frame instances of one series.
 
     Per-series work is done with arrays (positions, order), and per-file values
-    that repeat (descriptors, rescales, windows, spacings) are made once and
+    that repeat (spacings, windows, orientations, thicknesses, rescales) are
+    converted once per distinct set of value objects (one look-up per file) and
     shared: a 1,000-file series costs a few milliseconds.
     """
     vals = [h.values for h, _ in members]
@@ -648,49 +733,55 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
     vals = [vals[i] for i in order]
     h0, d0 = members[0]
     nbytes: dict[int, int] = {}
-    refs = [_single_native_ref(h, d, nbytes) or _refs(h, d, 1)[0] for h, d in members]
-    rescales = [_rescale_of(v) for v in vals]
-    ds0 = load_dataset(h0) if h0.needs_dataset else None
-    transforms, dtype = _modality(h0, ds0, d0, rescales, refs[0])
-    frames = []
-    spacing_of: dict[Any, tuple[float, float] | None] = {}
-    windows_of: dict[Any, list[voi.Window]] = {}
-    orientation_of: dict[int, tuple[float, ...] | None] = {}
-    # values that repeat are one object per scan chunk (see discovery._scan_chunk):
-    # keyed by identity (the headers keep them alive), each is converted once
-    for (h, d), ref, t, v in zip(members, refs, transforms, vals):
-        ps, ips = v.get("pixel_spacing"), v.get("imager_pixel_spacing")
-        skey = (id(ps), id(ips))
-        spacing = spacing_of.get(skey, _MISSING)
-        if spacing is _MISSING:
-            spacing = spacing_of[skey] = geometry.in_plane_spacing(ps, ips)
-        wkey = (
-            id(v.get("window_center")),
-            id(v.get("window_width")),
-            id(v.get("window_explanation")),
-            id(v.get("voi_lut_function")),
-        )
-        wins = windows_of.get(wkey)
-        if wins is None:
-            wins = windows_of[wkey] = _windows_of(v)
-        ori = v.get("image_orientation")
-        orientation = orientation_of.get(id(ori), _MISSING)
-        if orientation is _MISSING:
-            orientation = orientation_of[id(ori)] = _tuple(ori)
-        frames.append(
-            Frame(
-                ref=ref,
-                desc=d,
-                transform=t,
-                position=_tuple(v.get("image_position")),
-                orientation=orientation,
-                pixel_spacing=cast("tuple[float, float] | None", spacing),
-                windows=wins,
-                instance_number=v.get("instance_number"),
-                sop_instance_uid=h.sop_instance_uid,
-                thickness=(v.get("slice_thickness") or [None])[0],
+    refs: list[FrameRef] = []
+    for h, d in members:  # (_single_native_ref, inline)
+        ts = h.transfer_syntax
+        if (
+            ts in (EXPLICIT_LE, IMPLICIT_LE)
+            and h.source is None
+            and h.walked
+            and h.deflated_offset < 0
+            and d.bits_allocated != 1
+        ):
+            n = nbytes.get(id(d))
+            if n is None:
+                n = nbytes[id(d)] = int(d.native_frame_nbytes)
+            refs.append(NativeFrame(h.path, 0, ts, h.pixel_offset, n))
+        else:
+            refs.append(_refs(h, d, 1)[0])
+    # keyed by the identity of the shared value objects (the headers keep them alive)
+    shared: dict[tuple[int, ...], tuple[Any, ...]] = {}
+    per_file = []
+    for v in vals:
+        sig = tuple(map(id, map(v.get, _SHARED_VALUES)))
+        got = shared.get(sig)
+        if got is None:
+            ps, ips, wc, ww, we, vf, ori, th = map(v.get, _SHARED_VALUES[:8])
+            got = shared[sig] = (
+                geometry.in_plane_spacing(ps, ips),
+                _windows_of(v),
+                _tuple(ori),
+                (th or [None])[0],
+                _rescale_of(v),
             )
+        per_file.append(got)
+    ds0 = load_dataset(h0) if h0.needs_dataset else None
+    transforms, dtype = _modality(h0, ds0, d0, [g[4] for g in per_file], refs[0])
+    frames = [
+        Frame(
+            ref,
+            d,
+            t,
+            tuple(pos) if (pos := v.get("image_position")) else None,
+            g[2],
+            g[0],
+            g[1],
+            v.get("instance_number"),
+            h.sop_instance_uid,
+            g[3],
         )
+        for (h, d), ref, t, v, g in zip(members, refs, transforms, vals, per_file)
+    ]
     fallback_spacing = (h0.values.get("spacing_between_slices") or h0.values.get("slice_thickness") or [None])[0]
     st = _finish(frames, d0, dtype, _info(h0), multiframe=False, fallback_spacing=fallback_spacing, projs=proj)
     return _with_voi_luts(st, ds0 if ds0 is not None else h0.dataset)
@@ -791,6 +882,19 @@ def _with_voi_luts(st: ImageStack, ds: Dataset | None) -> ImageStack:
     return st
 
 
+def _slice_spacing(dists: np.ndarray, fallback: float | None) -> tuple[float, bool]:
+    """``geometry.slice_spacing`` of an array of distances, with the same arithmetic
+    done by numpy (differences, absolute values, the median step, the 1 % test)."""
+    steps = np.diff(dists)
+    if len(dists) < 2 or not np.isfinite(steps).all():  # (sorting NaN differs: leave it to Python)
+        return geometry.slice_spacing(dists.tolist(), fallback)
+    a = np.abs(steps)
+    med = float(np.sort(a)[len(a) // 2])
+    if med <= 1e-6:
+        return (fallback or 1.0), False
+    return med, bool((np.abs(a - med) <= max(0.01 * med, 0.01)).all())
+
+
 def _finish(
     frames: list[Frame],
     desc: PixelDesc,
@@ -819,9 +923,9 @@ def _finish(
             if projs is None:
                 projs = projections([f.position for f in frames], [f.orientation for f in frames])
             if not np.isnan(projs[:, 0]).any():
-                dists = projs[:, 0].tolist()
+                dists = projs[:, 0]
         if dists is not None:
-            spacing, uniform = geometry.slice_spacing(dists, fallback_spacing)
+            spacing, uniform = _slice_spacing(dists, fallback_spacing)
         else:
             spacing = fallback_spacing or 1.0
         scale = (float(spacing), ps[0], ps[1])

@@ -35,6 +35,7 @@ import numpy as np
 
 from .decode import load_frame, load_frame_level
 from .series import ImageStack
+from .sources.file import NativeFrame
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Sequence
@@ -154,15 +155,19 @@ def _token(stack: ImageStack, shape: tuple[int, ...], dtype: np.dtype, strict: b
     tindex: dict[int, int] = {}
     tnames: list[str] = []
     parts = []
+    native = NativeFrame
     for f in frames:
         r, t = f.ref, f.transform
         i = tindex.get(id(t))
         if i is None:
             i = tindex[id(t)] = len(tnames)
             tnames.append(repr(t) if t is None or hasattr(t, "slope") else f"{type(t).__name__}@{id(t)}")
-        parts.append(
-            f"{type(r).__name__}\0{r.path}\0{r.index}\0{getattr(r, 'start', '')}\0{getattr(r, 'ranges', '')}\0{i}"
-        )
+        if type(r) is native:  # (the common case, without getattr: same text)
+            parts.append(f"NativeFrame\0{r.path}\0{r.index}\0{r.start}\0\0{i}")
+        else:
+            parts.append(
+                f"{type(r).__name__}\0{r.path}\0{r.index}\0{getattr(r, 'start', '')}\0{getattr(r, 'ranges', '')}\0{i}"
+            )
     h = hashlib.sha1("\n".join(parts).encode("utf-8", "surrogateescape"))
     h.update("\n".join(tnames).encode())
     return tokenize(h.hexdigest(), repr(frames[0].ref), frames[0].desc, shape, dtype.str, strict, level)
@@ -172,6 +177,12 @@ def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False,
     """A dask array (frames, rows, cols[, 3]) for ``stack``; 2D for one frame
     unless ``force_3d``.  ``level`` > 0: the frames at 1/2^level resolution
     (JPEG 2000 / HTJ2K only, see :func:`pyramid`)."""
+    # imported before the collector is paused: dask's ``disable_gc`` (on ``slice_array``)
+    # records at import whether collection was on, and would turn it off for good after
+    import dask.array  # noqa: F401
+    from dask.highlevelgraph import HighLevelGraph  # noqa: F401
+
+    from .openjpeg import reduced_shape  # noqa: F401
     from .series import paused_gc
 
     with paused_gc():

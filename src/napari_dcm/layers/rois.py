@@ -27,6 +27,11 @@ from .data import LayerData
 
 META = keys.ROI
 EDGE_COLOR = "#ffcc00"
+#: features of a shape napari adds (drawn, pasted): no ROI yet
+FEATURE_DEFAULTS = {"roi": -1, "path": "", "frames": ""}
+#: ``roi`` feature of a shape that belongs to no ROI any more (refused, or a leftover copy of a
+#: deleted ROI) until the layer is rewritten from the ROI state; never an ROI
+DROPPED = -2
 
 
 # --------------------------------------------------------------------------
@@ -54,6 +59,11 @@ def snap_box(vertices, rows: int | None = None, cols: int | None = None):
     if cols is not None:
         x0, x1 = (min(max(x, 0), cols) for x in (x0, x1))
     return y0, x0, y1, x1
+
+
+def frames_str(frames) -> str:
+    """The ``frames`` feature of an ROI's rectangles: "all" or a JSON list of stored frames."""
+    return _frames_str(frames)
 
 
 def _frames_str(frames) -> str:
@@ -105,13 +115,24 @@ class RoiSet:
         self.rois.append(roi)
         return roi
 
+    def replace(self, rois) -> None:
+        """Replace every ROI (ids kept; new ROIs are numbered after the highest)."""
+        self.rois = [
+            {"id": int(r["id"]), "path": r["path"], "box": tuple(int(v) for v in r["box"]), "frames": r["frames"]}
+            for r in rois
+        ]
+        self._next = max((r["id"] for r in self.rois), default=-1) + 1
+
+    def places(self, roi) -> list:
+        """Where an ROI has a rectangle: ``[None]`` on a 2D image, else its display frames."""
+        return [None] if self.ndim == 2 else self.display_frames(roi["path"], roi["frames"])
+
     # -- to/from shapes
     def shapes(self):
         """(data, features) for the shapes layer."""
         data, feats = [], {"roi": [], "path": [], "frames": []}
         for r in self.rois:
-            places = [None] if self.ndim == 2 else self.display_frames(r["path"], r["frames"])
-            for t in places:
+            for t in self.places(r):
                 data.append(box_vertices(r["box"], t))
                 feats["roi"].append(r["id"])
                 feats["path"].append(r["path"])
@@ -120,7 +141,10 @@ class RoiSet:
 
     @classmethod
     def from_shapes(cls, data, features, meta: dict) -> RoiSet:
-        """Rebuild the ROI state from shapes (e.g. a layer saved by another session)."""
+        """Rebuild the ROI state from shapes (e.g. a layer saved by another session).
+
+        Boxes snap to pixel edges (not clamped: imported boxes are kept as they were);
+        shapes marked ``DROPPED`` and empty boxes are no ROI."""
         s = cls(meta)
         import pandas as pd
 
@@ -129,12 +153,12 @@ class RoiSet:
         for i, verts in enumerate(data):
             rid = f["roi"].iloc[i] if "roi" in f and i < len(f) else -1
             rid = -1 if rid is None or (isinstance(rid, float) and np.isnan(rid)) else int(rid)
-            if rid >= 0 and rid in seen:
+            if rid == DROPPED or (rid >= 0 and rid in seen):
                 continue
             path = f["path"].iloc[i] if "path" in f and i < len(f) else ""
             frames = _frames_of(f["frames"].iloc[i]) if "frames" in f and i < len(f) else None
             if not path:
-                path, frames = s._where(verts)
+                path, frames = s.where(verts)
             box = snap_box(verts)
             if box[2] <= box[0] or box[3] <= box[1]:
                 continue
@@ -150,7 +174,7 @@ class RoiSet:
                 s._next += 1
         return s
 
-    def _where(self, verts):
+    def where(self, verts):
         """File and frames of a rectangle drawn on a display frame: the stored frame it was
         drawn on, or None (every frame, exported as ``[]``) when the file has a single frame."""
         v = np.asarray(verts)
@@ -256,7 +280,7 @@ def shape_kwargs(image_kwargs: dict, meta: dict, feats: dict, n: int) -> dict:
         "scale": scale,
         "translate": translate,
         "features": features_frame(feats),
-        "feature_defaults": {"roi": -1, "path": "", "frames": ""},
+        "feature_defaults": dict(FEATURE_DEFAULTS),
         "metadata": {META: meta},
         "text": {"string": "{roi}", "color": EDGE_COLOR, "anchor": "upper_left", "size": 9},
     }
