@@ -241,6 +241,13 @@ def mammo_screenshots(viewer, dock, shot):
     shot("mammo_2x4.png")
     dock.layout_tab.single_view()
     viewer.layers.clear()
+    # the corpus mammography folder as it is: four patients, one hangs, the others off the grid
+    viewer.open(str(CORPUS / "mammography"), plugin="napari-dcm")
+    napari.qt.get_qapp().processEvents()
+    dock.hang("2x2")
+    shot("mammo_folder_patients.png")
+    dock.layout_tab.single_view()
+    viewer.layers.clear()
     viewer.window.resize(1200, 800)
     # 60xx overlay planes: David Clunie's test image and presentation state ("you should see 6 lines")
     import shutil

@@ -311,7 +311,7 @@ def test_hang_2x2_in_the_viewer(make_napari_viewer, study):
     assert [str(l.name_overlay.position) for l in labels] == ["top_left", "top_right"] * 2
     # one physical scale in mm, flips through the transform, data unchanged
     for l in images:
-        assert tuple(str(u) for u in l.units) == ("millimeter", "millimeter")
+        assert tuple(str(u) for u in l.units) == ("pixel", "pixel")  # units untouched: scale in mm
         assert abs(l.scale[-1]) == pytest.approx(0.09409090909091 * 4)
     assert images[1].scale[-1] < 0 and images[0].scale[-1] > 0
     for l in viewer.layers:
@@ -396,7 +396,7 @@ def test_mixed_spacing_film_beside_ffdm(make_napari_viewer, bases, tmp_path):
     # the film gets its neighbours' height in mm
     heights = {c: img.data.shape[-2] * abs(img.scale[-2]) for c, img in hang.cells.items()}
     assert heights[1] == pytest.approx(heights[0], rel=1e-6)
-    assert hang.labels[1].name == f"LCC\n{hanging.NOMINAL_LABEL}"
+    assert hang.labels[1].name == f"LCC · {hanging.NOMINAL_LABEL}"
     check_cells(shot_of(viewer), lay)
     assert viewer.layers.extent.units is not None and len(units_warnings()) == n_warn
     # the status bar says the size is nominal

@@ -131,15 +131,17 @@ def cases(source, **options):
     return build_index(source, **options)
 
 
-def mammo_layout(paths, layout=None, view=None, assign=None):
+def mammo_layout(paths, layout=None, view=None, assign=None, patient=None):
     """Hanging layout of mammograms (paths, DICOMweb frame keys or headers): the layout's
     named slots (``.slots``, empty ones ``missing``) and each image's slot, cell (None
     when off the grid, with the reason) and flips (``.placements``).  ``layout``: "1x2",
     "1x3", "2x2", "2x4" (None: chosen from the images); ``view``: the view of a 1x2 /
-    1x3; ``assign``: {path: cell or None}.  See :mod:`napari_dcm.dicom.mammo`."""
+    1x3; ``assign``: {path: cell or None}; ``patient``: the PatientID that hangs (None:
+    the one with the most standard views in their newest study; ``.patient``, and the
+    other patients' images are off the grid).  See :mod:`napari_dcm.dicom.mammo`."""
     from .dicom.mammo import mammo_layout as _ml
 
-    return _ml(paths, layout, view, assign)
+    return _ml(paths, layout, view, assign, patient)
 
 
 def set_limits(max_frame_mb=None, max_frames=None, max_layer_mb=None):

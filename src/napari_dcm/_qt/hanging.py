@@ -5,11 +5,16 @@ own viewbox, all viewboxes sharing one camera (so every cell shows the same
 world region) and one dims slider; hidden layers take no viewbox.  A hanging
 here is therefore:
 
-* one group of layers per cell of the layout, in cell order: the image, its
-  ROI and overlay layers, and a *label layer* (an empty shapes layer whose
-  name, "RCC" or "LMLO 2022-03-10" or "RCC (missing)", napari draws in the
-  cell through the layer's public ``name_overlay``), padded to the stride;
-  an empty cell is its label layer alone, so it stays in place, labelled;
+* one patient's images (see :func:`napari_dcm.dicom.mammo.arrange`; the
+  others stay off the grid);
+* one group of layers per cell of the layout, in cell order: hidden spacer
+  layers padding the group to the stride ("· grid spacer", at the bottom of
+  the group, not editable), the image, its ROI and overlay layers, and a
+  *label layer* (an empty, non-editable shapes layer whose one-line name,
+  "RCC" or "LMLO 2022-03-10" or "RCC (missing)", napari draws in the cell
+  through the layer's public ``name_overlay``; shortened and set in a font
+  that fits the cell); an empty cell is its label layer alone, so it stays
+  in place, labelled;
 * every image on one physical scale (mm, see :func:`napari_dcm.dicom.mammo.physical_spacing`);
   images without any spacing get the median height of their neighbours and
   are marked nominal (label and status bar);
@@ -19,9 +24,12 @@ here is therefore:
   Where a cell's edge lies in world units depends on the zoom, so
   :func:`fit` places the images and sets the camera together, after hanging,
   whenever the canvas changes size (the dock opening) and on napari's
-  "reset view";
+  "reset view".  One zoom for all cells (one camera): the largest at which
+  every image's height and its breast's width fit their cell;
 * flips through negative scales (the data never change), everything else
-  hidden and put after the grid, every layer in mm (no "Inconsistent units").
+  hidden and put after the grid.  Layer units are never changed: the scale
+  is in mm while hung, the units stay the reader's (one unit for every
+  layer, so napari has no "Inconsistent units" to warn about).
 
 :func:`single_view` restores every layer's transform, units and visibility.
 """
@@ -48,9 +56,14 @@ SAVED = keys.LAYOUT_SAVED
 PLACEHOLDER = keys.PLACEHOLDER
 MAMMO = keys.MAMMO
 FILL = 0.97  # share of the cell the tallest image fills
+BREAST_MARGIN = 0.05  # share of an image's width kept beyond its breast's edge
 SPACING_PX = 4  # canvas pixels between cells
 NOMINAL_NOTE = "size nominal: no pixel spacing"
 NOMINAL_LABEL = "nominal size"
+SPACER = "· grid spacer"  # the name of the hidden layers padding a cell's group
+LABEL_PT = (7.0, 12.0)  # the labels' font size range (pt)
+PX_PER_PT_CHAR = 1.08  # rendered width of one label character per point of font size (napari's font)
+LABEL_PAD_PX = 14  # the label's box padding and the cell's margin
 
 
 @dataclass
@@ -104,6 +117,7 @@ def image_values(layer) -> dict[str, Any]:
                 "study_date",
                 "patient_orientation",
                 "instance_number",
+                "patient_id",
             )
             if md.get(k) not in (None, "", [])
         }
@@ -126,11 +140,17 @@ def _frame_shape(layer) -> tuple[int, int]:
 
 
 def layout_for(
-    viewer, layout: str | None = None, images=None, view: str | None = None, assign: dict | None = None
+    viewer,
+    layout: str | None = None,
+    images=None,
+    view: str | None = None,
+    assign: dict | None = None,
+    patient: str | None = None,
 ) -> tuple[Layout, dict[int, Any]]:
     """The layout of the viewer's mammograms and {cell: image layer}.
 
-    ``assign``: {image layer name (or path): cell or None}.
+    ``assign``: {image layer name (or path): cell or None}; ``patient``: the PatientID
+    that hangs (None: chosen by :func:`napari_dcm.dicom.mammo.patient_order`).
     """
     images = images if images is not None else mammo_images(viewer)
     placements = []
@@ -145,7 +165,7 @@ def layout_for(
         placements.append(p)
         by_id[id(p)] = img
     resolved = {names_to_path.get(k, k): v for k, v in (assign or {}).items()}
-    lay = mammo.arrange(placements, layout, view, resolved)
+    lay = mammo.arrange(placements, layout, view, resolved, patient)
     img_of = {p.path: by_id[id(p)] for p in lay.placements}
     return lay, {s.cell: img_of[s.path] for s in lay.slots if s.path is not None}
 
@@ -169,7 +189,6 @@ def _save(layer) -> None:
             "scale": list(layer.scale),
             "translate": list(layer.translate),
             "visible": layer.visible,
-            "units": [str(u) for u in layer.units],
             "affine": np.asarray(layer.affine.affine_matrix).tolist(),
         }
 
@@ -178,7 +197,6 @@ def _restore(layer) -> None:
     s = layer.metadata.pop(SAVED, None)
     if s is None:
         return
-    layer.units = tuple(s.get("units") or layer.units)
     layer.scale = s["scale"]
     layer.translate = s["translate"]
     if "affine" in s:
@@ -199,6 +217,7 @@ def apply_layout(
     layout: str | None = None,
     cells: dict | None = None,
     view: str | None = None,
+    patient: str | None = None,
 ) -> Layout:
     """Hang the loaded mammograms in napari's grid.
 
@@ -206,7 +225,8 @@ def apply_layout(
     "1x1" goes back to one view).  ``view``: the view of a 1x2 / 1x3.
     ``cells``: manual placements {image layer name: cell, or None for off the
     grid}; an image moved onto an occupied cell swaps with it (or sends an
-    off-grid image's occupant off the grid).
+    off-grid image's occupant off the grid).  ``patient``: the PatientID that
+    hangs (None: the one with the most standard views in their newest study).
     """
     from .roi_dock import ensure_roi_layer
 
@@ -219,13 +239,11 @@ def apply_layout(
     prev = current(viewer)
     if prev is not None:
         _unhang(viewer, keep_state=True)
-    lay, by_cell = layout_for(viewer, layout, images, view, cells)
+    lay, by_cell = layout_for(viewer, layout, images, view, cells, patient)
     n_cells = LAYOUTS[lay.name][0] * LAYOUTS[lay.name][1]
     prefetch_cells(viewer, list(by_cell.values()))
     for layer in viewer.layers:
         _save(layer)
-    # every layer in mm before any layer is added (napari warns at each draw otherwise)
-    _set_units(viewer)
     # every hung image gets an ROI layer, so drawing one later does not shift the groups;
     # a new one goes back with its image
     for img in by_cell.values():
@@ -247,7 +265,7 @@ def apply_layout(
     stride = max(len(g) for g in groups.values())
     order: list[Any] = []
     for c in range(n_cells):
-        g = groups[c] + [_pad(viewer, c, k) for k in range(stride - len(groups[c]))]
+        g = [_pad(viewer, c, k) for k in range(stride - len(groups[c]))] + groups[c]
         hang.groups[c] = g
         order += g
     in_grid = {id(layer) for layer in order}
@@ -257,9 +275,8 @@ def apply_layout(
     for i, layer in enumerate(order):
         viewer.layers.move(viewer.layers.index(layer), i)
     for layer in order:
-        if PLACEHOLDER not in layer.metadata:
+        if not str(layer.metadata.get(PLACEHOLDER, "")).startswith("pad "):
             layer.visible = True
-    _set_units(viewer)
     for img in by_cell.values():
         # a presentation state's rotation is not carried into a hanging (chest walls decide)
         img.affine = np.eye(img.ndim + 1)
@@ -326,51 +343,74 @@ def hanging_layer_match(img, path: str) -> bool:
     return path in (p0, f"{p0}#{img.name}")
 
 
-def _label_layer(viewer, slot: mammo.Slot, image, nominal: set[str]):
-    """The cell's label: an empty shapes layer whose name napari draws in the cell."""
-    text = slot.label
+def label_texts(slot: mammo.Slot, image, nominal: set[str]) -> list[str]:
+    """A cell's label, one line, longest first: shorter forms for narrow cells."""
     if image is None:
-        text = f"{slot.label} (missing)" if slot.name != "extra" else "extra (assign an off-grid image)"
+        if slot.name == "extra":
+            return ["extra (assign an off-grid image)", "extra (assign)", "extra"]
+        return _unique([f"{slot.label} (missing)", f"{slot.name} (missing)", f"{slot.name} –"])
+    own = mammo.placement_from_values("", image_values(image))
+    date = mammo.fmt_date(own.study_date)
+    year = date[:4]
+    if slot.laterality is None:  # the free cell of a 1x3, or a 1x1
+        pre = "" if slot.name == "image" else "extra: "
+        texts = [f"{pre}{own.label} {date}".strip(), f"{pre}{own.label} {year}".strip(), f"{pre}{own.label}"]
+    elif (own.laterality, own.view, bool(own.modifiers)) != (slot.laterality, slot.view, False):
+        texts = [f"{slot.label}: {own.label} {date}".strip(), f"{slot.label}: {own.label}", f"{slot.name}: {own.label}"]
+    elif slot.label != slot.name:  # "RCC 2022-03-10": the year is enough in a narrow cell
+        texts = [slot.label, f"{slot.name.removesuffix(' prior')} {year}".strip()]
     else:
-        own = mammo.placement_from_values("", image_values(image))
-        date = mammo.fmt_date(own.study_date)
-        if slot.laterality is None:  # the free cell of a 1x3, or a 1x1
-            text = f"{own.label} {date}".strip() if slot.name == "image" else f"extra: {own.label} {date}".strip()
-        elif (own.laterality, own.view, bool(own.modifiers)) != (slot.laterality, slot.view, False):
-            text = f"{slot.label}: {own.label} {date}".strip()  # assigned by hand
-        if image.name in nominal:
-            text += f"\n{NOMINAL_LABEL}"  # a second line: the label stays narrow
+        texts = [slot.label]
+    if image.name in nominal:  # the status bar and the Layout tab say it in full
+        texts = [f"{texts[0]} · {NOMINAL_LABEL}", f"{texts[0]} (nominal)"] + [f"{t} ≈" for t in texts]
+    return _unique(texts)
+
+
+def _unique(texts: list[str]) -> list[str]:
+    out: list[str] = []
+    for t in texts:
+        if t not in out:
+            out.append(t)
+    return out
+
+
+def _label_layer(viewer, slot: mammo.Slot, image, nominal: set[str]):
+    """The cell's label: an empty, non-editable shapes layer whose name napari draws in the cell."""
+    texts = label_texts(slot, image, nominal)
     layer = None
     for lyr in viewer.layers:
         if lyr.metadata.get(PLACEHOLDER) == f"label {slot.cell}":
             layer = lyr
     if layer is None:
-        layer = viewer.add_shapes(ndim=2, name=text, metadata={PLACEHOLDER: f"label {slot.cell}"}, units=("mm", "mm"))
+        layer = viewer.add_shapes(ndim=2, name=texts[0], metadata={PLACEHOLDER: f"label {slot.cell}"})
     else:
-        layer.name = text
+        layer.name = texts[0]
+    layer.editable = False
     ov = layer.name_overlay
     ov.visible = True
-    ov.font_size = 11
+    ov.font_size = LABEL_PT[1]
     ov.color = (1.0, 0.85, 0.0, 1.0) if image is not None else (0.75, 0.75, 0.75, 1.0)
     ov.box = True
     ov.position = "top_left" if slot.laterality == "R" or slot.laterality is None else "top_right"
-    layer.metadata["napari_dcm_slot"] = {"cell": slot.cell, "name": slot.name, "missing": image is None}
+    layer.metadata["napari_dcm_slot"] = {
+        "cell": slot.cell,
+        "name": slot.name,
+        "missing": image is None,
+        "texts": texts,
+    }
     return layer
 
 
 def _pad(viewer, cell: int, k: int):
+    """A hidden, non-editable spacer: the grid takes every ``stride`` layers as one cell."""
     key = f"pad {cell} {k}"
     for layer in viewer.layers:
         if layer.metadata.get(PLACEHOLDER) == key:
             layer.visible = False
             return layer
-    return viewer.add_shapes(ndim=2, name=f"({key})", metadata={PLACEHOLDER: key}, visible=False, units=("mm", "mm"))
-
-
-def _set_units(viewer) -> None:
-    for layer in viewer.layers:
-        if tuple(str(u) for u in layer.units) != ("millimeter",) * layer.ndim:
-            layer.units = ("mm",) * layer.ndim
+    layer = viewer.add_shapes(ndim=2, name=SPACER, metadata={PLACEHOLDER: key}, visible=False)
+    layer.editable = False
+    return layer
 
 
 def fit(viewer) -> None:
@@ -392,7 +432,7 @@ def fit(viewer) -> None:
             return
         H = max(h for h, _ in sizes.values())
         # the breast, not the background beside it, has to fit the cell's width
-        W = max(min(1.0, hang.extent.get(id(hang.cells[c]), 1.0) + 0.03) * w for c, (_, w) in sizes.items())
+        W = max(min(1.0, hang.extent.get(id(hang.cells[c]), 1.0) + BREAST_MARGIN) * w for c, (_, w) in sizes.items())
         zoom = min(vh / H, vw / W) * FILL
         half_w = vw / (2 * zoom)
         for c, img in hang.cells.items():
@@ -421,12 +461,34 @@ def fit(viewer) -> None:
         hang.fitting = False
 
 
+def label_width_px(text: str, font_pt: float) -> float:
+    """The width a label takes on the canvas (napari's font, its box and a margin)."""
+    return len(text) * font_pt * PX_PER_PT_CHAR + LABEL_PAD_PX
+
+
 def _label_fonts(hang: Hanging, vw: float) -> None:
-    """One font size for every label: as large as 12 pt while the longest one fits its
-    cell (about 1 px per pt per character)."""
-    n = max([4] + [len(line) for label in hang.labels.values() for line in label.name.split("\n")])
-    size = float(np.clip((vw - 24) / n, 7.0, 12.0))
-    for label in hang.labels.values():
+    """One font size for every label: as large as LABEL_PT allows while every label fits
+    its cell's width in full; when that is below 8 pt, 8 pt (7 at least) with each label
+    in its longest form that fits (dates to years, "(missing)" without the date, "≈" for
+    a nominal size), elided with "…" as a last resort."""
+    lo, hi = LABEL_PT
+    texts = {c: list(label.metadata["napari_dcm_slot"]["texts"]) for c, label in hang.labels.items()}
+    if not texts:
+        return
+
+    def size_for(t: str) -> float:
+        return (vw - LABEL_PAD_PX) / (max(4, len(t)) * PX_PER_PT_CHAR)
+
+    size = min(hi, min(size_for(t[0]) for t in texts.values()))
+    if size < lo + 1:
+        size = max(lo, min(lo + 1, min(size_for(t[-1]) for t in texts.values())))
+    chars = max(4, int((vw - LABEL_PAD_PX) / (size * PX_PER_PT_CHAR)))
+    for c, label in hang.labels.items():
+        t = next((x for x in texts[c] if len(x) <= chars), texts[c][-1])
+        if len(t) > chars:
+            t = t[: chars - 1].rstrip() + "…"
+        if label.name != t:
+            label.name = t
         label.name_overlay.font_size = size
 
 
@@ -567,6 +629,7 @@ LAST_PREFETCH: list[tuple[float, float]] = []
 
 
 def _unhang(viewer, keep_state: bool = False) -> None:
+    state.of(viewer).hanging = None  # first: whoever follows the grid sees no hanging
     viewer.canvas.grid.enabled = False
     for layer in list(viewer.layers):
         if PLACEHOLDER in layer.metadata:

@@ -1,12 +1,17 @@
 """The dock's Layout tab: hang mammograms by slot, assign images to cells, back to one view.
 
 * layout (auto, 1x2, 1x3, 2x2, 2x4) and, for 1x2 / 1x3, the view (CC, MLO);
+* the patient that hangs (auto: the one with the most standard views in
+  their newest study; the others' images are off the grid);
 * the cells: slot, the image hanging there (a menu of every image: choose one
   to assign it; "(empty)" empties the cell) and notes (flips, contradictory
   tags, nominal size);
 * the off-grid images with the reason each is not on the grid (spot
   compression, prior, second RCC, unknown view ...); drag one onto a cell, or
   choose it in the cell's menu.
+
+The tab follows the viewer: a hanging made elsewhere (the case navigator, a
+script) fills it, going back to one view (from anywhere) empties it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from ..dicom import mammo
 from . import hanging
 
 EMPTY = "(empty)"
+AUTO_PATIENT = "auto"
+NO_ID = "(no PatientID)"
 NAME_ROLE = int(Qt.ItemDataRole.UserRole)
 
 
@@ -81,6 +88,17 @@ class LayoutTab(QWidget):
         row.addWidget(self.layout_btn)
         row.addWidget(self.single_btn)
         v.addLayout(row)
+        prow = QHBoxLayout()
+        prow.addWidget(QLabel("Patient:"))
+        self.patient_combo = QComboBox()
+        self.patient_combo.addItem(AUTO_PATIENT, None)
+        self.patient_combo.setToolTip(
+            "the patient whose current and prior studies hang (auto: the most standard views in the newest study);\n"
+            "the other patients' images are off the grid"
+        )
+        self.patient_combo.activated.connect(self._patient_chosen)
+        prow.addWidget(self.patient_combo, 1)
+        v.addLayout(prow)
         self.cells = CellTable(self)
         v.addWidget(self.cells)
         v.addWidget(QLabel("Off the grid (drag onto a cell, or choose in a cell's menu):"))
@@ -99,7 +117,10 @@ class LayoutTab(QWidget):
         self.current_layout: mammo.Layout | None = None
         self._assign: dict[str, int | None] = {}
         self._filling = False
+        self._patient: str | None = None
+        self._hanging_now = False
         self._sync_view_combo()
+        viewer.canvas.grid.events.enabled.connect(self._grid_toggled)
 
     # ---- actions
     def _sync_view_combo(self, *_):
@@ -112,16 +133,41 @@ class LayoutTab(QWidget):
         self._assign = {}
         self.hang(layout, view=view)
 
-    def hang(self, layout: str | None = None, cells: dict | None = None, view: str | None = None):
-        """Hang (``cells``: {image name: cell or None}, kept for later re-hangs of this layout)."""
+    def _patient_chosen(self, *_):
+        self._patient = self.patient_combo.currentData()
+        self._assign = {}
+        lay = self.current_layout
+        if lay is not None:
+            self.hang(None if self.layout_combo.currentText() == "auto" else lay.name, view=lay.view)
+
+    def hang(
+        self,
+        layout: str | None = None,
+        cells: dict | None = None,
+        view: str | None = None,
+        patient: str | None = None,
+    ):
+        """Hang (``cells``: {image name: cell or None}, kept for later re-hangs of this layout;
+        ``patient``: a PatientID, kept too; None: the one chosen in the tab, or auto)."""
+        if layout == "1x1":
+            self.single_view()
+            return mammo.Layout("1x1", (1, 1))
+        if patient is not None:
+            self._patient = patient
+            self._assign = {}
         for name, cell in (cells or {}).items():
             self._assign.pop(name, None)  # the latest assignment is applied last
             self._assign[name] = cell
+        self._hanging_now = True
         try:
-            self.current_layout = hanging.apply_layout(self.viewer, layout, self._assign or None, view)
+            self.current_layout = hanging.apply_layout(
+                self.viewer, layout, self._assign or None, view, patient=self._patient
+            )
         except ValueError as exc:
             _notify.warning(f"napari-dcm: {exc}")
             return None
+        finally:
+            self._hanging_now = False
         if self.current_layout.name in ("1x2", "1x3") and self.current_layout.view:
             self.view_combo.setCurrentText(self.current_layout.view)
         self._fill()
@@ -141,10 +187,26 @@ class LayoutTab(QWidget):
 
     def single_view(self):
         hanging.single_view(self.viewer)
+        self._clear()
+
+    def _clear(self):
         self.current_layout = None
         self._assign = {}
         self.cells.setRowCount(0)
         self.off_grid.clear()
+
+    def _grid_toggled(self, event=None):
+        """Follow hangings made or undone elsewhere (case navigator, scripts, CLI)."""
+        if self._hanging_now:  # hang() fills the tables when it is done
+            return
+        hang = hanging.current(self.viewer)
+        if hang is None:
+            if self.current_layout is not None:
+                self._clear()
+            return
+        if self.current_layout is not hang.layout:
+            self.current_layout = hang.layout
+            self._fill()
 
     # ---- the tables
     def _image_in(self, cell: int) -> str | None:
@@ -168,6 +230,7 @@ class LayoutTab(QWidget):
                 seen[labels[p.path]] = seen.get(labels[p.path], 0) + 1
                 if seen[labels[p.path]] > 1:
                     labels[p.path] += f" ({seen[labels[p.path]]})"
+            self._fill_patients(lay)
             self.cells.setRowCount(len(lay.slots))
             for i, s in enumerate(lay.slots):
                 self.cells.setItem(i, 0, QTableWidgetItem(str(s.cell)))
@@ -213,6 +276,19 @@ class LayoutTab(QWidget):
             self.cells.resizeColumnsToContents()
         finally:
             self._filling = False
+
+    def _fill_patients(self, lay: mammo.Layout) -> None:
+        counts: dict[str, int] = {}
+        for p in lay.placements:
+            counts[p.patient] = counts.get(p.patient, 0) + 1
+        self.patient_combo.clear()
+        auto = AUTO_PATIENT + (f": {lay.patients[0] or NO_ID}" if self._patient is None and lay.patients else "")
+        self.patient_combo.addItem(auto, None)
+        for pid in sorted(counts):
+            self.patient_combo.addItem(f"{pid or NO_ID} ({counts[pid]} image(s))", pid)
+        idx = self.patient_combo.findData(self._patient) if self._patient is not None else 0
+        self.patient_combo.setCurrentIndex(max(0, idx))
+        self.patient_combo.setEnabled(len(counts) > 1 or self._patient is not None)
 
     def _combo_changed(self, cell: int, combo: QComboBox):
         if self._filling:

@@ -18,6 +18,12 @@ Layouts and their slots (cells numbered row by row)
 * ``2x4``: the current study on top (RCC, LCC, RMLO, LMLO), the prior below;
 * ``1x1``: one image (the first).
 
+One patient hangs at a time: the images of the other patients are off the
+grid (``Placement.reason`` names their PatientID) and can be assigned by
+hand.  The patient is chosen with ``patient=`` (a PatientID), else the one
+with the most standard views in their newest study, then the newest study,
+then the most images (``Layout.patient``; ``Layout.patients`` lists them).
+
 An image goes into its slot or nowhere: a missing view leaves its cell empty
 (``Slot.path is None``); images that fit no slot are off the grid with the
 reason (``Placement.reason``): views with a modifier (spot compression,
@@ -347,6 +353,7 @@ class Placement:
     laterality: str | None
     study_date: str = ""
     instance_number: int | None = None
+    patient: str = ""  # PatientID ("" when the header has none)
     cell: int | None = None  # None: off the grid
     slot: str | None = None  # the slot's name ("RCC", "LMLO prior", "extra"), None off the grid
     flip_h: bool = False
@@ -398,6 +405,8 @@ class Layout:
     placements: list[Placement] = field(default_factory=list)
     slots: list[Slot] = field(default_factory=list)
     view: str | None = None  # the view of a 1x2 / 1x3
+    patient: str | None = None  # the PatientID that hangs (None: no image)
+    patients: list[str] = field(default_factory=list)  # every PatientID of the images, the hung one first
 
     def cell_of(self, path: str) -> int | None:
         for p in self.placements:
@@ -465,6 +474,7 @@ def placement_from_values(path: str, values: dict[str, Any]) -> Placement:
         laterality=lat,
         study_date=str(values.get("study_date") or ""),
         instance_number=inst,
+        patient=str(values.get("patient_id") or "").strip(),
         flip_h=fh,
         flip_v=fv,
         align="right" if lat == "R" else "left",
@@ -492,6 +502,22 @@ def choose_layout(placements: list[Placement]) -> tuple[str, str | None]:
     if len(views) == 1:
         return "1x2", next(iter(views))
     return "2x2", None
+
+
+def patient_order(placements: list[Placement]) -> list[str]:
+    """The PatientIDs of ``placements``, the one to hang first: most distinct standard
+    views in the patient's newest study, then the newest study, then the most images."""
+    groups: dict[str, list[Placement]] = {}
+    for p in placements:
+        groups.setdefault(p.patient, []).append(p)
+
+    def key(pid: str) -> tuple[int, str, int]:
+        ps = groups[pid]
+        newest = max(p.study_date for p in ps)
+        views = {(p.laterality, p.view) for p in ps if p.standard and p.study_date == newest}
+        return len(views), newest, len(ps)
+
+    return sorted(groups, key=key, reverse=True)
 
 
 def _dates(placements: list[Placement]) -> tuple[str, str | None]:
@@ -535,13 +561,26 @@ def arrange(
     layout: str | None = None,
     view: str | None = None,
     assign: dict[str, int | None] | None = None,
+    patient: str | None = None,
 ) -> Layout:
     """Hang ``placements`` in the named slots of ``layout`` (chosen from the images when None).
 
     ``view``: the view of a 1x2 / 1x3 ("CC", "MLO").  ``assign``: {path: cell or None}
-    manual placements applied last (None takes an image off the grid).
+    manual placements applied last (None takes an image off the grid).  ``patient``:
+    the PatientID that hangs (by default the first of :func:`patient_order`); the
+    other patients' images are off the grid.
     """
-    ps = list(placements)
+    everyone = list(placements)
+    patients = patient_order(everyone)
+    if patient is not None:
+        patient = str(patient).strip()
+        if patient not in patients:
+            raise ValueError(f"no image of patient {patient!r}; the images are of {', '.join(map(repr, patients))}")
+    elif patients:
+        patient = patients[0]
+    if patient is not None:
+        patients = [patient] + [x for x in patients if x != patient]
+    ps = [p for p in everyone if p.patient == patient]
     auto_view = None
     if layout is None:
         layout, auto_view = choose_layout(ps)
@@ -556,7 +595,7 @@ def arrange(
         view = auto_view or _main_view(ps, current)
     multi_date = len({p.study_date for p in ps}) > 1
     slots = _slots(layout, view, current, prior, multi_date)
-    for p in ps:
+    for p in everyone:
         p.cell, p.slot, p.reason = None, None, ""
     taken: set[str] = set()
     for s in slots:
@@ -591,7 +630,7 @@ def arrange(
             if rest:
                 s.path = rest[0].path
                 taken.add(rest[0].path)
-    by_path = {p.path: p for p in ps}
+    by_path = {p.path: p for p in everyone}
     for path, cell in (assign or {}).items():
         path = str(path)
         if path not in by_path:
@@ -615,11 +654,16 @@ def arrange(
         if s.path is not None:
             p = by_path[s.path]
             p.cell, p.slot, p.reason = s.cell, s.name, ""
-    for p in ps:
+    for p in everyone:
         if p.cell is None and not p.reason:
-            p.reason = _off_grid_reason(p, layout, view, current, prior)
-    ordered = sorted(ps, key=lambda p: (p.cell is None, p.cell if p.cell is not None else 0))
-    return Layout(layout, LAYOUTS[layout], ordered, slots, view if layout in ("1x2", "1x3") else None)
+            if p.patient != patient:
+                p.reason = f"another patient ({p.patient or 'no PatientID'})"
+            else:
+                p.reason = _off_grid_reason(p, layout, view, current, prior)
+    ordered = sorted(everyone, key=lambda p: (p.cell is None, p.cell if p.cell is not None else 0))
+    return Layout(
+        layout, LAYOUTS[layout], ordered, slots, view if layout in ("1x2", "1x3") else None, patient, patients
+    )
 
 
 def _main_view(ps: list[Placement], current: str) -> str:
@@ -672,6 +716,7 @@ def values_from_dataset(ds: Dataset) -> dict[str, Any]:
         ("SeriesDescription", "series_description", str),
         ("ProtocolName", "protocol_name", str),
         ("StudyDate", "study_date", str),
+        ("PatientID", "patient_id", str),
         ("InstanceNumber", "instance_number", int),
         ("Rows", "rows", int),
         ("Columns", "columns", int),
@@ -741,8 +786,12 @@ def mammo_layout(
     layout: str | None = None,
     view: str | None = None,
     assign: dict[str, int | None] | None = None,
+    patient: str | None = None,
 ) -> Layout:
-    """The hanging layout for mammograms given as paths (files, DICOMweb frame keys) or Headers."""
+    """The hanging layout for mammograms given as paths (files, DICOMweb frame keys) or Headers.
+
+    One patient hangs (``patient``: a PatientID; by default the one with the most
+    standard views in their newest study); the others' images are off the grid."""
     from .scan import Header
 
     placements = []
@@ -754,7 +803,7 @@ def mammo_layout(
             path = str(it)
             values = header_values(path)
         placements.append(placement_from_values(path, values))
-    return arrange(placements, layout, view, {str(k): v for k, v in (assign or {}).items()})
+    return arrange(placements, layout, view, {str(k): v for k, v in (assign or {}).items()}, patient)
 
 
 # --------------------------------------------------------------------------
@@ -766,11 +815,14 @@ def breast_extent(frame: Any, chest_wall_right: bool, inverted: bool = False) ->
 
     Mammograms are mostly background on the nipple side; a hanging fits the
     breast, not the background, to its cell.  Pixels brighter (darker when
-    ``inverted``) than Otsu's threshold between breast and background count
-    as breast; columns count when more than 2 % of their pixels do; the
-    breast ends at the first gap of empty columns wider than 3 % of the image
-    (so burned-in markers and labels beyond it do not count).  1.0 when
-    nothing can be told.
+    ``inverted``) than the background level plus 10 % of the image's range
+    count as breast (low, so the faint skin line and subcutaneous fat count:
+    a threshold between breast and background such as Otsu's splits dense
+    from fatty tissue when an image has little background, and cut breasts
+    off); columns count when more than 2 % of their pixels do; the breast
+    ends at the first gap of empty columns wider than 3 % of the image (so
+    burned-in markers and labels beyond it do not count).  1.0 when nothing
+    can be told (an image without background: all of it is breast).
     """
     import numpy as np
 
@@ -785,8 +837,7 @@ def breast_extent(frame: Any, chest_wall_right: bool, inverted: bool = False) ->
     lo, hi = np.percentile(finite, [0.5, 99.5])
     if hi <= lo:
         return 1.0
-    threshold = _otsu(np.clip(finite, lo, hi))
-    tissue = a < threshold if inverted else a > threshold
+    tissue = a < hi - 0.1 * (hi - lo) if inverted else a > lo + 0.1 * (hi - lo)
     occupied = tissue.mean(axis=0) > 0.02
     if chest_wall_right:
         occupied = occupied[::-1]  # from the chest wall outwards
@@ -803,18 +854,3 @@ def breast_extent(frame: Any, chest_wall_right: bool, inverted: bool = False) ->
     if last < 0:
         return 1.0
     return float(min(1.0, max(0.2, (last + 1) / cols)))
-
-
-def _otsu(values: Any, bins: int = 256) -> float:
-    """Otsu's threshold: the value that best splits ``values`` in two classes."""
-    import numpy as np
-
-    hist, edges = np.histogram(values, bins=bins)
-    centers = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist).astype(np.float64)
-    w1 = w0[-1] - w0
-    m = np.cumsum(hist * centers)
-    mu0 = m / np.maximum(w0, 1)
-    mu1 = (m[-1] - m) / np.maximum(w1, 1)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(centers[int(np.argmax(between))])
