@@ -257,23 +257,25 @@ def apply_layout(
         c: [img] + [c2 for c2 in companions(viewer, img) if PLACEHOLDER not in c2.metadata]
         for c, img in by_cell.items()
     }
-    for c in range(n_cells):
-        label = _label_layer(viewer, lay.slots[c], by_cell.get(c), hang.nominal)
-        hang.labels[c] = label
-        groups.setdefault(c, [])
-        groups[c] = groups[c] + [label]
-    stride = max(len(g) for g in groups.values())
-    order: list[Any] = []
-    for c in range(n_cells):
-        g = [_pad(viewer, c, k) for k in range(stride - len(groups[c]))] + groups[c]
-        hang.groups[c] = g
-        order += g
-    in_grid = {id(layer) for layer in order}
-    for layer in viewer.layers:
-        if id(layer) not in in_grid:
-            layer.visible = False
-    for i, layer in enumerate(order):
-        viewer.layers.move(viewer.layers.index(layer), i)
+    # one batch: napari's canvas updates its scene graph once for the labels, spacers and moves
+    with viewer.layers.batched_update():
+        for c in range(n_cells):
+            label = _label_layer(viewer, lay.slots[c], by_cell.get(c), hang.nominal)
+            hang.labels[c] = label
+            groups.setdefault(c, [])
+            groups[c] = groups[c] + [label]
+        stride = max(len(g) for g in groups.values())
+        order: list[Any] = []
+        for c in range(n_cells):
+            g = [_pad(viewer, c, k) for k in range(stride - len(groups[c]))] + groups[c]
+            hang.groups[c] = g
+            order += g
+        in_grid = {id(layer) for layer in order}
+        for layer in viewer.layers:
+            if id(layer) not in in_grid:
+                layer.visible = False
+        for i, layer in enumerate(order):
+            viewer.layers.move(viewer.layers.index(layer), i)
     for layer in order:
         if not str(layer.metadata.get(PLACEHOLDER, "")).startswith("pad "):
             layer.visible = True
@@ -631,9 +633,11 @@ LAST_PREFETCH: list[tuple[float, float]] = []
 def _unhang(viewer, keep_state: bool = False) -> None:
     state.of(viewer).hanging = None  # first: whoever follows the grid sees no hanging
     viewer.canvas.grid.enabled = False
-    for layer in list(viewer.layers):
-        if PLACEHOLDER in layer.metadata:
-            viewer.layers.remove(layer)
+    # one batch: napari's canvas rebuilds its scene graph (and runs gc.collect) once, not per layer
+    with viewer.layers.batched_update():
+        for layer in list(viewer.layers):
+            if PLACEHOLDER in layer.metadata:
+                viewer.layers.remove(layer)
     for layer in viewer.layers:
         _restore(layer)
     state.of(viewer).hanging = None
