@@ -290,9 +290,11 @@ def _check_workers(entry: _Entry, timeout: float) -> None:
 
 
 def _version() -> str:
-    import napari_dcm
-
-    return str(getattr(napari_dcm, "__version__", "?"))
+    try:
+        from .._version import __version__
+    except ImportError:  # pragma: no cover - a checkout without the generated file
+        return "?"
+    return str(__version__)
 
 
 def _entry(address: str) -> _Entry:
