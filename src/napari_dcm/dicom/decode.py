@@ -386,7 +386,23 @@ def load_frame(
     blank frame and one report per file, or raises ``DicomDecodeError`` when
     ``strict``.
     """
-    key = (ref, transform)
+    return _load(
+        (ref, transform), ref, shape, dtype, strict, 0, lambda ok: _decode_ref(ref, desc, transform, shape, dtype, ok)
+    )
+
+
+def _load(
+    key: Hashable,
+    ref: FrameRef,
+    shape: tuple[int, ...],
+    dtype: str,
+    strict: bool,
+    level: int,
+    produce: Callable[[list[bool]], np.ndarray],
+) -> np.ndarray:
+    """The cached, failure-remembering frame load behind :func:`load_frame` and
+    :func:`load_frame_level`; ``produce(read_ok)`` reads and decodes (appending to
+    ``read_ok`` once the bytes are read)."""
     hit, claim = CACHE.claim(key)  # waits while another thread (read-ahead) decodes this frame
     if hit is not None:
         with STATS.lock:
@@ -403,10 +419,10 @@ def load_frame(
             if strict:
                 raise err
         else:
-            STATS.record(ref)
+            STATS.record(ref, level)
             read_ok: list[bool] = []
             try:
-                done = _decode_ref(ref, desc, transform, shape, dtype, read_ok)
+                done = produce(read_ok)
             except BaseException as exc:  # codecs raise BaseExceptions too (pyo3's PanicException)
                 if not codec_failure(exc):
                     raise
@@ -517,8 +533,7 @@ def decode_level(enc: EncodedFrame, desc: PixelDesc, level: int) -> np.ndarray:
     if problem:
         raise ValueError(problem)
     arr = openjpeg.decode(codestream, level, codecs.THREADS)
-    size = 1 if desc.bits_allocated <= 8 else 2 if desc.bits_allocated <= 16 else 4
-    want = np.dtype(f"{'i' if desc.pixel_representation else 'u'}{size}")
+    want = np.dtype(_decoded_dtype(desc))
     return arr if arr.dtype == want else arr.astype(want)
 
 
@@ -539,46 +554,47 @@ def load_frame_level(
     """
     if level == 0:
         return load_frame(ref, desc, transform, shape, dtype, strict)
-    key = (ref, transform, level)
-    hit, claim = CACHE.claim(key)
-    if hit is not None:
-        with STATS.lock:
-            STATS.cache_hits += 1
-        return cast(np.ndarray, hit)
-    done: np.ndarray | None = None
+    return _load(
+        (ref, transform, level),
+        ref,
+        shape,
+        dtype,
+        strict,
+        level,
+        lambda ok: _decode_level_ref(ref, desc, transform, shape, dtype, level, ok),
+    )
+
+
+def _decode_level_ref(
+    ref: FrameRef,
+    desc: PixelDesc,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    shape: tuple[int, ...],
+    dtype: str,
+    level: int,
+    read_ok: list[bool],
+) -> np.ndarray:
+    """:func:`_decode_ref` at a reduced resolution ``level``."""
+    from .openjpeg import OpenJpegError
+
+    enc = ref.read()
+    read_ok.append(True)
     try:
-        STATS.record(ref, level)
-        from .openjpeg import OpenJpegError
-
-        try:
-            arr = decode_level(ref.read(), desc, level)
-        except OpenJpegError as exc:
-            if "greater than the maximum resolution" not in str(exc):
-                raise
-            full = load_frame(ref, desc, None, (desc.rows, desc.columns), _decoded_dtype(desc), True)
-            f = 1 << level
-            arr = np.ascontiguousarray(full[::f, ::f])
-        if transform is not None:
-            arr = transform(arr)
-        arr = np.asarray(arr)
-        if arr.dtype != np.dtype(dtype):
-            arr = arr.astype(dtype)
-        if arr.shape != tuple(shape):
-            raise ValueError(f"decoded frame has shape {arr.shape} at level {level}, expected {tuple(shape)}")
-        done = arr
-    except BaseException as exc:  # codecs raise BaseExceptions too (pyo3's PanicException)
-        if not codec_failure(exc):
+        arr = decode_level(enc, desc, level)
+    except OpenJpegError as exc:
+        if "greater than the maximum resolution" not in str(exc):
             raise
-        from ..errors import DicomDecodeError
-
-        err = DicomDecodeError(ref.path, f"{type(exc).__name__}: {exc}", frame=ref.index)
-        if strict:
-            raise err from exc
-    finally:
-        CACHE.release(key, claim, done)
-    if done is not None:
-        return done
-    return _blank(ref, shape, dtype, err)
+        full = load_frame(ref, desc, None, (desc.rows, desc.columns), _decoded_dtype(desc), True)
+        f = 1 << level
+        arr = np.ascontiguousarray(full[::f, ::f])
+    if transform is not None:
+        arr = transform(arr)
+    arr = np.asarray(arr)
+    if arr.dtype != np.dtype(dtype):
+        arr = arr.astype(dtype)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"decoded frame has shape {arr.shape} at level {level}, expected {tuple(shape)}")
+    return arr
 
 
 def _decoded_dtype(desc: PixelDesc) -> str:
