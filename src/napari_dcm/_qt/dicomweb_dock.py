@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
 from .. import _notify
 from ..dicom import dicomweb as dw
 from . import state
-from .search_form import SearchForm
+from .search_form import SearchForm, fill_studies
 
 DOCK = "dicomweb"
 
@@ -118,20 +118,7 @@ class DicomWebDock(QWidget):
             _notify.error(f"napari-dcm: {exc}")
             self.status.setText(str(exc))
             return []
-        self.results.clear()
-        for s in studies:
-            it = QTreeWidgetItem(
-                [
-                    str(s["patient_name"] or ""),
-                    str(s["patient_id"] or ""),
-                    str(s["study_date"] or ""),
-                    str(s["study_description"] or ""),
-                    f"{s['n_series'] or '?'} / {s['n_instances'] or '?'}",
-                ]
-            )
-            it.setData(0, Qt.ItemDataRole.UserRole, ("study", s["study_uid"]))
-            it.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
-            self.results.addTopLevelItem(it)
+        fill_studies(self.results, studies, no_name="")
         self.status.setText(f"{len(studies)} study(ies) on {self.server.base}")
         return studies
 

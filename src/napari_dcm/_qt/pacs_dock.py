@@ -31,7 +31,7 @@ from .. import _notify
 from ..dicom import dimse
 from ..errors import DimseError
 from . import state
-from .search_form import SearchForm
+from .search_form import SearchForm, fill_studies
 
 DOCK = "pacs"
 NEW_NODE = "(new node)"
@@ -457,20 +457,7 @@ class PacsDock(QWidget):
         return w
 
     def _show_studies(self, node: dimse.Node, studies: list[dict[str, Any]]) -> None:
-        self.results.clear()
-        for s in studies:
-            it = QTreeWidgetItem(
-                [
-                    str(s["patient_name"] or "(no name)"),
-                    str(s["patient_id"] or ""),
-                    str(s["study_date"] or ""),
-                    str(s["study_description"] or ""),
-                    f"{s['n_series'] or '?'} / {s['n_instances'] or '?'}",
-                ]
-            )
-            it.setData(0, Qt.ItemDataRole.UserRole, ("study", s["study_uid"]))
-            it.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
-            self.results.addTopLevelItem(it)
+        fill_studies(self.results, studies, no_name="(no name)")
         for i in range(self.results.columnCount()):
             self.results.resizeColumnToContents(i)
         self.status.setText(f"{len(studies)} study(ies) on {node}")

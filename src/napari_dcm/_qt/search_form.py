@@ -8,6 +8,8 @@ and study description.  ``values()`` gives them as the keyword arguments of
 
 from __future__ import annotations
 
+from typing import Any
+
 from magicgui.widgets import Container, LineEdit
 
 FIELDS = {
@@ -41,3 +43,25 @@ class SearchForm(Container):
     def native_fields(self) -> dict:
         """The underlying QLineEdits (for keyboard focus and tests)."""
         return {k: w.native for k, w in self.inputs.items()}
+
+
+def fill_studies(tree: Any, studies: list[dict[str, Any]], no_name: str = "") -> None:
+    """Put study rows (the search result dicts of QIDO-RS and C-FIND alike) into a
+    results tree: name, ID, date, description, series / instances; each row expands."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTreeWidgetItem
+
+    tree.clear()
+    for s in studies:
+        it = QTreeWidgetItem(
+            [
+                str(s["patient_name"] or no_name),
+                str(s["patient_id"] or ""),
+                str(s["study_date"] or ""),
+                str(s["study_description"] or ""),
+                f"{s['n_series'] or '?'} / {s['n_instances'] or '?'}",
+            ]
+        )
+        it.setData(0, Qt.ItemDataRole.UserRole, ("study", s["study_uid"]))
+        it.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
+        tree.addTopLevelItem(it)
