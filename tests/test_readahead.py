@@ -268,11 +268,23 @@ def test_viewer_reads_ahead_for_the_npe2_reader(make_napari_viewer, qtbot, big_m
 
     f = follower(viewer)
     assert f is not None
+    start = int(viewer.dims.current_step[0])
+    assert start == (24 - 1) // 2  # the reader shows the middle frame first
     viewer.dims.set_current_step(0, 5)
-    want = set(range(5, 5 + f.engine.settings.ahead + 1))
+    # moving back from the middle: the window at 5 runs backwards (5, 4, ... then 6, 7, ...);
+    # the first window (around the middle) may be dropped before it ran, so only the
+    # frames of the window at 5 are owed
+    target = f.targets[0]
+    assert (target.index, target.direction) == (5, -1)
+    want = {k for _, k in f.engine.planned}
+    s = f.engine.settings
+    assert want == set(range(max(0, 5 - s.ahead), 5 + s.behind + 1))
     # Qt must run while we wait: read-ahead holds while napari slices and draws, and
     # resumes when Qt is idle (blocking in wait_idle could return while it is held)
     qtbot.waitUntil(lambda: want <= set(_decoded(big_multiframe)), timeout=60000)
+    assert f.wait_idle(60)
+    decoded = _decoded(big_multiframe)
+    assert all(n == 1 for n in decoded.values())  # never twice
 
 
 def test_held_engine_starts_nothing_until_released(mf):
