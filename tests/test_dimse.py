@@ -300,19 +300,19 @@ def test_panel_echo_search_and_open_as_files_arrive(make_napari_viewer, orthanc_
     dock = panel(viewer, orthanc_dimse)
     knee = orthanc_dimse.files["knee"]
     dock.echo()
-    qtbot.waitUntil(lambda: "answered C-ECHO" in dock.status.text(), timeout=15000)
+    qtbot.waitUntil(lambda: "answered C-ECHO" in dock.status.text(), timeout=30000)
     dock.fields["patient_name"].setText("KN*")
     dock.search()
-    qtbot.waitUntil(lambda: dock.results.topLevelItemCount() == 1, timeout=15000)
+    qtbot.waitUntil(lambda: dock.results.topLevelItemCount() == 1, timeout=30000)
     study = dock.results.topLevelItem(0)
     assert study.text(0) == "KNEE" and study.text(4) == "1 / 24"
     study.setExpanded(True)
-    qtbot.waitUntil(lambda: study.childCount() == 1, timeout=15000)
+    qtbot.waitUntil(lambda: study.childCount() == 1, timeout=30000)
     assert study.child(0).text(4) == "24 instance(s)" and study.child(0).text(1) == "MR"
 
     gate = hold_after(dock, 6)
     opener = dock._open(study.child(0))
-    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=15000)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=30000)
     layer = viewer.layers[0]
     assert not opener.job.done.is_set()  # the transfer is still going on
     assert 2 <= layer.data.shape[0] <= 6 and layer.visible
@@ -345,7 +345,7 @@ def test_panel_cancel_opens_what_arrived_and_says_so(make_napari_viewer, orthanc
     gate = hold_after(dock, 4)
     n0 = len(notification_manager.records)
     opener = dock.retrieve(knee.study, knee.series)
-    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=15000)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=30000)
     dock.cancel_btn.click()
     gate.set()
     qtbot.waitUntil(lambda: opener.finished, timeout=60000)
@@ -369,11 +369,11 @@ def test_panel_errors_notify_and_viewer_stays_usable(make_napari_viewer, orthanc
     dock.aet.setText("NOT_ORTHANC")
     n0 = len(notification_manager.records)
     dock.search()
-    qtbot.waitUntil(lambda: "association rejected" in dock.status.text(), timeout=15000)
+    qtbot.waitUntil(lambda: "association rejected" in dock.status.text(), timeout=30000)
     assert any("NOT_ORTHANC@" in str(n.message) for n in notification_manager.records[n0:])
     dock.aet.setText(orthanc_dimse.aet)
     opener = dock.retrieve("1.2.3.4.404")
-    qtbot.waitUntil(lambda: opener.finished, timeout=15000)
+    qtbot.waitUntil(lambda: opener.finished, timeout=30000)
     assert "not found" in dock.status.text() and len(viewer.layers) == 0
     assert dock.search_btn.isEnabled() and dock.echo_btn.isEnabled()
 

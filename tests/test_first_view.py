@@ -86,7 +86,7 @@ def image_box_on_canvas(viewer, layer):
 
 def assert_whole(viewer, layer, qtbot):
     h, w = viewer.canvas.size
-    qtbot.waitUntil(lambda: canvas_widget(viewer).height() == viewer.canvas.size[0], timeout=5000)
+    qtbot.waitUntil(lambda: canvas_widget(viewer).height() == viewer.canvas.size[0], timeout=20000)
     x0, y0, x1, y1 = image_box_on_canvas(viewer, layer)
     assert x0 >= -0.5 and y0 >= -0.5 and x1 <= w + 0.5 and y1 <= h + 0.5, ((x0, y0, x1, y1), (w, h))
     # and fitted, not tiny: the image fills 90 % or more of the canvas along one axis
@@ -103,7 +103,7 @@ def test_whole_view_after_dock_view_api(make_napari_viewer, corpus, qtbot):
     (layer,) = napari_dcm.view(corpus / "ct_mr_series" / "orthanc_Knee_T1", viewer=viewer).layers
     w0 = viewer.canvas.size[1]
     dd.dicom_dock(viewer)
-    qtbot.waitUntil(lambda: viewer.canvas.size[1] < w0, timeout=5000)  # the dock took its share
+    qtbot.waitUntil(lambda: viewer.canvas.size[1] < w0, timeout=20000)  # the dock took its share
     settle(qtbot)
     assert_whole(viewer, layer, qtbot)
 
@@ -119,7 +119,7 @@ def test_whole_view_after_drop_and_plugins_menu_dock(make_napari_viewer, corpus,
     w0 = viewer.canvas.size[1]
     # what Plugins > napari-dcm > DICOM (tags, windows, layouts) does
     viewer.window.add_plugin_dock_widget("napari-dcm", "DICOM (tags, windows, layouts)")
-    qtbot.waitUntil(lambda: viewer.canvas.size[1] < w0, timeout=5000)
+    qtbot.waitUntil(lambda: viewer.canvas.size[1] < w0, timeout=20000)
     settle(qtbot)
     assert_whole(viewer, layer, qtbot)
 
@@ -157,7 +157,7 @@ def test_whole_view_after_hanging_right_after_the_dock(make_napari_viewer, corpu
     w0 = viewer.canvas.size[1]
     dock = dd.dicom_dock(viewer)
     dock.hang()
-    qtbot.waitUntil(lambda: viewer.canvas.size[1] < w0, timeout=5000)
+    qtbot.waitUntil(lambda: viewer.canvas.size[1] < w0, timeout=20000)
     settle(qtbot)
     assert viewer.canvas.grid.enabled
     # the hanging was fitted for the canvas the dock left (fitting again changes nothing)
@@ -261,7 +261,7 @@ def test_status_text_series_ct_multiframe(make_napari_viewer, corpus, big_multif
         return "row 256, col 256" in text and text.endswith(" HU")
 
     try:
-        qtbot.waitUntil(shows_row_col, timeout=5000)
+        qtbot.waitUntil(shows_row_col, timeout=20000)
     except Exception:
         raise AssertionError(f"status {viewer.status!r}, over canvas {viewer.mouse_over_canvas}") from None
 

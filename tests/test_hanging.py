@@ -364,7 +364,7 @@ def test_hang_1x2_of_each_view_from_the_dock(make_napari_viewer, study, qtbot):
     # with the dock closed the canvas is wide: they fill the height
     size0 = viewer.canvas.size
     viewer.window.remove_dock_widget(dock)
-    qtbot.waitUntil(lambda: viewer.canvas.size != size0, timeout=5000)
+    qtbot.waitUntil(lambda: viewer.canvas.size != size0, timeout=20000)
     qtbot.wait(50)
     check_cells(shot_of(viewer), lay)
 
@@ -467,7 +467,7 @@ def test_camera_refits_when_the_dock_opens(make_napari_viewer, study, qtbot):
     size0, tx0 = viewer.canvas.size, rcc.translate[-1]
     check_cells(shot_of(viewer), lay)
     dd.dicom_dock(viewer)
-    qtbot.waitUntil(lambda: viewer.canvas.size != size0, timeout=5000)
+    qtbot.waitUntil(lambda: viewer.canvas.size != size0, timeout=20000)
     qtbot.wait(50)
     assert rcc.translate[-1] != tx0  # the cells got narrower: the right breasts moved
     check_cells(shot_of(viewer), lay)

@@ -225,7 +225,7 @@ def test_generated_sets_breasts_whole(make_napari_viewer, qtbot, bases, tmp_path
     # with the dock closed the canvas is wide: the breasts also fill their cells' height
     size0 = viewer.canvas.size
     viewer.window.remove_dock_widget(dock)
-    qtbot.waitUntil(lambda: viewer.canvas.size != size0, timeout=5000)
+    qtbot.waitUntil(lambda: viewer.canvas.size != size0, timeout=20000)
     settle(qtbot)
     fills = check_breasts_inside(viewer, lay)
     if layout != "2x4":

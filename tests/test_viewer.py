@@ -156,6 +156,6 @@ def test_drag_and_drop_file(make_napari_viewer, corpus, qtbot):
 
     viewer = make_napari_viewer(show=True)
     drop_files(viewer, [corpus / "transfer_syntax" / "CT1_RLE"])
-    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=10000)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 1, timeout=30000)
     assert viewer.layers[0].data.shape == (512, 512)
     assert viewer.layers[0].metadata["transfer_syntax"] == "1.2.840.10008.1.2.5"

@@ -328,7 +328,7 @@ def test_keys_do_what_the_help_says(make_napari_viewer, qtbot, corpus, tmp_path,
     # Space: play / pause
     press(viewer, qtbot, "Space")
     assert vw.cine.playing
-    qtbot.waitUntil(lambda: viewer.dims.current_step[0] != 4, timeout=5000)
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] != 4, timeout=20000)
     press(viewer, qtbot, "Space")
     assert not vw.cine.playing
     # Home (and double-click): fit, no flip/rotation, header window
