@@ -6,7 +6,7 @@ files and the other files of their folders), with what a reviewer needs to
 choose one: patient, study date, modalities, description, number of images
 and ROIs, reviewed or not, errors, missing files.
 
-Headers are read once, with the fast scan (:func:`.discovery.scan_paths`, every
+Headers are read once, with the fast scan (:func:`.discovery.scan_listed`, every
 core), in batches so that indexing reports progress and can be cancelled.
 What was read is kept in an index in the user's cache directory (never beside
 the data): one SQLite file per dataset, keyed by the dataset's root path (the
@@ -28,9 +28,11 @@ Pure: no napari, no Qt.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
+import marshal
 import os
 import sqlite3
 import time
@@ -39,15 +41,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DicomReadError
-from .discovery import dicomdir_files, iter_files, scan_paths
+from .discovery import dicomdir_files, iter_files, scan_listed
 from .embed import EmbedRow, EmbedTable, Roi, format_embed_csv, normalize, read_embed_csv, write_embed_csv
 from .filters import Filters, matches_values, parse_filters
 from .scan import Header, sniff
 
 log = logging.getLogger("napari_dcm")
 
-SCHEMA = 1
-BATCH = 8000  # files per scan call: the cancel granularity (progress comes per 500-file chunk)
+SCHEMA = 2
+BATCH = 500  # files per scan chunk: the progress and cancel granularity
+WRITE = 8000  # scanned entries per index write
 
 
 class IndexCancelled(Exception):
@@ -94,7 +97,8 @@ class FileEntry:
         return bool(self.values.get("pixels"))
 
 
-# Header.values keys an entry keeps (the CLI filter fields and what the case list shows)
+# Header.values keys an entry keeps (the CLI filter fields and what the case list shows);
+# the last two are the header's own (its SOP class, whether it has pixel data)
 _KEPT = (
     "study_instance_uid",
     "series_instance_uid",
@@ -105,20 +109,31 @@ _KEPT = (
     "study_description",
     "series_description",
     "series_number",
-    "sop_class_uid",
     "number_of_frames",
-    "pixels",
     "image_laterality",
     "view_position",
+    "sop_class_uid",
+    "pixels",
 )
-_COLUMNS = ", ".join(_KEPT)
+_FROM_VALUES = _KEPT[:-2]
 
 
-def entry_from_header(h: Header, mtime_ns: int, size: int) -> FileEntry:
-    values = dict(zip(_KEPT, map(h.values.get, _KEPT)))  # only these: 100,000 entries stay in memory
-    values["sop_class_uid"] = h.sop_class_uid or None
-    values["pixels"] = 1 if h.has_pixels else 0
+def entry_from_header(h: Header, mtime_ns: int, size: int, shared: dict[Any, Any] | None = None) -> FileEntry:
+    """The entry of a scanned file.  ``shared``: files whose kept values are equal (the files of
+    a series, mostly) get one values dict (entries never change their values)."""
+    vals = (*map(h.values.get, _FROM_VALUES), h.sop_class_uid or None, 1 if h.has_pixels else 0)
+    if shared is None:
+        return FileEntry(h.path, mtime_ns, size, "", dict(zip(_KEPT, vals)))
+    values = shared.get(vals)
+    if values is None:
+        values = shared[vals] = dict(zip(_KEPT, vals))  # only these: 100,000 entries stay in memory
     return FileEntry(h.path, mtime_ns, size, "", values)
+
+
+def _split(path: str) -> tuple[str, str]:
+    """(folder, the rest) of a path, ``folder + rest == path``."""
+    d = os.path.dirname(path)
+    return d, path[len(d) :]
 
 
 # --------------------------------------------------------------------------
@@ -141,17 +156,16 @@ class IndexStore:
             have = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
             version = db.execute("SELECT v FROM meta WHERE k='schema'").fetchone() if have else None
             source = db.execute("SELECT v FROM meta WHERE k='source'").fetchone() if have else None
-            if version is None or version[0] != str(SCHEMA) or source is None or source[0] != source_key:
-                for t in ("meta", "files", "reviewed", "edits"):
+            if version is not None and version[0] == "1" and source is not None and source[0] == source_key:
+                # an index of the first layout: its file entries are read again, the review is kept
+                db.execute("DROP TABLE IF EXISTS files")
+                db.execute(f"CREATE TABLE folders ({_FOLDERS})")
+                db.execute("UPDATE meta SET v=? WHERE k='schema'", (str(SCHEMA),))
+            elif version is None or version[0] != str(SCHEMA) or source is None or source[0] != source_key:
+                for t in ("meta", "folders", "files", "reviewed", "edits"):
                     db.execute(f"DROP TABLE IF EXISTS {t}")
                 db.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
-                cols = ", ".join(
-                    f"{k} {'INTEGER' if k in ('series_number', 'number_of_frames', 'pixels') else 'TEXT'}"
-                    for k in _KEPT
-                )
-                db.execute(
-                    f"CREATE TABLE files (path TEXT PRIMARY KEY, mtime_ns INTEGER, size INTEGER, error TEXT, {cols})"
-                )
+                db.execute(f"CREATE TABLE folders ({_FOLDERS})")
                 db.execute("CREATE TABLE reviewed (case_key TEXT PRIMARY KEY, at REAL)")
                 db.execute(
                     "CREATE TABLE edits (path TEXT PRIMARY KEY, case_key TEXT, row TEXT, nframes INTEGER,"
@@ -192,31 +206,47 @@ class IndexStore:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, v))
 
     # ---- files
-    def load_files(self) -> dict[str, FileEntry]:
-        out: dict[str, FileEntry] = {}
+    def load_files(self) -> dict[str, list[FileEntry]]:
+        """Every saved entry, by folder; a folder whose record cannot be read is left out (read again)."""
+        out: dict[str, list[FileEntry]] = {}
+        loads = marshal.loads
         with self._db() as db:
-            for r in db.execute(f"SELECT path, mtime_ns, size, error, {_COLUMNS} FROM files"):
-                out[r[0]] = FileEntry(r[0], r[1], r[2], r[3] or "", dict(zip(_KEPT, r[4:])))
+            for folder, blob in db.execute("SELECT folder, entries FROM folders"):
+                try:
+                    shared: dict[int, dict[str, Any]] = {}  # (marshal keeps equal-values tuples one object)
+                    mine = []
+                    for rest, m, sz, err, vals in loads(blob):
+                        values = shared.get(id(vals))
+                        if values is None:
+                            values = shared[id(vals)] = dict(zip(_KEPT, vals)) if vals else {}
+                        mine.append(FileEntry(folder + rest, m, sz, err, values))
+                    out[folder] = mine
+                except (ValueError, EOFError, TypeError):
+                    log.info("case index %s: the entries of %s are unreadable; reading them again", self.path, folder)
         return out
 
-    def put_files(self, entries: Iterable[FileEntry]) -> None:
-        rows = [(e.path, e.mtime_ns, e.size, e.error, *map(e.values.get, _KEPT)) for e in entries]
-        if not rows:
-            return
-        marks = ", ".join("?" * (4 + len(_KEPT)))
-        sql = f"INSERT OR REPLACE INTO files (path, mtime_ns, size, error, {_COLUMNS}) VALUES ({marks})"
-        with self._db() as db:
+    def put_folders(self, folders: dict[str, list[FileEntry]]) -> None:
+        """Save the entries of these folders (each folder's whole list: it replaces what was
+        saved; an empty list forgets the folder)."""
+        rows = []
+        gone = []
+        memo: dict[int, tuple[Any, ...]] = {}  # (the entries keep their values dicts alive: ids are stable)
+        for folder, entries in folders.items():
+            if not entries:
+                gone.append((folder,))
+                continue
+            n = len(folder)
+            recs = [(e.path[n:], e.mtime_ns, e.size, e.error, _vals(e, memo)) for e in entries]
             try:
-                db.executemany(sql, rows)
-            except (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError):
-                # a value of an unusual type (from pydicom's fallback parse, say): stored as text
-                db.executemany(sql, [tuple(_sql(v) for v in r) for r in rows])
-
-    def remove_files(self, paths: Iterable[str]) -> None:
-        rows = [(p,) for p in paths]
-        if rows:
-            with self._db() as db:
-                db.executemany("DELETE FROM files WHERE path=?", rows)
+                blob = marshal.dumps(recs)
+            except ValueError:  # a value of an unusual type (from pydicom's fallback parse, say): as text
+                blob = marshal.dumps([(*r[:4], tuple(_plain(v) for v in r[4])) for r in recs])
+            rows.append((folder, blob))
+        with self._db() as db:
+            if gone:
+                db.executemany("DELETE FROM folders WHERE folder=?", gone)
+            if rows:
+                db.executemany("INSERT OR REPLACE INTO folders VALUES (?, ?)", rows)
 
     # ---- reviewed
     def reviewed(self) -> set[str]:
@@ -280,7 +310,22 @@ class _Tx:
                 self.db.close()
 
 
-def _sql(v: Any) -> Any:
+# one row per folder: its entries, marshalled as [(path after the folder, mtime_ns, size,
+# error, kept values in _KEPT order or ())]: one row per folder is far fewer rows to write
+# and read than one per file, and a changed file rewrites only its folder's row
+_FOLDERS = "folder TEXT PRIMARY KEY, entries BLOB"
+
+
+def _vals(e: FileEntry, memo: dict[int, tuple[Any, ...]]) -> tuple[Any, ...]:
+    """An entry's kept values as a tuple (one tuple for the entries sharing a values dict)."""
+    v = e.values
+    t = memo.get(id(v))
+    if t is None:
+        t = memo[id(v)] = tuple(map(v.get, _KEPT)) if v else ()
+    return t
+
+
+def _plain(v: Any) -> Any:
     if v is None or isinstance(v, (int, float, str)):
         return v
     return str(v)
@@ -688,12 +733,14 @@ def build_index(
         files = [os.path.abspath(p) for p in dicomdir_files(src)]
     else:
         files = list(iter_files(inputs, recursive))  # absolute: the inputs are
-    files = [f for f in dict.fromkeys(files) if not os.path.basename(f).upper().startswith("DICOMDIR")]
+    files = list(dict.fromkeys(files))
+    if "DICOMDIR" in "\n".join(files).upper():  # (rare: the per-file test only then)
+        files = [f for f in files if not os.path.basename(f).upper().startswith("DICOMDIR")]
     index.n_files = len(files)
     source_key = f"{kind}:{src}" if kind != "paths" else "paths:" + "\n".join(sorted(inputs))
     store = IndexStore(index_path(source_key), source_key) if cache else None
     index.store = store
-    with store.session() if store is not None else contextlib.nullcontext():
+    with _collector_paused(), store.session() if store is not None else contextlib.nullcontext():
         _index_files(index, files, store, progress, cancel)
         _group(index, files, index._entries, row_set)
         if store is not None:
@@ -710,105 +757,111 @@ def _index_files(
     progress: Callable[[int, int], None] | None,
     cancel: Callable[[], bool] | None,
 ) -> None:
-    """Entries of every file: from the saved index when its stat is unchanged, else scanned."""
+    """Entries of every file: from the saved index when its stat is unchanged, else scanned.
+
+    The files are the scan's own listing; a file to read is scanned together with its
+    ``stat`` in the scan workers (taken before it is read: a file changed while it is read
+    is read again next time), so an empty cache costs the scan plus what is kept of it.
+    The saved index is written a folder at a time, the folders of new, changed and removed
+    files: every ``WRITE`` files read and at the end (also when cancelled).
+    """
     total = len(files)
     cached = store.load_files() if store is not None else {}
     entries: dict[str, FileEntry] = {}
-    to_scan: list[tuple[str, int, int]] = []
-    for p in files:
-        try:
-            st = os.stat(p)
-        except OSError as exc:
-            entries[p] = FileEntry(p, 0, 0, f"cannot read: {exc.strerror or exc}")
-            continue
-        c = cached.get(p)
-        if c is not None and c.mtime_ns == st.st_mtime_ns and c.size == st.st_size:
-            entries[p] = c
-        else:
-            to_scan.append((p, st.st_mtime_ns, st.st_size))
+    dirty: set[str] = set()  # folders whose saved entries are to be rewritten
+    if cached:
+        known = {e.path: e for mine in cached.values() for e in mine}
+        to_scan: list[str] = []
+        stat = os.stat
+        get = known.get
+        for p in files:
+            try:
+                st = stat(p)
+            except OSError as exc:
+                entries[p] = FileEntry(p, 0, 0, f"cannot read: {exc.strerror or exc}")
+                continue
+            c = get(p)
+            if c is not None and c.mtime_ns == st.st_mtime_ns and c.size == st.st_size:
+                entries[p] = c
+            else:
+                to_scan.append(p)
+        if len(known) > len(entries):  # removed files: forgotten with their folder's rewrite
+            dirty.update(f for f, p in _with_folders(p for p in known if p not in entries))
+        del known
+    else:
+        to_scan = files
     done = total - len(to_scan)
     if progress:
         progress(done, total)
-    if store is not None:
-        listed = set(files)
-        store.remove_files([p for p in cached if p not in listed])
-    for batch in _batches(to_scan, files):
-        if cancel is not None and cancel():
-            index._entries = entries
-            raise IndexCancelled(done, total)
-        base_done = done
+    shared: dict[Any, Any] = {}
+    new: dict[str, list[FileEntry]] = {}  # by folder
+    n_new = 0
 
-        def step(d: int, _t: int, base_done: int = base_done) -> None:
-            if progress:
-                progress(base_done + d, total)
+    def save() -> None:
+        if store is not None and dirty:
+            out = {}
+            for d in dirty:
+                kept = [e for e in cached.get(d, ()) if entries.get(e.path) is e]
+                out[d] = kept + new.get(d, [])
+            store.put_folders(out)
+            dirty.clear()
 
-        new = _scan_batch(batch, step)
-        entries.update(new)
-        if store is not None:
-            store.put_files(new.values())
-        done += sum(len(b[1]) for b in batch)
-        index.n_scanned += sum(len(b[1]) for b in batch)
-        if progress:
-            progress(done, total)
-    index._entries = entries
-
-
-def _batches(
-    to_scan: list[tuple[str, int, int]], files: list[str]
-) -> Iterator[list[tuple[str, list[tuple[str, int, int]]]]]:
-    """Batches of about BATCH files to scan, as (what scan_paths is given, the files it covers):
-    a whole folder when every file listed in it is to be read (the scan lists it, no per-file
-    checks), else the files one by one."""
-    per_dir: dict[str, int] = {}
-    for f in files:
-        d = os.path.dirname(f)
-        per_dir[d] = per_dir.get(d, 0) + 1
-    todo: dict[str, list[tuple[str, int, int]]] = {}
-    for t in to_scan:
-        todo.setdefault(os.path.dirname(t[0]), []).append(t)
-    batch: list[tuple[str, list[tuple[str, int, int]]]] = []
-    n = 0
-    for d, items in todo.items():
-        if len(items) == per_dir[d]:
-            batch.append((d, items))
-        else:
-            batch += [(t[0], [t]) for t in items]
-        n += len(items)
-        if n >= BATCH:
-            yield batch
-            batch, n = [], 0
-    if batch:
-        yield batch
-
-
-def _scan_batch(
-    batch: list[tuple[str, list[tuple[str, int, int]]]], progress: Callable[[int, int], None]
-) -> dict[str, FileEntry]:
-    stats = {p: (m, sz) for _, items in batch for p, m, sz in items}
-    inputs = [what for what, _ in batch if os.path.exists(what)]
+    chunks = scan_listed(to_scan, chunk=BATCH)
     try:
-        res = scan_paths(inputs, recursive=False, progress=progress)
-    except FileNotFoundError:  # a file went away while we looked
-        res = scan_paths([p for p in inputs if os.path.exists(p)], recursive=False, progress=progress)
-    out: dict[str, FileEntry] = {}
-    for h in res.headers:
-        if h.path in stats:
-            m, sz = stats[h.path]
-            out[h.path] = entry_from_header(h, m, sz)
-    for p, reason in res.skipped:
-        if p in stats:
-            m, sz = stats[p]
-            out[p] = FileEntry(p, m, sz, reason)
-    for p in stats:
-        if p not in out:
-            out[p] = FileEntry(p, 0, 0, "cannot read: vanished while indexing")
-    return out
+        while True:
+            if cancel is not None and cancel():
+                raise IndexCancelled(done, total)
+            got = next(chunks, None)
+            if got is None:
+                break
+            cur = None
+            mine: list[FileEntry] = []
+            for (folder, p), ms, it in zip(_with_folders(got[0]), got[1], got[2]):
+                if isinstance(it, Header):
+                    e = entry_from_header(it, *ms, shared) if ms is not None else FileEntry(p, 0, 0, _VANISHED)
+                else:
+                    e = FileEntry(p, *(ms or (0, 0)), it[1])
+                entries[p] = e
+                if folder is not cur:
+                    cur = folder
+                    dirty.add(folder)
+                    mine = new.setdefault(folder, [])
+                mine.append(e)
+            done += len(got[0])
+            n_new += len(got[0])
+            index.n_scanned += len(got[0])
+            if n_new >= WRITE:
+                save()
+                n_new = 0
+            if progress:
+                progress(done, total)
+    finally:
+        chunks.close()
+        save()  # (cancelled: what was read is kept)
+        index._entries = entries
+
+
+def _with_folders(files: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """(``os.path.dirname(p)``, p) of every file; the files of a folder come one after the other
+    in a listing, so a folder is computed once per run of its files."""
+    sep = os.sep
+    folder = ""
+    n = -1
+    for p in files:
+        if p.rfind(sep) != n or not p.startswith(folder):
+            folder = os.path.dirname(p)
+            n = len(folder)
+        yield folder, p
+
+
+_VANISHED = "cannot read: vanished while indexing"
 
 
 def _group(index: CaseIndex, files: list[str], entries: dict[str, FileEntry], row_set: set[str]) -> None:
     cases: dict[str, Case] = {}
     order: dict[str, int] = {}
     dir_case: dict[str, str] = {}
+    dirname = os.path.dirname
 
     def case(key: str, at: int) -> Case:
         c = cases.get(key)
@@ -817,23 +870,33 @@ def _group(index: CaseIndex, files: list[str], entries: dict[str, FileEntry], ro
             order[key] = at
         return c
 
-    for n, p in enumerate(files):
-        e = entries.get(p)
-        if e is None or e.error:
+    errors: list[tuple[int, str, str, FileEntry]] = []
+    get = entries.get
+    key_of: dict[int, str] = {}  # by values dict (entries share them): the key of its files
+    for n, (d, p) in enumerate(_with_folders(files)):
+        e = get(p)
+        if e is None:
             continue
-        k = case_key(e)
-        c = case(k, n)
+        if e.error:
+            errors.append((n, d, p, e))
+            continue
+        k = key_of.get(id(e.values))  # (the values dicts live as long as the entries: ids are stable)
+        if k is None:
+            k = case_key(e)
+            if not k.startswith("dir:"):
+                key_of[id(e.values)] = k
+        c = cases.get(k)
+        if c is None:
+            c = cases[k] = Case(k)
+            order[k] = n
         c.files.append(p)
         c.entries.append(e)
-        dir_case.setdefault(os.path.dirname(p), k)
-    for n, p in enumerate(files):
-        e = entries.get(p)
-        if e is None or not e.error:
-            continue
+        if d not in dir_case:
+            dir_case[d] = k
+    for n, d, p, e in errors:
         if e.error == "not DICOM" and p not in row_set:
             index.skipped.append((p, e.error))
             continue
-        d = os.path.dirname(p)
         case(dir_case.get(d) or f"dir:{d}", n).errors.append((p, e.error))
     if index.table is not None:
         first_row: dict[str, int] = {}
@@ -842,7 +905,7 @@ def _group(index: CaseIndex, files: list[str], entries: dict[str, FileEntry], ro
             if e is not None and not e.error:
                 k = case_key(e)
             else:
-                d = os.path.dirname(p)
+                d = dirname(p)
                 k = dir_case.get(d) or f"dir:{d}"
             c = case(k, len(files) + i)
             c.rows.append(i)
@@ -855,6 +918,23 @@ def _group(index: CaseIndex, files: list[str], entries: dict[str, FileEntry], ro
     index.cases = [cases[k] for k in keys]
     for i, c in enumerate(index.cases, 1):
         c.number = i
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while an index of up to 100,000 entries is built: the collector
+    would only walk the new entries (none of them is garbage) again and again.  Afterwards they
+    are moved to the oldest generation (``gc.freeze`` + ``unfreeze``), as the scan does."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
+            gc.enable()
 
 
 def _load_review(index: CaseIndex, store: IndexStore) -> None:

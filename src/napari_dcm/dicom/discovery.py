@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -432,3 +432,67 @@ def scan_paths(
         if progress:
             progress(done, total)
     return result
+
+
+# --------------------------------------------------------------------------
+# scanning listed files chunk by chunk, with their stat (the case index, dicom/cases.py)
+
+
+def _stats(paths: list[str]) -> list[tuple[int, int] | None]:
+    """Every file's (mtime_ns, size) (None: it could not be stat-ed)."""
+    out: list[tuple[int, int] | None] = []
+    stat = os.stat
+    for p in paths:
+        try:
+            st = stat(p)
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return out
+
+
+def _stat_scan_chunk(paths: list[str]) -> tuple[list[tuple[int, int] | None], _Packed]:
+    """``_scan_chunk_packed`` with every file's stat taken before it is read."""
+    return _stats(paths), _scan_chunk_packed(paths)
+
+
+def scan_listed(
+    files: list[str], chunk: int = CHUNK, workers: int | None = None
+) -> Generator[tuple[list[str], list[tuple[int, int] | None], list[Header | tuple[str, str]]], None, None]:
+    """Scan files already listed (no walking, no per-path checks), in order, chunk by chunk:
+    yields (the chunk's paths, their (mtime_ns, size) taken before they were read or None,
+    their headers or (path, reason)).  On every core (the session's scan workers) when there
+    are ``PARALLEL_MIN_FILES`` or more, a few chunks ahead of the consumer, which works on
+    one chunk while the next are scanned; closing the iterator early cancels the chunks not
+    started.  Added for the case index (its own listing and stat are the scan's)."""
+    chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
+    workers = workers or min(os.cpu_count() or 1, 8)
+    pool = None
+    if len(files) >= PARALLEL_MIN_FILES and workers > 1:
+        try:
+            pool = _get_pool(workers)
+        except Exception as exc:
+            log.info("parallel scan unavailable (%s); scanning serially", exc)
+    k = 0  # chunks yielded
+    if pool is not None:
+        ahead = 2 * workers + 2
+        pending: list[cf.Future[tuple[list[tuple[int, int] | None], _Packed]]] = []
+        try:
+            while k < len(chunks):
+                while len(pending) < ahead and k + len(pending) < len(chunks):
+                    pending.append(pool.submit(_stat_scan_chunk, chunks[k + len(pending)]))
+                stats, packed = pending.pop(0).result()
+                items = _unpack(chunks[k], packed)
+                k += 1
+                yield chunks[k - 1], stats, items
+        except GeneratorExit:
+            raise
+        except Exception as exc:  # e.g. no process support: the rest serially
+            log.info("parallel scan failed (%s); scanning serially", exc)
+            shutdown_pool()
+        finally:
+            for f in pending:
+                f.cancel()
+    for c in chunks[k:]:
+        stats = _stats(c)
+        yield c, stats, _scan_chunk(c)

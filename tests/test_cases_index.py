@@ -1,0 +1,118 @@
+"""The saved case index at scale: one record per folder in the cache, what invalidates what
+(a changed, added or removed file: only it is read; an unreadable folder record: only that
+folder), the scan workers' path (stat taken with the scan, cancel between chunks), and an
+index of the first layout upgraded without losing the review."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+import pytest
+
+import napari_dcm
+from case_tree import make_case_tree
+from napari_dcm.dicom import cases as casemod
+from napari_dcm.dicom import discovery
+from synth import write_small_files
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("NAPARI_DCM_CACHE", str(d))
+    return d
+
+
+@pytest.fixture
+def tree(corpus, tmp_path, cache):
+    return make_case_tree(corpus, tmp_path / "root")
+
+
+def _store(cache) -> sqlite3.Connection:
+    (path,) = list((cache / "cases").glob("*.sqlite"))
+    return sqlite3.connect(path)
+
+
+def _summary(idx):
+    return [(c.key, c.files, [e.values for e in c.entries], c.errors) for c in idx], idx.skipped
+
+
+def test_one_record_per_folder_and_added_file(tree, cache):
+    first = napari_dcm.cases(tree["root"])
+    with _store(cache) as db:
+        folders = sorted(r[0] for r in db.execute("SELECT folder FROM folders"))
+    # every folder with files, once: the notes.txt entry (not DICOM) sits in the root's record
+    assert folders == sorted(
+        {str(tree["root"])} | {os.path.dirname(f) for c in first for f in c.files} | {str(tree["broken"].parent)}
+    )
+    # a file added beside others: only it is read; the folder's other entries are kept
+    extra = tree["P002"]["RCC"].parent / "copy.dcm"
+    shutil.copy(tree["P002"]["RCC"], extra)
+    added = napari_dcm.cases(tree["root"])
+    assert added.n_scanned == 1 and added.filter(["patient_id=P002"])[0].n_images == 5
+    # ... and saved: the next reopen reads nothing
+    again = napari_dcm.cases(tree["root"])
+    assert again.n_scanned == 0 and _summary(again) == _summary(added)
+    # removed again: nothing is read, the entry goes (and stays gone)
+    extra.unlink()
+    removed = napari_dcm.cases(tree["root"])
+    assert removed.n_scanned == 0 and _summary(removed) == _summary(first)
+    assert napari_dcm.cases(tree["root"]).n_scanned == 0
+
+
+def test_unreadable_folder_record_reads_only_that_folder(tree, cache):
+    first = napari_dcm.cases(tree["root"])
+    folder = str(tree["P002"]["RCC"].parent)
+    with _store(cache) as db:
+        assert db.execute("UPDATE folders SET entries=? WHERE folder=?", (b"\x00garbage", folder)).rowcount == 1
+    again = napari_dcm.cases(tree["root"])
+    assert again.n_scanned == 4 and _summary(again) == _summary(first)
+    assert napari_dcm.cases(tree["root"]).n_scanned == 0  # (rewritten)
+
+
+def test_first_layout_is_upgraded_keeping_the_review(tree, cache):
+    first = napari_dcm.cases(tree["root"])
+    first.set_reviewed(first[2])
+    with _store(cache) as db:  # what an index of the first layout held
+        db.execute("UPDATE meta SET v='1' WHERE k='schema'")
+        db.execute("DROP TABLE folders")
+        db.execute("CREATE TABLE files (path TEXT PRIMARY KEY, mtime_ns INTEGER, size INTEGER, error TEXT)")
+    upgraded = napari_dcm.cases(tree["root"])
+    assert upgraded.n_scanned == 21 and [c.reviewed for c in upgraded] == [False, False, True, False, False, False]
+    with _store(cache) as db:
+        assert db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()[0] == str(casemod.SCHEMA)
+    assert napari_dcm.cases(tree["root"]).n_scanned == 0
+
+
+def test_scan_workers_path_cancel_and_resume(tmp_path, cache, monkeypatch):
+    """Enough files for the scan workers: the entries equal the scan's headers, every stat is
+    the file's, a cancel between chunks keeps what was read, and resuming reads only the rest."""
+    n = discovery.PARALLEL_MIN_FILES + 200
+    root = write_small_files(tmp_path / "many", n, per_series=100)
+    monkeypatch.setattr(casemod, "BATCH", 100)
+    seen = []
+
+    def progress(done, total):
+        seen.append((done, total))
+
+    with pytest.raises(casemod.IndexCancelled) as ei:
+        casemod.build_index(root, progress=progress, cancel=lambda: len(seen) > 3)
+    assert ei.value.done == 300 and ei.value.total == n
+    resumed = casemod.build_index(root, progress=progress)
+    assert resumed.n_scanned == n - 300 and seen[-1] == (n, n)
+    (case,) = resumed
+    headers = {h.path: h for h in discovery.scan_paths([str(root)]).headers}
+    assert case.files == sorted(headers)
+    for e in case.entries:
+        h = headers[e.path]
+        st = os.stat(e.path)
+        assert (e.mtime_ns, e.size) == (st.st_mtime_ns, st.st_size)
+        assert e.values["series_instance_uid"] == h.values["series_instance_uid"]
+        assert e.values["sop_class_uid"] == h.sop_class_uid and e.values["pixels"] == 1
+    # a fresh build (no cache) gives the same cases
+    fresh = casemod.build_index(root, cache=False)
+    assert _summary(fresh) == _summary(resumed)
+    # files of one series share one values dict (100,000 entries stay small)
+    assert len({id(e.values) for e in fresh[0].entries}) == n // 100
