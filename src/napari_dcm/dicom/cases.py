@@ -6,7 +6,7 @@ files and the other files of their folders), with what a reviewer needs to
 choose one: patient, study date, modalities, description, number of images
 and ROIs, reviewed or not, errors, missing files.
 
-Headers are read once, with the fast scan (:func:`.discovery.scan_listed`, every
+Headers are read once, with the fast scan (:func:`.discovery.scan_values`, every
 core), in batches so that indexing reports progress and can be cancelled.
 What was read is kept in an index in the user's cache directory (never beside
 the data): one SQLite file per dataset, keyed by the dataset's root path (the
@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DicomReadError
-from .discovery import dicomdir_files, iter_files, scan_listed
+from .discovery import dicomdir_files, iter_files, scan_values
 from .embed import EmbedRow, EmbedTable, Roi, format_embed_csv, normalize, read_embed_csv, write_embed_csv
 from .filters import Filters, matches_values, parse_filters
-from .scan import Header, sniff
+from .scan import sniff
 
 log = logging.getLogger("napari_dcm")
 
@@ -116,24 +116,6 @@ _KEPT = (
     "pixels",
 )
 _FROM_VALUES = _KEPT[:-2]
-
-
-def entry_from_header(h: Header, mtime_ns: int, size: int, shared: dict[Any, Any] | None = None) -> FileEntry:
-    """The entry of a scanned file.  ``shared``: files whose kept values are equal (the files of
-    a series, mostly) get one values dict (entries never change their values)."""
-    vals = (*map(h.values.get, _FROM_VALUES), h.sop_class_uid or None, 1 if h.has_pixels else 0)
-    if shared is None:
-        return FileEntry(h.path, mtime_ns, size, "", dict(zip(_KEPT, vals)))
-    values = shared.get(vals)
-    if values is None:
-        values = shared[vals] = dict(zip(_KEPT, vals))  # only these: 100,000 entries stay in memory
-    return FileEntry(h.path, mtime_ns, size, "", values)
-
-
-def _split(path: str) -> tuple[str, str]:
-    """(folder, the rest) of a path, ``folder + rest == path``."""
-    d = os.path.dirname(path)
-    return d, path[len(d) :]
 
 
 # --------------------------------------------------------------------------
@@ -793,7 +775,6 @@ def _index_files(
     done = total - len(to_scan)
     if progress:
         progress(done, total)
-    shared: dict[Any, Any] = {}
     new: dict[str, list[FileEntry]] = {}  # by folder
     n_new = 0
 
@@ -806,7 +787,7 @@ def _index_files(
             store.put_folders(out)
             dirty.clear()
 
-    chunks = scan_listed(to_scan, chunk=BATCH)
+    chunks = scan_values(to_scan, _FROM_VALUES, chunk=BATCH)
     try:
         while True:
             if cancel is not None and cancel():
@@ -816,11 +797,19 @@ def _index_files(
                 break
             cur = None
             mine: list[FileEntry] = []
+            # a values dict per values tuple: the scan sends files with equal values as one tuple
+            # (keyed by id: the chunk's tuples stay alive while it is read)
+            shared: dict[int, dict[str, Any]] = {}
             for (folder, p), ms, it in zip(_with_folders(got[0]), got[1], got[2]):
-                if isinstance(it, Header):
-                    e = entry_from_header(it, *ms, shared) if ms is not None else FileEntry(p, 0, 0, _VANISHED)
+                if type(it) is str:
+                    e = FileEntry(p, *(ms or (0, 0)), it)
+                elif ms is None:
+                    e = FileEntry(p, 0, 0, _VANISHED)
                 else:
-                    e = FileEntry(p, *(ms or (0, 0)), it[1])
+                    values = shared.get(id(it))
+                    if values is None:
+                        values = shared[id(it)] = dict(zip(_KEPT, it))
+                    e = FileEntry(p, *ms, "", values)
                 entries[p] = e
                 if folder is not cur:
                     cur = folder

@@ -451,20 +451,37 @@ def _stats(paths: list[str]) -> list[tuple[int, int] | None]:
     return out
 
 
-def _stat_scan_chunk(paths: list[str]) -> tuple[list[tuple[int, int] | None], _Packed]:
-    """``_scan_chunk_packed`` with every file's stat taken before it is read."""
-    return _stats(paths), _scan_chunk_packed(paths)
+def _scan_values_chunk(paths: list[str], names: tuple[str, ...]) -> tuple[list[tuple[int, int] | None], list[Any]]:
+    """Every file's stat (taken before it is read) and either its named header values, then
+    its SOP class UID and 1/0 for pixel data, as one tuple (files with equal values share one
+    tuple: pickled once), or why it was skipped (a str)."""
+    stats = _stats(paths)
+    out: list[Any] = []
+    shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for h in _scan_chunk(paths):
+        if isinstance(h, Header):
+            t = (*map(h.values.get, names), h.sop_class_uid or None, 1 if h.has_pixels else 0)
+            try:
+                out.append(shared.setdefault(t, t))
+            except TypeError:  # an unhashable value (from pydicom's fallback parse): not shared
+                out.append(t)
+        else:
+            out.append(h[1])
+    return stats, out
 
 
-def scan_listed(
-    files: list[str], chunk: int = CHUNK, workers: int | None = None
-) -> Generator[tuple[list[str], list[tuple[int, int] | None], list[Header | tuple[str, str]]], None, None]:
-    """Scan files already listed (no walking, no per-path checks), in order, chunk by chunk:
-    yields (the chunk's paths, their (mtime_ns, size) taken before they were read or None,
-    their headers or (path, reason)).  On every core (the session's scan workers) when there
-    are ``PARALLEL_MIN_FILES`` or more, a few chunks ahead of the consumer, which works on
-    one chunk while the next are scanned; closing the iterator early cancels the chunks not
-    started.  Added for the case index (its own listing and stat are the scan's)."""
+def scan_values(
+    files: list[str], names: tuple[str, ...], chunk: int = CHUNK, workers: int | None = None
+) -> Generator[tuple[list[str], list[tuple[int, int] | None], list[Any]], None, None]:
+    """Scan files already listed (no walking, no per-path checks), in order, chunk by chunk,
+    for a few header values: yields (the chunk's paths, their (mtime_ns, size) taken before
+    they were read or None, for each file either the tuple of its ``Header.values`` named by
+    ``names`` followed by its SOP class UID and 1/0 for pixel data, or why it was skipped).
+
+    On every core (the session's scan workers) when there are ``PARALLEL_MIN_FILES`` or more,
+    a bounded number of chunks ahead of the consumer, which works on one chunk while the next
+    are scanned; closing the iterator early cancels the chunks not started.  Only the values
+    asked for cross from the workers.  Added for the case index (dicom/cases.py)."""
     chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
     workers = workers or min(os.cpu_count() or 1, 8)
     pool = None
@@ -475,14 +492,13 @@ def scan_listed(
             log.info("parallel scan unavailable (%s); scanning serially", exc)
     k = 0  # chunks yielded
     if pool is not None:
-        ahead = 2 * workers + 2
-        pending: list[cf.Future[tuple[list[tuple[int, int] | None], _Packed]]] = []
+        ahead = max(16, 4 * workers)
+        pending: list[cf.Future[tuple[list[tuple[int, int] | None], list[Any]]]] = []
         try:
             while k < len(chunks):
                 while len(pending) < ahead and k + len(pending) < len(chunks):
-                    pending.append(pool.submit(_stat_scan_chunk, chunks[k + len(pending)]))
-                stats, packed = pending.pop(0).result()
-                items = _unpack(chunks[k], packed)
+                    pending.append(pool.submit(_scan_values_chunk, chunks[k + len(pending)], names))
+                stats, items = pending.pop(0).result()
                 k += 1
                 yield chunks[k - 1], stats, items
         except GeneratorExit:
@@ -494,5 +510,4 @@ def scan_listed(
             for f in pending:
                 f.cancel()
     for c in chunks[k:]:
-        stats = _stats(c)
-        yield c, stats, _scan_chunk(c)
+        yield (c, *_scan_values_chunk(c, names))
