@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DicomReadError
-from .discovery import dicomdir_files, iter_files, scan_values
+from .discovery import dicomdir_files, iter_files, list_folder, scan_values
 from .embed import EmbedRow, EmbedTable, Roi, format_embed_csv, normalize, read_embed_csv, write_embed_csv
 from .filters import Filters, matches_values, parse_filters
 from .scan import sniff
@@ -140,14 +140,17 @@ class IndexStore:
             source = db.execute("SELECT v FROM meta WHERE k='source'").fetchone() if have else None
             if version is not None and version[0] == "1" and source is not None and source[0] == source_key:
                 # an index of the first layout: its file entries are read again, the review is kept
-                db.execute("DROP TABLE IF EXISTS files")
+                for t in ("files", "folders", "listings"):
+                    db.execute(f"DROP TABLE IF EXISTS {t}")
                 db.execute(f"CREATE TABLE folders ({_FOLDERS})")
+                db.execute(f"CREATE TABLE listings ({_LISTINGS})")
                 db.execute("UPDATE meta SET v=? WHERE k='schema'", (str(SCHEMA),))
             elif version is None or version[0] != str(SCHEMA) or source is None or source[0] != source_key:
-                for t in ("meta", "folders", "files", "reviewed", "edits"):
+                for t in ("meta", "folders", "listings", "files", "reviewed", "edits"):
                     db.execute(f"DROP TABLE IF EXISTS {t}")
                 db.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
                 db.execute(f"CREATE TABLE folders ({_FOLDERS})")
+                db.execute(f"CREATE TABLE listings ({_LISTINGS})")
                 db.execute("CREATE TABLE reviewed (case_key TEXT PRIMARY KEY, at REAL)")
                 db.execute(
                     "CREATE TABLE edits (path TEXT PRIMARY KEY, case_key TEXT, row TEXT, nframes INTEGER,"
@@ -230,6 +233,28 @@ class IndexStore:
             if rows:
                 db.executemany("INSERT OR REPLACE INTO folders VALUES (?, ?)", rows)
 
+    # ---- folder listings (a folder source)
+    def load_listings(self) -> dict[str, tuple[int, int, list[str], list[str]]]:
+        """folder -> (its mtime_ns, when it was listed (ns), file names, subfolder names)."""
+        out = {}
+        loads = marshal.loads
+        with self._db() as db:
+            for folder, m, at, blob in db.execute("SELECT folder, mtime_ns, listed_ns, names FROM listings"):
+                try:
+                    files, dirs = loads(blob)
+                    out[folder] = (m, at, files, dirs)
+                except (ValueError, EOFError, TypeError):
+                    pass  # listed again
+        return out
+
+    def put_listings(self, listings: dict[str, tuple[int, int, list[str], list[str]]], gone: Iterable[str]) -> None:
+        rows = [(f, m, at, marshal.dumps((files, dirs))) for f, (m, at, files, dirs) in listings.items()]
+        drop = [(f,) for f in gone]
+        if rows or drop:
+            with self._db() as db:
+                db.executemany("DELETE FROM listings WHERE folder=?", drop)
+                db.executemany("INSERT OR REPLACE INTO listings VALUES (?, ?, ?, ?)", rows)
+
     # ---- reviewed
     def reviewed(self) -> set[str]:
         with self._db() as db:
@@ -296,6 +321,8 @@ class _Tx:
 # error, kept values in _KEPT order or ())]: one row per folder is far fewer rows to write
 # and read than one per file, and a changed file rewrites only its folder's row
 _FOLDERS = "folder TEXT PRIMARY KEY, entries BLOB"
+# a folder source's listing, folder by folder: reused while the folder's mtime is unchanged
+_LISTINGS = "folder TEXT PRIMARY KEY, mtime_ns INTEGER, listed_ns INTEGER, names BLOB"
 
 
 def _vals(e: FileEntry, memo: dict[int, tuple[Any, ...]]) -> tuple[Any, ...]:
@@ -705,6 +732,7 @@ def build_index(
     kind, src, inputs = _source_of(source)
     index = CaseIndex(source=src, kind=kind)
     row_set: set[str] = set()
+    files: list[str] = []
     if kind == "csv":
         index.table = read_embed_csv(src)
         index.row_files, index.base = _resolve_rows(index.table, src, os.fspath(root) if root else None)
@@ -713,16 +741,18 @@ def build_index(
         files = [*iter_files(dirs, recursive=False), *(p for p in index.row_files if os.path.isfile(p))]
     elif kind == "dicomdir":
         files = [os.path.abspath(p) for p in dicomdir_files(src)]
-    else:
-        files = list(iter_files(inputs, recursive))  # absolute: the inputs are
-    files = list(dict.fromkeys(files))
-    if "DICOMDIR" in "\n".join(files).upper():  # (rare: the per-file test only then)
-        files = [f for f in files if not os.path.basename(f).upper().startswith("DICOMDIR")]
-    index.n_files = len(files)
     source_key = f"{kind}:{src}" if kind != "paths" else "paths:" + "\n".join(sorted(inputs))
     store = IndexStore(index_path(source_key), source_key) if cache else None
     index.store = store
     with _collector_paused(), store.session() if store is not None else contextlib.nullcontext():
+        if kind == "folder" and store is not None:
+            files = _walk_kept(src, recursive, store)
+        elif kind in ("folder", "paths"):
+            files = list(iter_files(inputs, recursive))  # absolute: the inputs are
+        files = list(dict.fromkeys(files))
+        if "DICOMDIR" in "\n".join(files).upper():  # (rare: the per-file test only then)
+            files = [f for f in files if not os.path.basename(f).upper().startswith("DICOMDIR")]
+        index.n_files = len(files)
         _index_files(index, files, store, progress, cancel)
         _group(index, files, index._entries, row_set)
         if store is not None:
@@ -730,6 +760,53 @@ def build_index(
     index._entries = {}
     index.seconds = time.perf_counter() - t0
     return index
+
+
+# a saved listing is trusted only when it was taken this long after the folder's last change:
+# a change in the same timestamp tick (2 s on FAT) as the one seen would not change the mtime
+LISTING_MARGIN_NS = 2_000_000_000
+
+
+def _walk_kept(root: str, recursive: bool, store: IndexStore) -> list[str]:
+    """The files under ``root`` as ``iter_files`` lists them, reusing the saved listing of every
+    folder whose modification time is unchanged (a file or folder added, removed or renamed in
+    a folder changes its mtime; a file rewritten in place does not, which the per-file stat of
+    ``_index_files`` sees).  A folder is ``stat``-ed instead of listed, and listed again when
+    its mtime differs from the saved one, or the saved listing was taken less than
+    ``LISTING_MARGIN_NS`` after that mtime.  New listings are saved; folders no longer reached
+    are forgotten."""
+    saved = store.load_listings()
+    fresh: dict[str, tuple[int, int, list[str], list[str]]] = {}
+    seen: set[str] = set()
+    out: list[str] = []
+    join = os.path.join
+    stat = os.stat
+
+    def walk(folder: str) -> None:
+        try:
+            m = stat(folder).st_mtime_ns
+        except OSError as exc:
+            log.warning("cannot list %s: %s", folder, exc)
+            return
+        seen.add(folder)
+        s = saved.get(folder)
+        if s is not None and s[0] == m and s[1] - m >= LISTING_MARGIN_NS:
+            names, dirs = s[2], s[3]
+        else:
+            at = time.time_ns()  # (before listing: a change after it shows as a new mtime)
+            listed = list_folder(folder)
+            if listed is None:
+                return
+            names, dirs = listed
+            fresh[folder] = (m, at, names, dirs)
+        out.extend([join(folder, n) for n in names])
+        if recursive:
+            for d in dirs:
+                walk(join(folder, d))
+
+    walk(root)
+    store.put_listings(fresh, [f for f in saved if f not in seen])
+    return out
 
 
 def _index_files(

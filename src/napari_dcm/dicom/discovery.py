@@ -511,3 +511,28 @@ def scan_values(
                 f.cancel()
     for c in chunks[k:]:
         yield (c, *_scan_values_chunk(c, names))
+
+
+def list_folder(folder: str) -> tuple[list[str], list[str]] | None:
+    """The names of a folder's files and of its subfolders, sorted, as the listing of
+    ``iter_files`` takes them (hidden names and ``_SKIP_NAMES`` left out, symbolic links
+    to folders not followed); None when it cannot be listed.  Added for the case index,
+    which keeps a folder's listing while its modification time does not change."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        log.warning("cannot list %s: %s", folder, exc)
+        return None
+    files: list[str] = []
+    dirs: list[str] = []
+    for e in entries:
+        if e.name.startswith(".") or e.name in _SKIP_NAMES:
+            continue
+        try:
+            if e.is_dir(follow_symlinks=False):
+                dirs.append(e.name)
+            elif e.is_file():
+                files.append(e.name)
+        except OSError:
+            continue
+    return files, dirs
