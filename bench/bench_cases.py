@@ -11,9 +11,12 @@ index     ``napari_dcm.cases(folder)`` of 10,000 and 100,000 small files (16 x 1
           Both start warm (imports done and scan workers started on a separate 1,000-file
           folder), the page cache is warm.
 reopen    ``napari_dcm.cases(folder)`` again with the saved index (nothing is read again):
-          seconds; baseline, same run: listing the tree and ``os.stat`` of every file (what a
-          reopen must do at least to see changed files).  Also: one file touched (its
-          modification time changed), so exactly one file is read again.
+          seconds; baseline, same run: listing the tree and ``os.stat`` of every file (a plain
+          walk+stat: what a reopen without a saved index must do to see changed files).
+          Target <= 2x.  (The saved index keeps the folders' listings: a reopen stats every
+          folder and file rather than listing them; the data here was written earlier, so the
+          listings are trusted.)  Also: one file touched (its modification time changed), so
+          exactly one file is read again.
 hang      in a real viewer under Xvfb (a private Xvfb when there is no DISPLAY): the time from
           "next case" (``CaseDock.next_case``, what Page Down does) to the first canvas draw
           showing the new case's four mammograms loaded and hung 2x2 (``_common.watch_canvas``),
@@ -317,8 +320,8 @@ def main():
                 reo,
                 walk,
                 "s",
-                "<= 3x listing + stat of every file",
-                reo <= 3 * walk,
+                "<= 2x listing + stat of every file",
+                reo <= 2 * walk,
                 note=f"reopen {C.spread([r['seconds'] for r in r_reopen])} s; one file touched: "
                 f"{C.med([r['seconds'] for r in r_touch]):.3f} s",
                 samples=[r["seconds"] for r in r_reopen],

@@ -50,7 +50,7 @@ log = logging.getLogger("napari_dcm")
 
 SCHEMA = 2
 BATCH = 500  # files per scan chunk: the progress and cancel granularity
-WRITE = 8000  # scanned entries per index write
+WRITE = 20000  # scanned entries per index write
 
 
 class IndexCancelled(Exception):
@@ -91,6 +91,8 @@ class FileEntry:
     size: int = 0
     error: str = ""  # why it was skipped ("" = scanned fine)
     values: dict[str, Any] = field(default_factory=dict)
+    # the values as saved (in _KEPT order; files with equal values share one tuple), when known
+    kept: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def has_pixels(self) -> bool:
@@ -204,7 +206,7 @@ class IndexStore:
                         values = shared.get(id(vals))
                         if values is None:
                             values = shared[id(vals)] = dict(zip(_KEPT, vals)) if vals else {}
-                        mine.append(FileEntry(folder + rest, m, sz, err, values))
+                        mine.append(FileEntry(folder + rest, m, sz, err, values, vals))
                     out[folder] = mine
                 except (ValueError, EOFError, TypeError):
                     log.info("case index %s: the entries of %s are unreadable; reading them again", self.path, folder)
@@ -221,7 +223,7 @@ class IndexStore:
                 gone.append((folder,))
                 continue
             n = len(folder)
-            recs = [(e.path[n:], e.mtime_ns, e.size, e.error, _vals(e, memo)) for e in entries]
+            recs = [(e.path[n:], e.mtime_ns, e.size, e.error, e.kept or _vals(e, memo)) for e in entries]
             try:
                 blob = marshal.dumps(recs)
             except ValueError:  # a value of an unusual type (from pydicom's fallback parse, say): as text
@@ -799,7 +801,8 @@ def _walk_kept(root: str, recursive: bool, store: IndexStore) -> list[str]:
                 return
             names, dirs = listed
             fresh[folder] = (m, at, names, dirs)
-        out.extend([join(folder, n) for n in names])
+        prefix = folder if folder.endswith(os.sep) else folder + os.sep  # (os.path.join's result)
+        out.extend([prefix + n for n in names])
         if recursive:
             for d in dirs:
                 walk(join(folder, d))
@@ -886,7 +889,7 @@ def _index_files(
                     values = shared.get(id(it))
                     if values is None:
                         values = shared[id(it)] = dict(zip(_KEPT, it))
-                    e = FileEntry(p, *ms, "", values)
+                    e = FileEntry(p, *ms, "", values, it)
                 entries[p] = e
                 if folder is not cur:
                     cur = folder
@@ -936,15 +939,15 @@ def _group(index: CaseIndex, files: list[str], entries: dict[str, FileEntry], ro
             order[key] = at
         return c
 
-    errors: list[tuple[int, str, str, FileEntry]] = []
+    errors: list[tuple[int, str, FileEntry]] = []
     get = entries.get
     key_of: dict[int, str] = {}  # by values dict (entries share them): the key of its files
-    for n, (d, p) in enumerate(_with_folders(files)):
+    for n, p in enumerate(files):
         e = get(p)
         if e is None:
             continue
         if e.error:
-            errors.append((n, d, p, e))
+            errors.append((n, p, e))
             continue
         k = key_of.get(id(e.values))  # (the values dicts live as long as the entries: ids are stable)
         if k is None:
@@ -957,12 +960,17 @@ def _group(index: CaseIndex, files: list[str], entries: dict[str, FileEntry], ro
             order[k] = n
         c.files.append(p)
         c.entries.append(e)
-        if d not in dir_case:
-            dir_case[d] = k
-    for n, d, p, e in errors:
+    if errors or index.table is not None:  # the case of a folder's first readable file
+        for d, p in _with_folders(files):
+            if d not in dir_case:
+                e = get(p)
+                if e is not None and not e.error:
+                    dir_case[d] = key_of.get(id(e.values)) or case_key(e)
+    for n, p, e in errors:
         if e.error == "not DICOM" and p not in row_set:
             index.skipped.append((p, e.error))
             continue
+        d = dirname(p)
         case(dir_case.get(d) or f"dir:{d}", n).errors.append((p, e.error))
     if index.table is not None:
         first_row: dict[str, int] = {}

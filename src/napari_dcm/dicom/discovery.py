@@ -478,9 +478,9 @@ def scan_values(
     they were read or None, for each file either the tuple of its ``Header.values`` named by
     ``names`` followed by its SOP class UID and 1/0 for pixel data, or why it was skipped).
 
-    On every core (the session's scan workers) when there are ``PARALLEL_MIN_FILES`` or more,
-    a bounded number of chunks ahead of the consumer, which works on one chunk while the next
-    are scanned; closing the iterator early cancels the chunks not started.  Only the values
+    On every core (the session's scan workers) when there are ``PARALLEL_MIN_FILES`` or more:
+    the consumer works on one chunk while the next are scanned; closing the iterator early
+    cancels the chunks not started.  Only the values
     asked for cross from the workers.  Added for the case index (dicom/cases.py)."""
     chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
     workers = workers or min(os.cpu_count() or 1, 8)
@@ -492,13 +492,13 @@ def scan_values(
             log.info("parallel scan unavailable (%s); scanning serially", exc)
     k = 0  # chunks yielded
     if pool is not None:
-        ahead = max(16, 4 * workers)
-        pending: list[cf.Future[tuple[list[tuple[int, int] | None], list[Any]]]] = []
+        futures: list[cf.Future[tuple[list[tuple[int, int] | None], list[Any]]]] = []
         try:
+            # (all submitted at once, as ``pool.map`` does: while the consumer works, the
+            # executor's threads then have no submission to take the interpreter for)
+            futures = [pool.submit(_scan_values_chunk, c, names) for c in chunks]
             while k < len(chunks):
-                while len(pending) < ahead and k + len(pending) < len(chunks):
-                    pending.append(pool.submit(_scan_values_chunk, chunks[k + len(pending)], names))
-                stats, items = pending.pop(0).result()
+                stats, items = futures[k].result()
                 k += 1
                 yield chunks[k - 1], stats, items
         except GeneratorExit:
@@ -507,7 +507,7 @@ def scan_values(
             log.info("parallel scan failed (%s); scanning serially", exc)
             shutdown_pool()
         finally:
-            for f in pending:
+            for f in futures[k:]:
                 f.cancel()
     for c in chunks[k:]:
         yield (c, *_scan_values_chunk(c, names))
