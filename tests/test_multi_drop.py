@@ -5,6 +5,7 @@ left alone."""
 from __future__ import annotations
 
 import pytest
+
 from test_journey_fixes import world_box_on_canvas
 
 
