@@ -543,6 +543,10 @@ def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any
     try:
         layers = read(paths, progress=prog, report=report, on_stacks=prefetch_first_frames, **options)
     except NoDicomFoundError as exc:
+        if viewer is not None and report.skipped:
+            from .skipped_tab import record
+
+            record(viewer, report.skipped, report.problems)
         layers = _on_shown_images(viewer, report, [])
         if not layers:
             _notify.error(f"napari-dcm: {exc}")
@@ -561,6 +565,10 @@ def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any
         _notify.info(report.summary())
     for notice in report.skipped_notices():  # every skipped file named with its reason
         _notify.warning(notice)
+    if viewer is not None and (report.skipped or report.problems):
+        from .skipped_tab import record
+
+        record(viewer, report.skipped, report.problems)  # the DICOM dock's Skipped tab keeps them
     if report.unmatched_rows:
         _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
     from .presentation import after_read
