@@ -131,11 +131,13 @@ class IndexStore:
     indexing thread and the GUI thread.
     """
 
-    def __init__(self, path: str, source_key: str):
+    def __init__(self, path: str, source_key: str, *, keep_open: bool = False):
         self.path = path
         self.source_key = source_key
         self._conn: sqlite3.Connection | None = None
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        if keep_open:  # (for the ``session`` that follows in this thread: one connection, one checkpoint)
+            self._conn = self._connect()
         with self._db() as db:
             have = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
             version = db.execute("SELECT v FROM meta WHERE k='schema'").fetchone() if have else None
@@ -175,7 +177,8 @@ class IndexStore:
     def session(self) -> Iterator[IndexStore]:
         """One connection for a series of operations in this thread (indexing: closing a
         connection checkpoints the write-ahead log, which costs more than the writes)."""
-        self._conn = self._connect()
+        if self._conn is None:
+            self._conn = self._connect()
         try:
             yield self
         finally:
@@ -744,7 +747,7 @@ def build_index(
     elif kind == "dicomdir":
         files = [os.path.abspath(p) for p in dicomdir_files(src)]
     source_key = f"{kind}:{src}" if kind != "paths" else "paths:" + "\n".join(sorted(inputs))
-    store = IndexStore(index_path(source_key), source_key) if cache else None
+    store = IndexStore(index_path(source_key), source_key, keep_open=True) if cache else None
     index.store = store
     with _collector_paused(), store.session() if store is not None else contextlib.nullcontext():
         if kind == "folder" and store is not None:
