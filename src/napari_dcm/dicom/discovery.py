@@ -480,8 +480,8 @@ def scan_values(
 
     On every core (the session's scan workers) when there are ``PARALLEL_MIN_FILES`` or more:
     the consumer works on one chunk while the next are scanned; closing the iterator early
-    cancels the chunks not started.  Only the values
-    asked for cross from the workers.  Added for the case index (dicom/cases.py)."""
+    cancels the chunks not started.  Only the values asked for cross from the workers.
+    Added for the case index (dicom/cases.py)."""
     chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
     workers = workers or min(os.cpu_count() or 1, 8)
     pool = None
