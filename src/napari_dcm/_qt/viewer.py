@@ -373,9 +373,8 @@ def whole_view(viewer: Any) -> bool:
 def _hung(viewer: Any) -> bool:
     """A mammography hanging is shown: it places its images and fits the camera itself
     (``napari_dcm._qt.hanging.fit``, on canvas resizes and napari's reset view)."""
-    from .hanging import current
-
-    return current(viewer) is not None and bool(viewer.canvas.grid.enabled)
+    # the state's hanging (hanging.current) without importing the hanging module for a plain open
+    return state.of(viewer).hanging is not None and bool(viewer.canvas.grid.enabled)
 
 
 def fit_visible(viewer: Any) -> None:
