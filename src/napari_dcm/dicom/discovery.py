@@ -290,7 +290,7 @@ _Packed = tuple[list[tuple[Any, ...]], list[Any]]
 
 def _scan_chunk_packed(paths: list[str]) -> _Packed:
     """``_scan_chunk`` for the worker pool, answered packed (see ``_Packed``)."""
-    with layout_record() as rec:
+    with layout_record(bare=True) as rec:
         out = _scan_chunk(paths)
         bases: list[tuple[Any, ...]] = []
         index: dict[tuple[int, tuple[int, ...]], int] = {}
@@ -313,14 +313,16 @@ def _unpack(paths: list[str], packed: _Packed) -> list[Header | tuple[str, str]]
     bases, items = packed
     out: list[Header | tuple[str, str]] = []
     append = out.append
+    tup = tuple
     for path, it in zip(paths, items):
-        if type(it) is tuple and len(it) == 5:
+        if type(it) is tup and len(it) == 5:
             bi, sc, si, size, varying = it
-            ptag, poff, plen, needs, base, names, ts = bases[bi]
+            pb = bases[bi]
+            ptag, poff, plen, needs, base, names, ts = pb
             values = base.copy()
             if varying:
                 values.update(zip(names, varying))
-            append(Header(path, ts, sc, si, True, True, ptag, poff, plen, size, needs, values))
+            append(Header(path, ts, sc, si, True, True, ptag, poff, plen, size, needs, values, packed=pb))
         else:
             append(it)
     return out
@@ -384,7 +386,11 @@ def scan_paths(
     total = len(files)
     workers = workers or min(os.cpu_count() or 1, 8)
 
-    def take(items: Iterable[Header | tuple[str, str]]) -> None:
+    def take(items: list[Header | tuple[str, str]]) -> None:
+        hs = [it for it in items if type(it) is Header]
+        if len(hs) == len(items):
+            result.headers += hs
+            return
         for it in items:
             if isinstance(it, Header):
                 result.headers.append(it)

@@ -198,6 +198,7 @@ _MAX_LAYOUTS = 8
 # headers described by a layout, when recorded (see ``layout_record``): id(header) ->
 # (layout, indices of its varying values kept in ``values``, those values)
 _described: dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]] | None = None
+_described_bare = False  # (see layout_record)
 # values that differ from instance to instance: converted every time, never cached
 _PER_INSTANCE = frozenset({0x00080018, 0x00200013, 0x00200032})
 
@@ -218,18 +219,20 @@ def value_cache() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def layout_record() -> Iterator[dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]]]:
+def layout_record(bare: bool = False) -> Iterator[dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]]]:
     """Inside, every header a layout describes is noted (by id) with its layout and
     varying values: a scan worker then sends such a header as those values alone
-    (see ``discovery._scan_chunk_packed``)."""
-    global _described
-    old = _described
+    (see ``discovery._scan_chunk_packed``).  ``bare``: such headers' ``values`` are
+    left empty (the record holds what rebuilds them; filling them costs a worker
+    about 2 us per file for nothing)."""
+    global _described, _described_bare
+    old = _described, _described_bare
     rec: dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]] = {}
-    _described = rec
+    _described, _described_bare = rec, bare
     try:
         yield rec
     finally:
-        _described = old
+        _described, _described_bare = old
 
 
 class ScanError(Exception):
@@ -284,6 +287,11 @@ class Header:
     deflated_offset: int = -1
     source: Any = None
     dataset: Dataset | None = None
+    # main process only, never pickled: the packed base a scan worker's answer was
+    # rebuilt from (discovery._unpack).  Headers with the same ``packed`` have equal
+    # values but for those it names as varying (``packed[5]``), equal pixel location
+    # and transfer syntax: series assembly memoises per-file work on it.
+    packed: tuple[Any, ...] | None = None
 
     def get(self, name: str, default: Any = None) -> Any:
         v = self.values.get(name)
@@ -666,6 +674,7 @@ class _Layout:
         "meta_window",
         "mfixed_of",
         "mfixed",
+        "uid_at",
     )
     start: int  # where the dataset (after the file meta) starts
     ts: str
@@ -695,6 +704,7 @@ class _Layout:
     meta_window: tuple[int, int]
     mfixed_of: Callable[[bytes], tuple[bytes, ...]]
     mfixed: tuple[bytes, ...]
+    uid_at: tuple[int, int]  # indices of sop_class_uid / sop_instance_uid in ``names`` (-1: absent)
 
     def _regroup(self) -> None:
         """The itemgetters of the fixed ranges (element headers and values not seen to vary)
@@ -785,9 +795,21 @@ class _Layout:
                             if len(cache) < _CACHE_MAX:
                                 cache[ck] = v
                         vals[i] = v
-        values.update(zip(self.names, vals))
         if _described is not None and self.packable:
             _described[id(hdr)] = (self, self.kept, tuple([vals[i] for i in self.kept]))
+        if _described_bare and self.packable:
+            # recorded bare: the worker sends this header packed (discovery._scan_chunk_packed:
+            # the layout's base values + the kept varying ones), so its values dict is
+            # never read and is not filled (its pixel location and UIDs are)
+            hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length = self.pixel[:3]
+            if self.needs_dataset:
+                hdr.needs_dataset = True
+            hdr.transfer_syntax = ts
+            isc, isi = self.uid_at
+            hdr.sop_class_uid = (vals[isc] if isc >= 0 else None) or msc
+            hdr.sop_instance_uid = (vals[isi] if isi >= 0 else None) or msi
+            return hdr
+        values.update(zip(self.names, vals))
         hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length, values["pixel_vr"] = self.pixel
         if self.needs_dataset:
             hdr.needs_dataset = True
@@ -882,6 +904,10 @@ def _learn_layout(hdr: Header, first: bytes, pos: int, ts: str, explicit: bool, 
     lay.raws = tuple(first[sp] for sp in wanted)
     lay.names, lay.convs, lay.needs_dataset = tuple(names), tuple(convs), needs
     lay.packable = len(set(names)) == len(names)  # (a repeated tag: its last value counts)
+    lay.uid_at = (
+        names.index("sop_class_uid") if "sop_class_uid" in names else -1,
+        names.index("sop_instance_uid") if "sop_instance_uid" in names else -1,
+    )
     # the walked values in layout order (the cached objects: equal values stay one object)
     lay.conv_values = tuple(v[name] for name in names)
     lay.pixel = (hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length, v.get("pixel_vr", ""))

@@ -1,0 +1,101 @@
+"""Series assembly of packed headers (issue 11): headers a scan worker sent packed keep
+the base they were rebuilt from (``Header.packed``), and series assembly does the
+per-file work (descriptor, size check, series key, shared values) once per base where
+the base's varying values allow it.  The stacks must be those of the same headers
+assembled one by one."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from napari_dcm.dicom import discovery, series
+
+
+def _files(tmp_path, n=15):
+    """Small MR files laid out alike (same lengths everywhere): the scan describes all but
+    the first by its layout, and some values vary only in later files."""
+    from pydicom.uid import MRImageStorage
+
+    from synth import _file_ds
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    out = []
+    for k in range(n):
+        ds = _file_ds(MRImageStorage, f"1.2.826.0.1.3680043.10.998.{100000 + k}")
+        ds.PatientID, ds.Modality = "PACKED", "MR"
+        ds.StudyInstanceUID = "1.2.826.0.1.3680043.10.998.1"
+        # the first six files are one series; later ones alternate between three
+        ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.10.998.2.{0 if k < 6 else k % 3}"
+        ds.InstanceNumber = f"{k + 1:4d}"
+        ds.ImagePositionPatient = [0.0, 0.0, f"{k:6.1f}"]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [1.0, 1.0]
+        ds.WindowCenter, ds.WindowWidth = f"{100 if k < 9 else 200:4d}", "400"
+        ds.RescaleIntercept, ds.RescaleSlope = f"{0 if k % 4 else -1:3d}", "1"
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows = ds.Columns = 4
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = (np.arange(16, dtype=np.uint16) + k).tobytes()
+        path = str(folder / f"i{k:03d}.dcm")
+        ds.save_as(path, enforce_file_format=True)
+        out.append(path)
+    # a file of the first series whose pixel data is cut short: same header bytes (same
+    # base), another file size, which check_size refuses
+    data = Path(out[3]).read_bytes()
+    Path(out[3]).write_bytes(data[:-10])
+    return out
+
+
+def _summary(stacks):
+    return [
+        (
+            s.shape,
+            s.dtype.str,
+            s.scale,
+            s.translate,
+            s.windows,
+            s.info,
+            s.spacing_uniform,
+            [
+                (
+                    f.ref,
+                    f.desc,
+                    f.transform,
+                    f.position,
+                    f.orientation,
+                    f.pixel_spacing,
+                    f.windows,
+                    f.instance_number,
+                    f.sop_instance_uid,
+                    f.thickness,
+                )
+                for f in s.frames
+            ],
+        )
+        for s in stacks
+    ]
+
+
+def test_packed_headers_assemble_like_single_ones(tmp_path):
+    files = _files(tmp_path)
+    packed = pickle.loads(pickle.dumps(discovery._scan_chunk_packed(files)))
+    hs = discovery._unpack(files, packed)
+    assert all(h.packed is not None for h in hs[1:])  # all but the first came packed
+    assert len({id(h.packed) for h in hs[1:]}) > 1  # the base changed when values began to vary
+    got, got_skipped = series.stacks_from_headers(hs)
+    want, want_skipped = series.stacks_from_headers([dataclasses.replace(h, packed=None) for h in hs])
+    assert _summary(got) == _summary(want)
+    assert got_skipped == want_skipped
+    assert [p for p, _ in got_skipped] == [files[3]]  # the short file, although its base was memoised
+    assert len(got) == 3
+    assert sorted(s.nframes for s in got) == [3, 3, 8]
+    # the stacks' windows and rescales follow each file, memoised or not
+    first = next(s for s in got if s.nframes == 8)
+    assert [f.instance_number for f in first.frames] == [1, 2, 3, 5, 6, 7, 10, 13]
+    assert [f.windows[0].center for f in first.frames] == [100.0] * 6 + [200.0, 200.0]
+    assert [f.transform.intercept for f in first.frames] == [-1.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, -1.0]
