@@ -753,8 +753,10 @@ class _Layout:
         lo, hi = self.meta_window
         if hi > lo:
             window = first[lo:hi]
-            if b"\x02\x00" in window and any(p in window for p in _META_PATTERNS):
-                return False
+            if b"\x02\x00" in window:
+                for p in _META_PATTERNS:  # (a loop, not any(genexpr): this runs for every file)
+                    if p in window:
+                        return False
         return True
 
     def fits(self, first: bytes, ts: str | None) -> bool:
