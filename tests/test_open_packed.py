@@ -99,3 +99,22 @@ def test_packed_headers_assemble_like_single_ones(tmp_path):
     assert [f.instance_number for f in first.frames] == [1, 2, 3, 5, 6, 7, 10, 13]
     assert [f.windows[0].center for f in first.frames] == [100.0] * 6 + [200.0, 200.0]
     assert [f.transform.intercept for f in first.frames] == [-1.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, -1.0]
+
+
+def test_the_scan_starts_while_listing_and_gives_what_a_serial_scan_gives(tmp_path):
+    """scan_paths hands chunks to the workers as the folders are listed: every file once,
+    in listing order, as the serial scan finds them; progress counts up to the total."""
+    from synth import write_small_files
+
+    folder = write_small_files(tmp_path / "many", discovery.CHUNK * 2 + 37, per_series=100)
+    (folder / "not_dicom.txt").write_text("hello")
+    one = sorted(str(p) for p in folder.rglob("*.dcm"))[5]
+    calls = []
+    par = discovery.scan_paths([str(folder), one], progress=lambda d, t: calls.append((d, t)), workers=2)
+    ser = discovery.scan_paths([str(folder), one], workers=1)
+    total = discovery.CHUNK * 2 + 38
+    assert par.n_files == ser.n_files == total  # the file named twice counts once
+    assert [dataclasses.replace(h, packed=None) for h in par.headers] == ser.headers
+    assert par.skipped == ser.skipped == [(str(folder / "not_dicom.txt"), "not DICOM")]
+    assert calls[-1] == (total, total) and len(calls) == 3
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
