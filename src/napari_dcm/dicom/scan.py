@@ -517,8 +517,7 @@ def scan_header(path: str) -> Header:
     try:
         size = st.st_size
         first = os.read(fd, _FIRST_READ)
-        buf = _Buf(fd, first, size)
-        return _scan(path, fd, buf, first, size)
+        return _scan(path, fd, None, first, size)
     finally:
         os.close(fd)
 
@@ -551,7 +550,9 @@ def _meta_fast(data: bytes, values: dict[str, Any]) -> int:
     return end
 
 
-def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
+def _scan(path: str, fh: int, buf: _Buf | None, first: bytes, size: int) -> Header:
+    """The header of the file open as ``fh`` whose first bytes are ``first``; ``buf``:
+    a read buffer over it (made here when None, unless a layout describes the file)."""
     hdr = Header(path=path, file_size=size)
     kind = "dicom" if first[128:132] == b"DICM" else sniff(path, first[:132])
     if kind is None:
@@ -565,10 +566,11 @@ def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
                 if lay.meta_fits(first):
                     if i:
                         layouts.insert(0, layouts.pop(i))
-                    values.update(lay.meta_values)
-                    if lay.msi is not None:
-                        values["_msi"] = first[lay.msi].decode("latin-1").strip(" \x00")
-                    return lay.header(hdr, first)
+                    mv = lay.meta_values
+                    msi = "" if lay.msi is None else first[lay.msi].decode("latin-1").strip(" \x00")
+                    return lay.header(hdr, first, (mv["_ts"], mv.get("_msc", ""), msi))
+        if buf is None:
+            buf = _Buf(fh, first, size)
         pos = _meta_fast(first, values)
         if layouts is not None and pos >= 0:
             for i, lay in enumerate(layouts):
@@ -590,6 +592,8 @@ def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
             hdr.transfer_syntax = ts
             values["guessed_transfer_syntax"] = True
     else:
+        if buf is None:
+            buf = _Buf(fh, first, size)
         hdr.has_preamble = False
         pos = 0
         if buf.data[0:2] == b"\x02\x00":
@@ -773,11 +777,16 @@ class _Layout:
         self._regroup()
         return True
 
-    def header(self, hdr: Header, first: bytes) -> Header:
+    def header(self, hdr: Header, first: bytes, meta: tuple[str, str, str] | None = None) -> Header:
+        """``hdr`` described by this layout; ``meta``: (transfer syntax, Media Storage SOP
+        Class UID, its Instance UID) when not in ``hdr.values`` (as ``_ts``, ``_msc``, ``_msi``)."""
         values = hdr.values
-        ts = values.pop("_ts")
-        msc = values.pop("_msc", "")
-        msi = values.pop("_msi", "")
+        if meta is None:
+            ts = values.pop("_ts")
+            msc = values.pop("_msc", "")
+            msi = values.pop("_msi", "")
+        else:
+            ts, msc, msi = meta
         vals: tuple[Any, ...] | list[Any] = self.conv_values
         if self.var:
             vals = list(vals)
