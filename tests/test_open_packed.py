@@ -11,6 +11,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from napari_dcm.dicom import discovery, series
 
@@ -118,3 +119,47 @@ def test_the_scan_starts_while_listing_and_gives_what_a_serial_scan_gives(tmp_pa
     assert par.skipped == ser.skipped == [(str(folder / "not_dicom.txt"), "not DICOM")]
     assert calls[-1] == (total, total) and len(calls) == 3
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_series_order_equals_its_definition():
+    """series_order sorts by numbers alone when they have no ties, else with names and
+    paths too: the order must be the definition's (position along the normal, missing
+    last; InstanceNumber, missing last; file name; path) in both cases."""
+    import os
+    import random
+
+    from napari_dcm.dicom.scan import Header
+
+    rng = random.Random(3)
+    for trial in range(200):
+        n = rng.randint(1, 12)
+        tied = trial % 2  # half the trials draw from few values (ties), half from many
+        pos = [rng.choice([None, 0.0, -0.0, 1.5, 2.0]) if tied else rng.uniform(-5, 5) for _ in range(n)]
+        inst = [rng.choice([None, 1, 2]) if tied else rng.randint(0, 10**6) for _ in range(n)]
+        paths = [f"/d{rng.randint(0, 2)}/f{rng.randint(0, 3 if tied else 10**6)}.dcm" for _ in range(n)]
+        members = [(Header(p, values={"instance_number": i}), None) for p, i in zip(paths, inst)]
+        proj = np.array([[np.nan if x is None else x, 0.0, 0.0] for x in pos])
+
+        def key(k, pos=pos, inst=inst, paths=paths):
+            return (
+                pos[k] is None,
+                0.0 if pos[k] is None else pos[k],
+                1 << 40 if inst[k] is None else inst[k],
+                os.path.basename(paths[k]),
+                paths[k],
+            )
+
+        want = sorted(range(n), key=key)
+        assert series.series_order(members, proj).tolist() == want, (pos, inst, paths)
+
+
+def test_native_frame_is_the_dataclass_made_faster():
+    from napari_dcm.dicom.sources.file import NativeFrame, native_frame
+
+    a = native_frame("/x/y.dcm", 0, "1.2.840.10008.1.2.1", 1234, 512)
+    b = NativeFrame("/x/y.dcm", 0, "1.2.840.10008.1.2.1", 1234, 512)
+    assert type(a) is NativeFrame and a == b and hash(a) == hash(b) and repr(a) == repr(b)
+    assert pickle.loads(pickle.dumps(a)) == b
+    assert dataclasses.astuple(a) == dataclasses.astuple(b)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.start = 0  # still frozen

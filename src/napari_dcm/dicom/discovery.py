@@ -322,7 +322,10 @@ def _unpack(paths: list[str], packed: _Packed) -> list[Header | tuple[str, str]]
             values = base.copy()
             if varying:
                 values.update(zip(names, varying))
-            append(Header(path, ts, sc, si, True, True, ptag, poff, plen, size, needs, values, packed=pb))
+            # (positional, in field order: walked, deflated_offset, source, dataset, packed)
+            append(
+                Header(path, ts, sc, si, True, True, ptag, poff, plen, size, needs, values, True, -1, None, None, pb)
+            )
         else:
             append(it)
     return out

@@ -30,7 +30,7 @@ from .imagepixel import PixelDesc
 from .limits import DEFLATE_MAX_RATIO, LIMITS
 from .scan import DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE, NATIVE_SYNTAXES, Header
 from .sources import FrameRef
-from .sources.file import NativeFrame, file_frame_refs
+from .sources.file import NativeFrame, file_frame_refs, native_frame
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -713,8 +713,15 @@ def series_order(members: Sequence[tuple[Header, PixelDesc]], proj: np.ndarray) 
     paths = [h.path for h, _ in members]
     try:
         inst_arr = np.array([1 << 40 if i is None else i for i in inst], dtype=np.int64)
+        pos, missing = np.where(has, proj[:, 0], 0.0), ~has
+        order = np.lexsort((inst_arr, pos, missing))
+        # file names and paths only break ties of the numbers (a stable sort: without
+        # ties the order is the same with or without them, and text keys cost most)
+        m, p, i = missing[order], pos[order], inst_arr[order]
+        if not ((m[1:] == m[:-1]) & (p[1:] == p[:-1]) & (i[1:] == i[:-1])).any():
+            return order
         names = np.array(_basenames(paths), dtype=str)
-        return np.lexsort((np.array(paths, dtype=str), names, inst_arr, np.where(has, proj[:, 0], 0.0), ~has))
+        return np.lexsort((np.array(paths, dtype=str), names, inst_arr, pos, missing))
     except (OverflowError, TypeError, ValueError):  # values numpy cannot order like Python: sort as Python does
 
         def key(i: int) -> tuple[int, float, Any, str, str]:
@@ -775,7 +782,7 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
             n = nbytes.get(id(d))
             if n is None:
                 n = nbytes[id(d)] = int(d.native_frame_nbytes)
-            refs.append(NativeFrame(h.path, 0, ts, h.pixel_offset, n))
+            refs.append(native_frame(h.path, 0, ts, h.pixel_offset, n))
         else:
             refs.append(_refs(h, d, 1)[0])
     # keyed by the identity of the shared value objects (the headers keep them alive)
