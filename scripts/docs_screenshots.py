@@ -89,6 +89,13 @@ def main():
         dock.choose_preset("Bone")
         shot("dock_window.png")
         viewer.layers.clear()
+        # the Skipped tab after opening the corpus's folder of broken files
+        viewer.open(str(CORPUS / "broken"), plugin="napari-dcm")
+        dock.tabs.setCurrentWidget(dock.skipped_tab)
+        shot("dock_skipped.png")
+        dock.skipped_tab.clear()
+        dock.tabs.setCurrentIndex(0)
+        viewer.layers.clear()
         viewer.layers.clear()
         mammo_screenshots(viewer, dock, shot)
         # a Mammography CAD SR (TID 4000, built like the test suite's) on a real mammogram

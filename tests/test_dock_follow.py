@@ -42,7 +42,9 @@ def test_window_tab_follows_slices_drags_and_the_slider(make_napari_viewer, corp
     other = next(d for d in range(layer.data.shape[0]) if frame_windows(layer, d) != frame_windows(layer, d0))
     w1 = frame_windows(layer, other)[0]
     viewer.dims.set_current_step(0, other)
-    qtbot.waitUntil(lambda: dock._presets[0][0].startswith(f"Header 1: {w1['center']:g}/{w1['width']:g}"), timeout=20000)
+    qtbot.waitUntil(
+        lambda: dock._presets[0][0].startswith(f"Header 1: {w1['center']:g}/{w1['width']:g}"), timeout=20000
+    )
     # napari's contrast-limits slider: the boxes show the new window, no preset matches
     layer.contrast_limits = (100.0, 900.0)
     assert boxes(dock) == pytest.approx((500.0, 800.0)) and dock.preset.currentIndex() == -1

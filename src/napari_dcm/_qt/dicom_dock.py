@@ -1,8 +1,9 @@
-"""The napari-dcm dock: DICOM tags, windows (presets, W/L mouse mode), mammography layouts.
+"""The napari-dcm dock: DICOM tags, windows (presets, W/L mouse mode), mammography layouts,
+and the files a read skipped.
 
 It follows the active layer (a napari-dcm image, or one of its ROI/overlay
 layers) and the current frame.  Each tab is its own widget
-(:mod:`.tags_tab`, :mod:`.window_tab`, :mod:`.layout_tab`).
+(:mod:`.tags_tab`, :mod:`.window_tab`, :mod:`.layout_tab`, :mod:`.skipped_tab`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from ..layers import keys
 from . import keys as keymod
 from . import state
 from .layout_tab import LayoutTab
+from .skipped_tab import TITLE as SKIPPED
+from .skipped_tab import SkippedTab
 from .tags_tab import TagsTab
 from .viewer import dicom_images, fit_visible, image_of, keep_whole_view
 from .window import current_frame
@@ -40,6 +43,9 @@ class DicomDock(QWidget):
         self.tabs.addTab(self.tags_tab, "Tags")
         self.tabs.addTab(self.window_tab, "Window")
         self.tabs.addTab(self.layout_tab, "Layout")
+        self.skipped_tab = SkippedTab(napari_viewer)
+        self.tabs.addTab(self.skipped_tab, SKIPPED)
+        self.refresh_skipped()
         # the parts tests and scripts drive directly
         self.tree, self.filter = self.tags_tab.tree, self.tags_tab.filter
         self.preset, self.center, self.width = self.window_tab.preset, self.window_tab.center, self.window_tab.width
@@ -84,6 +90,12 @@ class DicomDock(QWidget):
             fit_visible(self.viewer)
             keep_whole_view(self.viewer)
         return lay  # a hanging fits itself, also when the canvas then changes size
+
+    def refresh_skipped(self):
+        """The Skipped tab's rows and its title ("Skipped (12)")."""
+        self.skipped_tab.refresh()
+        n = len(self.skipped_tab.rows())
+        self.tabs.setTabText(self.tabs.indexOf(self.skipped_tab), f"{SKIPPED} ({n})" if n else SKIPPED)
 
     # ---- following the viewer
     def current_image(self):

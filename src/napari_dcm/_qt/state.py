@@ -21,6 +21,7 @@ class ViewerState:
     fit_camera: Any = None  # the camera (center, zoom, angles) of napari-dcm's last whole-image fit
     fit_watch: bool = False  # canvas resizes refit an untouched whole-image view
     sr_documents: list[str] = field(default_factory=list)  # structured reports opened (paths)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (what, path, reason) of reads into it
     hanging: Any = None  # the current mammography hanging (napari_dcm._qt.hanging.Hanging)
     hanging_hooks: bool = False  # the hanging follows canvas size, reset view, status
 

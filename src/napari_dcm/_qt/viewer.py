@@ -262,6 +262,8 @@ def reader_layers(items: list[Any]) -> list[Any]:
     if viewer is None or len(viewer.layers):
         for layer, visible in zip(layers, shown):
             layer.visible = visible
+        if viewer is not None and any(shown):
+            refit_when_inserted(viewer, layers)
     elif layers:
         shown = show_related_only(layers, shown)
         pending = {id(l): (l, v) for l, v in zip(layers, shown)}
@@ -395,6 +397,27 @@ def fit_visible(viewer: Any) -> None:
     state.of(viewer).fit_camera = _camera_key(viewer)
 
 
+def refit_when_inserted(viewer: Any, layers: list[Any]) -> None:
+    """A later read into a viewer whose camera still shows everything whole (several
+    files dropped at once: napari calls the reader once per file and fits the first
+    only): fit again once napari has inserted ``layers``.  A camera the user moved
+    stays where it is."""
+    st = state.of(viewer)
+    if st.fit_camera is None or st.fit_camera != _camera_key(viewer):
+        return
+    pending = {id(layer) for layer in layers}
+
+    def inserted(event: Any) -> None:
+        pending.discard(id(event.value))
+        if pending:
+            return
+        viewer.layers.events.inserted.disconnect(inserted)
+        if st.fit_camera == _camera_key(viewer):
+            fit_visible(viewer)
+
+    viewer.layers.events.inserted.connect(inserted)
+
+
 def keep_whole_view(viewer: Any) -> None:
     """Keep the image whole when the canvas resizes: a dock taking its share of the
     window, the window's first layout, a hanging.
@@ -520,6 +543,10 @@ def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any
     try:
         layers = read(paths, progress=prog, report=report, on_stacks=prefetch_first_frames, **options)
     except NoDicomFoundError as exc:
+        if viewer is not None and report.skipped:
+            from .skipped_tab import record
+
+            record(viewer, report.skipped, report.problems)
         layers = _on_shown_images(viewer, report, [])
         if not layers:
             _notify.error(f"napari-dcm: {exc}")
@@ -538,6 +565,10 @@ def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any
         _notify.info(report.summary())
     for notice in report.skipped_notices():  # every skipped file named with its reason
         _notify.warning(notice)
+    if viewer is not None and (report.skipped or report.problems):
+        from .skipped_tab import record
+
+        record(viewer, report.skipped, report.problems)  # the DICOM dock's Skipped tab keeps them
     if report.unmatched_rows:
         _notify.warning(unmatched_message(options.get("annotations"), report.unmatched_rows))
     from .presentation import after_read
