@@ -163,3 +163,29 @@ def test_native_frame_is_the_dataclass_made_faster():
     assert dataclasses.astuple(a) == dataclasses.astuple(b)
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.start = 0  # still frozen
+
+
+def test_projections_equal_project_with_one_or_many_orientations():
+    """projections converts a shared orientation once: the values stay geometry.project's."""
+    import random
+
+    from napari_dcm.dicom import geometry
+
+    rng = random.Random(5)
+    shared = [1.0, 0.0, 0.0, 0.0, 0.8, 0.6]
+    for trial in range(100):
+        n = rng.randint(1, 8)
+        positions = [rng.choice([None, [1.0, 2.0], [rng.uniform(-9, 9) for _ in range(3)]]) for _ in range(n)]
+        if trial % 3 == 0:
+            orientations = [shared] * n  # one object
+        elif trial % 3 == 1:
+            orientations = [list(shared) for _ in range(n)]  # equal values, other objects
+        else:
+            orientations = [rng.choice([None, [], shared, [0.0, 1.0, 0.0, 0.0, 0.0, -1.0], [1.0]]) for _ in range(n)]
+        got = series.projections(positions, orientations)
+        for k in range(n):
+            want = geometry.project(positions[k], orientations[k])
+            if want is None:
+                assert np.isnan(got[k]).all()
+            else:
+                assert got[k].tolist() == list(want), (positions[k], orientations[k])

@@ -669,15 +669,21 @@ def projections(
     n = len(positions)
     pos = np.full((n, 3), np.nan)
     ori = np.full((n, 6), np.nan)
-    valid = [
-        i
-        for i, (p, o) in enumerate(zip(positions, orientations))
-        if p is not None and len(p) == 3 and o and len(o) == 6
-    ]
+    o0 = orientations[0] if n else None
+    # one orientation for all (a series' files share one value object): converted once
+    one = isinstance(o0, (list, tuple)) and len(o0) == 6 and orientations.count(o0) == n
+    if one:
+        valid = [i for i, p in enumerate(positions) if p is not None and len(p) == 3]
+    else:
+        valid = [
+            i
+            for i, (p, o) in enumerate(zip(positions, orientations))
+            if p is not None and len(p) == 3 and o and len(o) == 6
+        ]
     if valid:
         if len(valid) == n:
             pos[:] = positions
-            ori[:] = orientations
+            ori[:] = o0 if one else orientations
         else:
             pos[valid] = [positions[i] for i in valid]
             ori[valid] = [orientations[i] for i in valid]
