@@ -291,7 +291,7 @@ class Header:
     # rebuilt from (discovery._unpack).  Headers with the same ``packed`` have equal
     # values but for those it names as varying (``packed[5]``), equal pixel location
     # and transfer syntax: series assembly memoises per-file work on it.
-    packed: tuple[Any, ...] | None = None
+    packed: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
     def get(self, name: str, default: Any = None) -> Any:
         v = self.values.get(name)
