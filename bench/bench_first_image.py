@@ -21,6 +21,7 @@ plugin open pulls in).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -80,7 +81,10 @@ def child(spec) -> None:
     # ---- end of timed part
     if prof is not None:
         prof.disable()
-        cb.unregister()
+        # a compute still running in a background thread (the status bar's full-resolution
+        # value) has dask's active-callback set swapped out (dask.local.local_callbacks)
+        with contextlib.suppress(KeyError):
+            cb.unregister()
         _save_profile(prof, spec["profile"], t_settled - t0, computes)
     assert len(viewer.layers) == 1 and viewer.layers[0].data.shape == shape
     first = next((t, s) for t, s in watch.draws[n0:] if s and s[1])

@@ -26,7 +26,10 @@ from napari_dcm.dicom.scan import Header
 
 def _key(h):
     if isinstance(h, Header):
-        fields = tuple((f.name, getattr(h, f.name)) for f in dataclasses.fields(h) if f.name != "dataset")
+        # (``packed``: the main process' note of the packed base a header was rebuilt from)
+        fields = tuple(
+            (f.name, getattr(h, f.name)) for f in dataclasses.fields(h) if f.name not in ("dataset", "packed")
+        )
         return fields + (tuple(h.values),)  # the order of the values too
     return h
 

@@ -338,13 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             if not _cases_ready(case_nav):  # the case list still indexing
                 QTimer.singleShot(250, finish)
                 return
+            if args.screenshot and args.ndisplay != 3 and not settled():
+                QTimer.singleShot(200, finish)
+                return
             if args.screenshot:
-                if args.ndisplay != 3:
-                    from ._qt.viewer import fit_visible
-
-                    # nobody touched the camera of a scripted run: show the final layout whole
-                    # (a loaded machine can deliver the docks' canvas resize after the refit)
-                    fit_visible(viewer)
                 viewer.screenshot(args.screenshot, canvas_only=args.canvas_only)
                 what = "canvas" if args.canvas_only else "window"
                 print(f"napari-dcm: screenshot of the {what} saved to {args.screenshot}")
@@ -353,6 +350,18 @@ def main(argv: list[str] | None = None) -> int:
                 from qtpy.QtWidgets import QApplication
 
                 QApplication.instance().quit()
+
+        sizes: list[tuple[int, ...]] = []
+
+        def settled() -> bool:
+            """Nobody touched the camera of a scripted run: show the final layout whole, once
+            the canvas kept its size for 200 ms (a loaded machine can deliver the docks'
+            canvas resize late) -- at most ~4 s of waiting."""
+            from ._qt.viewer import fit_visible
+
+            sizes.append(tuple(viewer.canvas.size))
+            fit_visible(viewer)
+            return len(sizes) >= 20 or (len(sizes) >= 2 and sizes[-1] == sizes[-2])
 
         QTimer.singleShot(1500, finish)
     napari.run()

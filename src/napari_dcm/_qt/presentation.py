@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.overlays import AREA
+from ..layers.keys import DISPLAYED_AREA as AREA  # not layers.overlays: its imports cost the first image
 from .viewer import is_dicom_image
 
 

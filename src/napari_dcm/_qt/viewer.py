@@ -375,9 +375,8 @@ def whole_view(viewer: Any) -> bool:
 def _hung(viewer: Any) -> bool:
     """A mammography hanging is shown: it places its images and fits the camera itself
     (``napari_dcm._qt.hanging.fit``, on canvas resizes and napari's reset view)."""
-    from .hanging import current
-
-    return current(viewer) is not None and bool(viewer.canvas.grid.enabled)
+    # the state's hanging (hanging.current) without importing the hanging module for a plain open
+    return state.of(viewer).hanging is not None and bool(viewer.canvas.grid.enabled)
 
 
 def fit_visible(viewer: Any) -> None:
@@ -485,37 +484,74 @@ _prefetches: list[Any] = []
 PREFETCH_STACKS = 8
 
 
-def prefetch_first_frames(stacks: list[Any]) -> None:
+def prefetch_first_frames(stacks: list[Any], viewer: Any = None, multiscale: bool = False) -> None:
     """Decode the frame napari will show first of each stack, in a background thread.
 
     It runs while the main thread imports dask.array, builds the layer data and
     napari's layers (the decoders release the GIL); the frame lands in the
     decoded-frame cache where napari's first slice finds it.  Only stacks whose
     window comes from the header: without one, building the layer data decodes
-    that frame anyway (for the percentiles).
+    that frame anyway (for the percentiles).  A multiscale JPEG 2000 stack opened
+    as the first layer of ``viewer`` gets the resolution levels napari draws first
+    (:func:`first_levels`), not the full resolution it does not show.
     """
     import threading
 
-    from ..dicom.decode import load_frame
+    from ..dicom.decode import load_frame_level
+    from ..dicom.openjpeg import reduced_shape
     from ..layers.images import initial_frame
 
     todo = []
     for st in stacks[:PREFETCH_STACKS]:
         f = st.frames[initial_frame(st)]
         if (f.windows or st.windows) or (st.rgb and st.dtype.itemsize == 1):
-            todo.append((f, st))
+            for level in first_levels(st, viewer) if multiscale else (0,):
+                shape = tuple(st.shape)
+                if level:
+                    shape = reduced_shape(shape[0], shape[1], level) + shape[2:]
+                todo.append((f, st, shape, level))
     if not todo:
         return
 
     def run() -> None:
-        for f, st in todo:
+        for f, st, shape, level in todo:
             # strict: no report from here; napari's own read reports the frame when it shows it
             with contextlib.suppress(Exception):
-                load_frame(f.ref, f.desc, f.transform, st.shape, st.dtype.str, True)
+                load_frame_level(f.ref, f.desc, f.transform, shape, st.dtype.str, True, level)
 
     t = threading.Thread(target=run, name="napari-dcm-first-frame", daemon=True)
     t.start()
     _prefetches.append(t)
+
+
+def first_levels(stack: Any, viewer: Any) -> tuple[int, ...]:
+    """The resolution levels napari slices first when ``stack`` becomes the first layer
+    of ``viewer``, coarsest first: its thumbnail level (the coarsest) down to the level
+    it picks for the frame fitted to the canvas.  (0,) when the stack stays single
+    scale, there is no viewer, or the viewer already has layers (its camera stays).
+
+    napari's rule (``compute_multiscale_level``, restated because it is not public API)
+    takes the coarsest level that still has more pixels than the canvas along the
+    displayed extent, which (camera fitted) is the canvas size divided by the zoom.
+    Without the fit's margin this gives the finest level napari may pick, so the
+    levels listed always include the one it picks.
+    """
+    from ..dicom.volume import resolution_levels
+
+    if viewer is None or len(viewer.layers):
+        return (0,)
+    n = resolution_levels(stack)
+    if not n:
+        return (0,)
+    canvas = np.asarray(viewer.canvas.size, dtype=float)  # (height, width) in screen pixels
+    spacing = np.asarray(stack.scale[-2:], dtype=float)  # world units per pixel (rows, columns)
+    world = np.asarray(stack.shape[:2], dtype=float) * spacing
+    per_screen_px = float(np.max(world / np.maximum(canvas, 1.0)))  # world units per screen pixel, fitted
+    ratio = per_screen_px / spacing  # frame pixels per screen pixel along each axis
+    level = 0
+    while level < n and np.all(ratio > 2 ** (level + 1)):
+        level += 1
+    return tuple(range(n, level - 1, -1))
 
 
 def wait_prefetch(timeout: float = 30.0) -> None:
@@ -537,11 +573,20 @@ def read_with_notifications(paths: list[str], viewer: Any = None, **options: Any
     from ..errors import DicomError, NoDicomFoundError
 
     _notify.install_decode_notifier()
+    from ..dicom.scheduler import use_local_until_distributed
+
+    use_local_until_distributed()  # napari's first compute would import distributed to look for a client
     report = ReadReport()
     prog = _Progress()
     options.setdefault("multiscale", True)  # large JPEG 2000: napari picks the resolution for the zoom
     try:
-        layers = read(paths, progress=prog, report=report, on_stacks=prefetch_first_frames, **options)
+        layers = read(
+            paths,
+            progress=prog,
+            report=report,
+            on_stacks=lambda stacks: prefetch_first_frames(stacks, viewer, bool(options.get("multiscale"))),
+            **options,
+        )
     except NoDicomFoundError as exc:
         if viewer is not None and report.skipped:
             from .skipped_tab import record

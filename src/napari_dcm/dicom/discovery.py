@@ -290,7 +290,7 @@ _Packed = tuple[list[tuple[Any, ...]], list[Any]]
 
 def _scan_chunk_packed(paths: list[str]) -> _Packed:
     """``_scan_chunk`` for the worker pool, answered packed (see ``_Packed``)."""
-    with layout_record() as rec:
+    with layout_record(bare=True) as rec:
         out = _scan_chunk(paths)
         bases: list[tuple[Any, ...]] = []
         index: dict[tuple[int, tuple[int, ...]], int] = {}
@@ -313,14 +313,19 @@ def _unpack(paths: list[str], packed: _Packed) -> list[Header | tuple[str, str]]
     bases, items = packed
     out: list[Header | tuple[str, str]] = []
     append = out.append
+    tup = tuple
     for path, it in zip(paths, items):
-        if type(it) is tuple and len(it) == 5:
+        if type(it) is tup and len(it) == 5:
             bi, sc, si, size, varying = it
-            ptag, poff, plen, needs, base, names, ts = bases[bi]
+            pb = bases[bi]
+            ptag, poff, plen, needs, base, names, ts = pb
             values = base.copy()
             if varying:
                 values.update(zip(names, varying))
-            append(Header(path, ts, sc, si, True, True, ptag, poff, plen, size, needs, values))
+            # (positional, in field order: walked, deflated_offset, source, dataset, packed)
+            append(
+                Header(path, ts, sc, si, True, True, ptag, poff, plen, size, needs, values, True, -1, None, None, pb)
+            )
         else:
             append(it)
     return out
@@ -357,6 +362,21 @@ def shutdown_pool() -> None:
         _pool = None
 
 
+def _listed(paths: list[str], recursive: bool) -> Iterator[str]:
+    """The files to scan under ``paths``, in order, each once (DICOMDIRs give the files they list)."""
+    seen: set[str] = set()
+    for p in paths:
+        if os.path.isfile(p) and _is_dicomdir_name(p) and sniff(p) is not None:
+            found: Iterable[str] = dicomdir_files(p)
+        else:
+            # (a DICOMDIR name has "DICOMDIR" in its upper-cased path: most paths are kept on that alone)
+            found = (f for f in iter_files([p], recursive) if "DICOMDIR" not in f.upper() or not _is_dicomdir_name(f))
+        for f in found:
+            if f not in seen:
+                seen.add(f)
+                yield f
+
+
 def scan_paths(
     paths: Iterable[str],
     recursive: bool = True,
@@ -365,26 +385,24 @@ def scan_paths(
 ) -> ScanResult:
     """Find and scan every file under ``paths``.
 
-    ``progress(done, total)`` is called as chunks finish.  Folders of more
-    than ``PARALLEL_MIN_FILES`` files are scanned on every core.
+    ``progress(done, total)`` is called as chunks finish (once the listing is
+    done).  Folders of more than ``PARALLEL_MIN_FILES`` files are scanned on
+    every core, and the scan workers start on the first chunks while the
+    folders are still being listed.
     """
-    files: list[str] = []
-    for p in paths:
-        p = os.fspath(p)
+    roots = [os.fspath(p) for p in paths]
+    for p in roots:
         if not os.path.exists(p):
             raise FileNotFoundError(p)
-        if os.path.isfile(p) and _is_dicomdir_name(p) and sniff(p) is not None:
-            files += dicomdir_files(p)
-        else:
-            # (a DICOMDIR name has "DICOMDIR" in its upper-cased path: most paths are kept on that alone)
-            files += [f for f in iter_files([p], recursive) if "DICOMDIR" not in f.upper() or not _is_dicomdir_name(f)]
-    # keep order, drop duplicates
-    files = list(dict.fromkeys(files))
-    result = ScanResult(n_files=len(files))
-    total = len(files)
     workers = workers or min(os.cpu_count() or 1, 8)
+    files: list[str] = []
+    result = ScanResult()
 
-    def take(items: Iterable[Header | tuple[str, str]]) -> None:
+    def take(items: list[Header | tuple[str, str]]) -> None:
+        hs = [it for it in items if type(it) is Header]
+        if len(hs) == len(items):
+            result.headers += hs
+            return
         for it in items:
             if isinstance(it, Header):
                 result.headers.append(it)
@@ -392,38 +410,68 @@ def scan_paths(
                 result.skipped.append(it)
 
     pool = None
-    if total >= PARALLEL_MIN_FILES and workers > 1:
-        # tens of thousands of small objects arrive at once: collecting garbage
-        # while they do only re-walks a large heap (napari's) for nothing
-        try:
-            pool = _get_pool(workers)  # (imports done and workers forked with the collector as it was)
-        except Exception as exc:  # e.g. no process support: scan serially
-            log.info("parallel scan unavailable (%s); scanning serially", exc)
-            pool = None
-    if pool is not None:
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            chunks = [files[i : i + CHUNK] for i in range(0, total, CHUNK)]
-            done = 0
-            for chunk, packed in zip(chunks, pool.map(_scan_chunk_packed, chunks)):
-                items = _unpack(chunk, packed)
-                take(items)
-                done += len(items)
-                if progress:
-                    progress(done, total)
-            return result
-        except Exception as exc:  # e.g. no process support: fall back to serial
-            log.info("parallel scan failed (%s); scanning serially", exc)
+    pool_failed = workers <= 1
+    submitted = 0  # files handed to the workers so far (the first chunks go while the listing goes on)
+    futures: list[tuple[list[str], cf.Future[_Packed]]] = []
+    # tens of thousands of small objects arrive at once: collecting garbage
+    # while they do only re-walks a large heap (napari's) for nothing
+    gc_was_enabled = gc.isenabled()
+    try:
+        listing = _listed(roots, recursive)
+        for f in listing:
+            files.append(f)
+            n = len(files)
+            if pool is None and not pool_failed and n >= PARALLEL_MIN_FILES:
+                try:
+                    pool = _get_pool(workers)  # (imports done and workers forked with the collector as it was)
+                    gc.disable()
+                except Exception as exc:  # e.g. no process support: scan serially
+                    log.info("parallel scan unavailable (%s); scanning serially", exc)
+                    pool_failed = True
+            if pool is not None and n - submitted >= CHUNK:  # a full chunk: the workers start on it now
+                chunk = files[submitted:n]
+                try:
+                    futures.append((chunk, pool.submit(_scan_chunk_packed, chunk)))
+                except Exception as exc:  # a broken pool: scan serially once listed
+                    log.info("parallel scan failed (%s); scanning serially", exc)
+                    pool_failed = True
+                submitted = n
+    except BaseException:  # the listing failed (a DICOMDIR, say): nothing more to scan
+        for _, fut in futures:
+            fut.cancel()
+        if pool is not None and gc_was_enabled:
+            gc.enable()
+        raise
+    try:
+        total = result.n_files = len(files)
+        if pool is not None and not pool_failed:
+            try:
+                if submitted < total:
+                    chunk = files[submitted:]
+                    futures.append((chunk, pool.submit(_scan_chunk_packed, chunk)))
+                done = 0
+                for chunk, fut in futures:
+                    items = _unpack(chunk, fut.result())
+                    take(items)
+                    done += len(items)
+                    if progress:
+                        progress(done, total)
+                return result
+            except Exception as exc:  # e.g. no process support: fall back to serial
+                log.info("parallel scan failed (%s); scanning serially", exc)
+                pool_failed = True
+        if pool_failed and futures:
+            for _, fut in futures:
+                fut.cancel()
             shutdown_pool()
-            result = ScanResult(n_files=len(files))
-        finally:
-            if gc_was_enabled:
-                # the headers that arrived are not garbage: not walked (see series.promote_young)
-                if gc.get_freeze_count() == 0:
-                    gc.freeze()
-                    gc.unfreeze()
-                gc.enable()
+            result = ScanResult(n_files=total)
+    finally:
+        if pool is not None and gc_was_enabled:
+            # the headers that arrived are not garbage: not walked (see series.promote_young)
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
+            gc.enable()
     done = 0
     for i in range(0, total, CHUNK):
         items = _scan_chunk(files[i : i + CHUNK])

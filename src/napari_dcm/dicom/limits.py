@@ -147,13 +147,16 @@ def open_regular(path: str) -> int:
     return open_regular_stat(path)[0]
 
 
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)  # (once: opened per file)
+
+
 def open_regular_stat(path: str) -> tuple[int, os.stat_result]:
     """:func:`open_regular` and the file's ``fstat``.
 
     ``O_NONBLOCK`` makes opening a FIFO return at once; the descriptor is then
     checked with ``fstat`` (on a regular file ``O_NONBLOCK`` changes nothing).
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, _OPEN_FLAGS)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -198,6 +198,7 @@ _MAX_LAYOUTS = 8
 # headers described by a layout, when recorded (see ``layout_record``): id(header) ->
 # (layout, indices of its varying values kept in ``values``, those values)
 _described: dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]] | None = None
+_described_bare = False  # (see layout_record)
 # values that differ from instance to instance: converted every time, never cached
 _PER_INSTANCE = frozenset({0x00080018, 0x00200013, 0x00200032})
 
@@ -218,18 +219,20 @@ def value_cache() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def layout_record() -> Iterator[dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]]]:
+def layout_record(bare: bool = False) -> Iterator[dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]]]:
     """Inside, every header a layout describes is noted (by id) with its layout and
     varying values: a scan worker then sends such a header as those values alone
-    (see ``discovery._scan_chunk_packed``)."""
-    global _described
-    old = _described
+    (see ``discovery._scan_chunk_packed``).  ``bare``: such headers' ``values`` are
+    left empty (the record holds what rebuilds them; filling them costs a worker
+    about 2 us per file for nothing)."""
+    global _described, _described_bare
+    old = _described, _described_bare
     rec: dict[int, tuple[_Layout, tuple[int, ...], tuple[Any, ...]]] = {}
-    _described = rec
+    _described, _described_bare = rec, bare
     try:
         yield rec
     finally:
-        _described = old
+        _described, _described_bare = old
 
 
 class ScanError(Exception):
@@ -284,6 +287,11 @@ class Header:
     deflated_offset: int = -1
     source: Any = None
     dataset: Dataset | None = None
+    # main process only, never pickled: the packed base a scan worker's answer was
+    # rebuilt from (discovery._unpack).  Headers with the same ``packed`` have equal
+    # values but for those it names as varying (``packed[5]``), equal pixel location
+    # and transfer syntax: series assembly memoises per-file work on it.
+    packed: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
     def get(self, name: str, default: Any = None) -> Any:
         v = self.values.get(name)
@@ -509,8 +517,7 @@ def scan_header(path: str) -> Header:
     try:
         size = st.st_size
         first = os.read(fd, _FIRST_READ)
-        buf = _Buf(fd, first, size)
-        return _scan(path, fd, buf, first, size)
+        return _scan(path, fd, None, first, size)
     finally:
         os.close(fd)
 
@@ -543,7 +550,9 @@ def _meta_fast(data: bytes, values: dict[str, Any]) -> int:
     return end
 
 
-def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
+def _scan(path: str, fh: int, buf: _Buf | None, first: bytes, size: int) -> Header:
+    """The header of the file open as ``fh`` whose first bytes are ``first``; ``buf``:
+    a read buffer over it (made here when None, unless a layout describes the file)."""
     hdr = Header(path=path, file_size=size)
     kind = "dicom" if first[128:132] == b"DICM" else sniff(path, first[:132])
     if kind is None:
@@ -557,10 +566,11 @@ def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
                 if lay.meta_fits(first):
                     if i:
                         layouts.insert(0, layouts.pop(i))
-                    values.update(lay.meta_values)
-                    if lay.msi is not None:
-                        values["_msi"] = first[lay.msi].decode("latin-1").strip(" \x00")
-                    return lay.header(hdr, first)
+                    mv = lay.meta_values
+                    msi = "" if lay.msi is None else first[lay.msi].decode("latin-1").strip(" \x00")
+                    return lay.header(hdr, first, (mv["_ts"], mv.get("_msc", ""), msi))
+        if buf is None:
+            buf = _Buf(fh, first, size)
         pos = _meta_fast(first, values)
         if layouts is not None and pos >= 0:
             for i, lay in enumerate(layouts):
@@ -582,6 +592,8 @@ def _scan(path: str, fh: int, buf: _Buf, first: bytes, size: int) -> Header:
             hdr.transfer_syntax = ts
             values["guessed_transfer_syntax"] = True
     else:
+        if buf is None:
+            buf = _Buf(fh, first, size)
         hdr.has_preamble = False
         pos = 0
         if buf.data[0:2] == b"\x02\x00":
@@ -666,6 +678,7 @@ class _Layout:
         "meta_window",
         "mfixed_of",
         "mfixed",
+        "uid_at",
     )
     start: int  # where the dataset (after the file meta) starts
     ts: str
@@ -695,6 +708,7 @@ class _Layout:
     meta_window: tuple[int, int]
     mfixed_of: Callable[[bytes], tuple[bytes, ...]]
     mfixed: tuple[bytes, ...]
+    uid_at: tuple[int, int]  # indices of sop_class_uid / sop_instance_uid in ``names`` (-1: absent)
 
     def _regroup(self) -> None:
         """The itemgetters of the fixed ranges (element headers and values not seen to vary)
@@ -743,8 +757,10 @@ class _Layout:
         lo, hi = self.meta_window
         if hi > lo:
             window = first[lo:hi]
-            if b"\x02\x00" in window and any(p in window for p in _META_PATTERNS):
-                return False
+            if b"\x02\x00" in window:
+                for p in _META_PATTERNS:  # (a loop, not any(genexpr): this runs for every file)
+                    if p in window:
+                        return False
         return True
 
     def fits(self, first: bytes, ts: str | None) -> bool:
@@ -761,11 +777,16 @@ class _Layout:
         self._regroup()
         return True
 
-    def header(self, hdr: Header, first: bytes) -> Header:
+    def header(self, hdr: Header, first: bytes, meta: tuple[str, str, str] | None = None) -> Header:
+        """``hdr`` described by this layout; ``meta``: (transfer syntax, Media Storage SOP
+        Class UID, its Instance UID) when not in ``hdr.values`` (as ``_ts``, ``_msc``, ``_msi``)."""
         values = hdr.values
-        ts = values.pop("_ts")
-        msc = values.pop("_msc", "")
-        msi = values.pop("_msi", "")
+        if meta is None:
+            ts = values.pop("_ts")
+            msc = values.pop("_msc", "")
+            msi = values.pop("_msi", "")
+        else:
+            ts, msc, msi = meta
         vals: tuple[Any, ...] | list[Any] = self.conv_values
         if self.var:
             vals = list(vals)
@@ -785,9 +806,21 @@ class _Layout:
                             if len(cache) < _CACHE_MAX:
                                 cache[ck] = v
                         vals[i] = v
-        values.update(zip(self.names, vals))
         if _described is not None and self.packable:
             _described[id(hdr)] = (self, self.kept, tuple([vals[i] for i in self.kept]))
+        if _described_bare and self.packable:
+            # recorded bare: the worker sends this header packed (discovery._scan_chunk_packed:
+            # the layout's base values + the kept varying ones), so its values dict is
+            # never read and is not filled (its pixel location and UIDs are)
+            hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length = self.pixel[:3]
+            if self.needs_dataset:
+                hdr.needs_dataset = True
+            hdr.transfer_syntax = ts
+            isc, isi = self.uid_at
+            hdr.sop_class_uid = (vals[isc] if isc >= 0 else None) or msc
+            hdr.sop_instance_uid = (vals[isi] if isi >= 0 else None) or msi
+            return hdr
+        values.update(zip(self.names, vals))
         hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length, values["pixel_vr"] = self.pixel
         if self.needs_dataset:
             hdr.needs_dataset = True
@@ -882,6 +915,10 @@ def _learn_layout(hdr: Header, first: bytes, pos: int, ts: str, explicit: bool, 
     lay.raws = tuple(first[sp] for sp in wanted)
     lay.names, lay.convs, lay.needs_dataset = tuple(names), tuple(convs), needs
     lay.packable = len(set(names)) == len(names)  # (a repeated tag: its last value counts)
+    lay.uid_at = (
+        names.index("sop_class_uid") if "sop_class_uid" in names else -1,
+        names.index("sop_instance_uid") if "sop_instance_uid" in names else -1,
+    )
     # the walked values in layout order (the cached objects: equal values stay one object)
     lay.conv_values = tuple(v[name] for name in names)
     lay.pixel = (hdr.pixel_tag, hdr.pixel_offset, hdr.pixel_length, v.get("pixel_vr", ""))

@@ -30,7 +30,7 @@ from .imagepixel import PixelDesc
 from .limits import DEFLATE_MAX_RATIO, LIMITS
 from .scan import DEFLATED_LE, EXPLICIT_LE, IMPLICIT_LE, NATIVE_SYNTAXES, Header
 from .sources import FrameRef
-from .sources.file import NativeFrame, file_frame_refs
+from .sources.file import NativeFrame, file_frame_refs, native_frame
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -100,12 +100,7 @@ class ImageStack:
 
     @property
     def paths(self) -> list[str]:
-        out, seen = [], set()
-        for f in self.frames:
-            if f.ref.path not in seen:
-                seen.add(f.ref.path)
-                out.append(f.ref.path)
-        return out
+        return list(dict.fromkeys([f.ref.path for f in self.frames]))
 
     def display_to_stored(self) -> list[int]:
         return [f.ref.index for f in self.frames]
@@ -531,7 +526,18 @@ def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[
     okeys: dict[int, tuple[float, ...] | None] = {}  # orientation value -> orientation_key
     dkeys: dict[int, tuple[Any, ...]] = {}  # descriptor -> its part of the series key
     sized: dict[tuple[Any, ...], tuple[PixelDesc, str | None]] = {}  # -> (descriptor, check_size's refusal)
+    # headers rebuilt from one packed base (Header.packed) whose varying values are none
+    # of those read below: equal file size and SOP class give the same descriptor and
+    # series (one look-up per file).  (id of the base, size, SOP class) -> (desc, members)
+    by_base: dict[tuple[int, int, str], tuple[PixelDesc, list[tuple[Header, PixelDesc]]]] = {}
+    safe_base: dict[int, bool] = {}
     for h in headers:
+        pb = h.packed
+        if pb is not None:
+            hit = by_base.get((id(pb), h.file_size, h.sop_class_uid))
+            if hit is not None:
+                hit[1].append((h, hit[0]))
+                continue
         if h.sop_class_uid in NON_IMAGE_SOP_CLASSES:
             skipped.append((h.path, NON_IMAGE_SOP_CLASSES[h.sop_class_uid]))
             continue
@@ -587,9 +593,15 @@ def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[
                 key = (v.get("study_instance_uid"), v.get("series_instance_uid") or h.path, dkey, okey)
                 members = singles.get(key)
                 if members is None:
-                    singles[key] = [(h, desc)]
+                    members = singles[key] = [(h, desc)]
                 else:
                     members.append((h, desc))
+                if pb is not None:
+                    safe = safe_base.get(id(pb))
+                    if safe is None:
+                        safe = safe_base[id(pb)] = _base_groups_alike(pb)
+                    if safe:
+                        by_base[(id(pb), h.file_size, h.sop_class_uid)] = (desc, members)
         except StackError as exc:
             skipped.append((h.path, str(exc)))
         except Exception as exc:  # never let one file stop the others
@@ -608,6 +620,15 @@ def _stacks_from_headers(headers: list[Header]) -> tuple[list[ImageStack], list[
     return stacks, skipped
 
 
+def _base_groups_alike(pb: tuple[Any, ...]) -> bool:
+    """Do the headers of packed base ``pb`` (``Header.packed``) with equal file size and
+    SOP class get one descriptor, ``check_size`` answer and series key?  Yes when none of
+    their varying values is read for those and the base has a Series Instance UID (the
+    key falls back to the path without one)."""
+    _, _, _, _, base, varying, _ = pb
+    return not (_GROUP_FIELDS & set(varying)) and bool(base.get("series_instance_uid"))
+
+
 _DESC_FIELDS = (
     "rows",
     "columns",
@@ -618,6 +639,12 @@ _DESC_FIELDS = (
     "bits_stored",
     "planar_configuration",
     "pixel_vr",
+)
+
+
+# every value _stacks_from_headers reads to describe, check and group a single-frame file
+_GROUP_FIELDS = frozenset(
+    (*_DESC_FIELDS, "number_of_frames", "image_orientation", "study_instance_uid", "series_instance_uid")
 )
 
 
@@ -642,15 +669,21 @@ def projections(
     n = len(positions)
     pos = np.full((n, 3), np.nan)
     ori = np.full((n, 6), np.nan)
-    valid = [
-        i
-        for i, (p, o) in enumerate(zip(positions, orientations))
-        if p is not None and len(p) == 3 and o and len(o) == 6
-    ]
+    o0 = orientations[0] if n else None
+    # one orientation for all (a series' files share one value object): converted once
+    one = isinstance(o0, (list, tuple)) and len(o0) == 6 and orientations.count(o0) == n
+    if one:
+        valid = [i for i, p in enumerate(positions) if p is not None and len(p) == 3]
+    else:
+        valid = [
+            i
+            for i, (p, o) in enumerate(zip(positions, orientations))
+            if p is not None and len(p) == 3 and o and len(o) == 6
+        ]
     if valid:
         if len(valid) == n:
             pos[:] = positions
-            ori[:] = orientations
+            ori[:] = o0 if one else orientations
         else:
             pos[valid] = [positions[i] for i in valid]
             ori[valid] = [orientations[i] for i in valid]
@@ -686,8 +719,15 @@ def series_order(members: Sequence[tuple[Header, PixelDesc]], proj: np.ndarray) 
     paths = [h.path for h, _ in members]
     try:
         inst_arr = np.array([1 << 40 if i is None else i for i in inst], dtype=np.int64)
+        pos, missing = np.where(has, proj[:, 0], 0.0), ~has
+        order = np.lexsort((inst_arr, pos, missing))
+        # file names and paths only break ties of the numbers (a stable sort: without
+        # ties the order is the same with or without them, and text keys cost most)
+        m, p, i = missing[order], pos[order], inst_arr[order]
+        if not ((m[1:] == m[:-1]) & (p[1:] == p[:-1]) & (i[1:] == i[:-1])).any():
+            return order
         names = np.array(_basenames(paths), dtype=str)
-        return np.lexsort((np.array(paths, dtype=str), names, inst_arr, np.where(has, proj[:, 0], 0.0), ~has))
+        return np.lexsort((np.array(paths, dtype=str), names, inst_arr, pos, missing))
     except (OverflowError, TypeError, ValueError):  # values numpy cannot order like Python: sort as Python does
 
         def key(i: int) -> tuple[int, float, Any, str, str]:
@@ -715,6 +755,8 @@ _SHARED_VALUES = (
     "rescale_slope",
     "rescale_intercept",
 )
+
+_SHARED_SET = frozenset(_SHARED_VALUES)
 
 
 def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
@@ -746,13 +788,21 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
             n = nbytes.get(id(d))
             if n is None:
                 n = nbytes[id(d)] = int(d.native_frame_nbytes)
-            refs.append(NativeFrame(h.path, 0, ts, h.pixel_offset, n))
+            refs.append(native_frame(h.path, 0, ts, h.pixel_offset, n))
         else:
             refs.append(_refs(h, d, 1)[0])
     # keyed by the identity of the shared value objects (the headers keep them alive)
     shared: dict[tuple[int, ...], tuple[Any, ...]] = {}
+    # headers of one packed base whose varying values are none of _SHARED_VALUES share them
+    by_base: dict[int, tuple[Any, ...]] = {}
     per_file = []
-    for v in vals:
+    for (h, _), v in zip(members, vals):
+        pb = h.packed
+        if pb is not None:
+            got = by_base.get(id(pb))
+            if got is not None:
+                per_file.append(got)
+                continue
         sig = tuple(map(id, map(v.get, _SHARED_VALUES)))
         got = shared.get(sig)
         if got is None:
@@ -764,6 +814,8 @@ def _series_stack(members: list[tuple[Header, PixelDesc]]) -> ImageStack:
                 (th or [None])[0],
                 _rescale_of(v),
             )
+        if pb is not None and not _SHARED_SET.intersection(pb[5]):
+            by_base[id(pb)] = got
         per_file.append(got)
     ds0 = load_dataset(h0) if h0.needs_dataset else None
     transforms, dtype = _modality(h0, ds0, d0, [g[4] for g in per_file], refs[0])

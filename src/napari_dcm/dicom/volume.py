@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import operator
 import os
 import threading
 from dataclasses import dataclass
@@ -150,27 +151,37 @@ def _token(stack: ImageStack, shape: tuple[int, ...], dtype: np.dtype, strict: b
     from dask.base import tokenize
 
     # what a frame is: its file, stored index and where its bytes start; its transform
-    # (one entry per distinct transform object, frames share them)
+    # (one entry per distinct transform object, frames share them).  Columns, not a
+    # text per frame: the paths joined, the numbers as arrays.
     frames = stack.frames
-    tindex: dict[int, int] = {}
-    tnames: list[str] = []
-    parts = []
-    native = NativeFrame
-    for f in frames:
-        r, t = f.ref, f.transform
-        i = tindex.get(id(t))
-        if i is None:
-            i = tindex[id(t)] = len(tnames)
-            tnames.append(repr(t) if t is None or hasattr(t, "slope") else f"{type(t).__name__}@{id(t)}")
-        if type(r) is native:  # (the common case, without getattr: same text)
-            parts.append(f"NativeFrame\0{r.path}\0{r.index}\0{r.start}\0\0{i}")
-        else:
-            parts.append(
-                f"{type(r).__name__}\0{r.path}\0{r.index}\0{getattr(r, 'start', '')}\0{getattr(r, 'ranges', '')}\0{i}"
-            )
-    h = hashlib.sha1("\n".join(parts).encode("utf-8", "surrogateescape"))
+    refs = list(map(_ref_of, frames))
+    transforms = list(map(_transform_of, frames))
+    distinct = {id(t): t for t in transforms}  # first appearance order
+    tindex = {k: i for i, k in enumerate(distinct)}
+    tnames = [repr(t) if t is None or hasattr(t, "slope") else f"{type(t).__name__}@{id(t)}" for t in distinct.values()]
+    h = hashlib.sha1()
+    if all(type(r) is NativeFrame for r in refs):
+        h.update(b"NativeFrame\0")
+        h.update("\0".join(map(_path_of, refs)).encode("utf-8", "surrogateescape"))
+        h.update(np.fromiter(map(_index_of, refs), np.int64, len(refs)).tobytes())
+        h.update(np.fromiter(map(_start_of, refs), np.int64, len(refs)).tobytes())
+    else:
+        parts = [
+            f"{type(r).__name__}\0{r.path}\0{r.index}\0{getattr(r, 'start', '')}\0{getattr(r, 'ranges', '')}"
+            for r in refs
+        ]
+        h.update("\n".join(parts).encode("utf-8", "surrogateescape"))
+    h.update(np.fromiter(map(tindex.__getitem__, map(id, transforms)), np.int64, len(refs)).tobytes())
     h.update("\n".join(tnames).encode())
     return tokenize(h.hexdigest(), repr(frames[0].ref), frames[0].desc, shape, dtype.str, strict, level)
+
+
+_ref_of = operator.attrgetter("ref")
+_desc_of = operator.attrgetter("desc")
+_transform_of = operator.attrgetter("transform")
+_path_of = operator.attrgetter("path")
+_index_of = operator.attrgetter("index")
+_start_of = operator.attrgetter("start")
 
 
 def stack_array(stack: ImageStack, strict: bool = False, force_3d: bool = False, level: int = 0) -> dask.array.Array:
@@ -219,17 +230,18 @@ def _stack_array(stack: ImageStack, strict: bool, force_3d: bool, level: int) ->
         }
         chunks = ((1,) * n,) + tuple((s,) for s in shape)
     else:
+        dts = dtype.str
         dsk = {
-            (name, i, *zeros): (_load_chunk, f.ref, f.desc, f.transform, shape, dtype.str, strict)
-            for i, f in enumerate(frames)
+            (name, i, *zeros): (_load_chunk, r, d, t, shape, dts, strict)
+            for i, (r, d, t) in enumerate(zip(map(_ref_of, frames), map(_desc_of, frames), map(_transform_of, frames)))
         }
         chunks = ((1,) * n,) + tuple((s,) for s in shape)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     arr = da.Array(graph, name, chunks, dtype=dtype)  # type: ignore[no-untyped-call]  # dask.array.Array has no annotations
     table = FrameTable(
-        refs=[f.ref for f in frames],
-        descs=[f.desc for f in frames],
-        transforms=[f.transform for f in frames],
+        refs=list(map(_ref_of, frames)),
+        descs=list(map(_desc_of, frames)),
+        transforms=list(map(_transform_of, frames)),
         shape=shape,
         dtype=dtype.str,
         strict=strict,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -123,18 +124,27 @@ def contrast_limits(stack: ImageStack, strict: bool = False) -> tuple[float, flo
     return voi.percentile_limits(arr, 1.0, 99.0, padding=padding_range(stack))
 
 
+_ref_of = operator.attrgetter("ref")
+_path_of = operator.attrgetter("path")
+_index_of = operator.attrgetter("index")
+_uid_of = operator.attrgetter("sop_instance_uid")
+_windows_of = operator.attrgetter("windows")
+
+
 def metadata(stack: ImageStack) -> dict[str, Any]:
     frames = stack.frames
     f0 = frames[0]
     shown = frames[initial_frame(stack)]
     multiframe = stack.multiframe
-    d2s = stack.display_to_stored()
+    refs = list(map(_ref_of, frames))
+    frame_paths = list(map(_path_of, refs))
+    d2s = list(map(_index_of, refs))  # stack.display_to_stored()
     md: dict[str, Any] = {
         keys.IMAGE: 1,
-        keys.PATHS: stack.paths,
-        keys.FRAME_PATHS: [f.ref.path for f in frames],
+        keys.PATHS: list(dict.fromkeys(frame_paths)),  # stack.paths
+        keys.FRAME_PATHS: frame_paths,
         keys.DISPLAY_TO_STORED: d2s,
-        keys.SOP_INSTANCE_UIDS: [f.sop_instance_uid for f in frames],
+        keys.SOP_INSTANCE_UIDS: list(map(_uid_of, frames)),
         "multiframe": multiframe,
         "spacing_uniform": stack.spacing_uniform,
         keys.WINDOWS: [
@@ -153,7 +163,7 @@ def metadata(stack: ImageStack) -> dict[str, Any]:
         md["image_orientation"] = [float(v) for v in f0.orientation]
     if hasattr(shown.transform, "slope"):  # a rescale: presentation states' modality LUTs need stored values
         md["rescale"] = [float(shown.transform.slope), float(shown.transform.intercept)]
-    one_list = len({id(f.windows) for f in frames}) == 1  # frames share one windows list: all equal
+    one_list = len(set(map(id, map(_windows_of, frames)))) == 1  # frames share one windows list: all equal
     per_frame = (
         [] if one_list else [tuple((w.center, w.width, w.explanation, w.function) for w in f.windows) for f in frames]
     )

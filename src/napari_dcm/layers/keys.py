@@ -18,6 +18,7 @@ SR_DOCUMENT = "napari_dcm_sr"  # path of the structured report a layer stands fo
 LAYOUT_SAVED = "napari_dcm_layout_saved"  # scale/translate/visibility before a hanging
 PLACEHOLDER = "napari_dcm_placeholder"  # an empty layer padding a hanging cell (or its label)
 MAMMO = "napari_dcm_mammo"  # hanging values read once from an image's header (view codes, spacing, ...)
+DISPLAYED_AREA = "napari_dcm_displayed_area"  # a presentation state's region to fit, data (row, column)
 
 # ---- image metadata fields
 PATHS = "paths"  # the files (or DICOMweb keys) of the image, in display order of first use

@@ -616,7 +616,7 @@ def gsps_plane_layers(index: ImageIndex, ds, path: str, label: str) -> tuple[lis
 # presentation-state display: grayscale pipeline, shutters, spatial transformation, displayed area
 
 SPATIAL = "napari_dcm_spatial"  # image metadata: {"rotation", "flip", "source"} from a presentation state
-AREA = "napari_dcm_displayed_area"  # image metadata: the region to fit, in data (row, column) coordinates
+AREA = keys.DISPLAYED_AREA  # image metadata: the region to fit, in data (row, column) coordinates
 
 
 def _value_range(t: LayerData) -> tuple[float, float]:
