@@ -96,20 +96,26 @@ class LayoutTab(QWidget):
             "the patient whose current and prior studies hang (auto: the most standard views in the newest study);\n"
             "the other patients' images are off the grid"
         )
+        # a long patient ID must not widen the dock (and narrow the canvas): elide it
+        self.patient_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.patient_combo.setMinimumContentsLength(14)
         self.patient_combo.activated.connect(self._patient_chosen)
         prow.addWidget(self.patient_combo, 1)
         v.addLayout(prow)
         self.cells = CellTable(self)
         v.addWidget(self.cells)
-        v.addWidget(QLabel("Off the grid (drag onto a cell, or choose in a cell's menu):"))
+        off_label = QLabel("Off the grid (drag onto a cell, or choose in a cell's menu):")
+        off_label.setWordWrap(True)  # long lines wrap: the dock stays narrow, the canvas wide
+        v.addWidget(off_label)
         self.off_grid = QListWidget()
         self.off_grid.setDragEnabled(True)
         self.off_grid.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
         v.addWidget(self.off_grid)
         self.note = QLabel(
-            "All cells share one camera and one frame slider: a DBT scrolls\n"
+            "All cells share one camera and one frame slider: a DBT scrolls "
             "while 2D views beside it stay on their single frame."
         )
+        self.note.setWordWrap(True)
         v.addWidget(self.note)
         self.layout_combo.currentTextChanged.connect(self._sync_view_combo)
         self.layout_btn.clicked.connect(self._hang_clicked)
