@@ -12,22 +12,14 @@ import sqlite3
 import pytest
 
 import napari_dcm
-from case_tree import make_case_tree
+import test_cases  # noqa: E402
 from napari_dcm.dicom import cases as casemod
 from napari_dcm.dicom import discovery
 from synth import write_small_files
 
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    d = tmp_path / "cache"
-    monkeypatch.setenv("NAPARI_DCM_CACHE", str(d))
-    return d
-
-
-@pytest.fixture
-def tree(corpus, tmp_path, cache):
-    return make_case_tree(corpus, tmp_path / "root")
+# the case tree and a private cache directory, as for the other case tests
+cache = test_cases.cache
+tree = test_cases.tree
 
 
 def _store(cache) -> sqlite3.Connection:

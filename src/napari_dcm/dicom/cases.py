@@ -28,7 +28,6 @@ Pure: no napari, no Qt.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import logging
@@ -45,6 +44,7 @@ from .discovery import dicomdir_files, iter_files, list_folder, scan_values
 from .embed import EmbedRow, EmbedTable, Roi, format_embed_csv, normalize, read_embed_csv, write_embed_csv
 from .filters import Filters, matches_values, parse_filters
 from .scan import sniff
+from .series import paused_gc
 
 log = logging.getLogger("napari_dcm")
 
@@ -749,7 +749,7 @@ def build_index(
     source_key = f"{kind}:{src}" if kind != "paths" else "paths:" + "\n".join(sorted(inputs))
     store = IndexStore(index_path(source_key), source_key, keep_open=True) if cache else None
     index.store = store
-    with _collector_paused(), store.session() if store is not None else contextlib.nullcontext():
+    with paused_gc(), store.session() if store is not None else contextlib.nullcontext():
         if kind == "folder" and store is not None:
             files = _walk_kept(src, recursive, store)
         elif kind in ("folder", "paths"):
@@ -995,23 +995,6 @@ def _group(index: CaseIndex, files: list[str], entries: dict[str, FileEntry], ro
     index.cases = [cases[k] for k in keys]
     for i, c in enumerate(index.cases, 1):
         c.number = i
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No garbage collection while an index of up to 100,000 entries is built: the collector
-    would only walk the new entries (none of them is garbage) again and again.  Afterwards they
-    are moved to the oldest generation (``gc.freeze`` + ``unfreeze``), as the scan does."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            if gc.get_freeze_count() == 0:
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 def _load_review(index: CaseIndex, store: IndexStore) -> None:

@@ -13,8 +13,9 @@ import collections
 import logging
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -496,15 +497,19 @@ def _decode_ref(
     so they are gone once a failure's traceback is)."""
     enc = ref.read()
     read_ok.append(True)
-    arr = decode(enc, desc)
+    return _finish(decode(enc, desc), transform, shape, dtype, "")
+
+
+def _finish(arr: Any, transform: Any, shape: Sequence[int], dtype: Any, where: str) -> np.ndarray:
+    """A decoded frame transformed (rescale, LUTs), in the layer's dtype, checked against its shape."""
     if transform is not None:
         arr = transform(arr)
-    arr = np.asarray(arr)
-    if arr.dtype != np.dtype(dtype):
-        arr = arr.astype(dtype)
-    if arr.shape != tuple(shape):
-        raise ValueError(f"decoded frame has shape {arr.shape}, expected {tuple(shape)}")
-    return arr
+    out: np.ndarray = np.asarray(arr)
+    if out.dtype != np.dtype(dtype):
+        out = out.astype(dtype)
+    if out.shape != tuple(shape):
+        raise ValueError(f"decoded frame has shape {out.shape}{where}, expected {tuple(shape)}")
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -587,14 +592,7 @@ def _decode_level_ref(
         full = load_frame(ref, desc, None, (desc.rows, desc.columns), _decoded_dtype(desc), True)
         f = 1 << level
         arr = np.ascontiguousarray(full[::f, ::f])
-    if transform is not None:
-        arr = transform(arr)
-    arr = np.asarray(arr)
-    if arr.dtype != np.dtype(dtype):
-        arr = arr.astype(dtype)
-    if arr.shape != tuple(shape):
-        raise ValueError(f"decoded frame has shape {arr.shape} at level {level}, expected {tuple(shape)}")
-    return arr
+    return _finish(arr, transform, shape, dtype, f" at level {level}")
 
 
 def _decoded_dtype(desc: PixelDesc) -> str:
